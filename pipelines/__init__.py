@@ -1,0 +1,1 @@
+"""Supermetrics backfill monitor."""
