@@ -24,7 +24,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
-	$(BIN)/backfills demo
+	@echo "The full demo (ingest, models, report) is not built yet: serving the simulator alone. Ctrl+C stops it."
+	$(BIN)/backfills simulate --port 8765 --speed 600
 
 simulate: $(STAMP)
 	$(BIN)/backfills simulate --port 8765 --speed 600

@@ -21,9 +21,24 @@ from .workload import Workload
 from .world import FINAL_STATUSES, INCOMPLETE_STATUSES, ApiError, Backfill, Timing, World
 
 __all__ = [
-    "DEFAULT_API_KEY", "DEFAULT_START", "DEFAULT_TEAM_ID", "FAULT_KINDS", "FINAL_STATUSES", "INCOMPLETE_STATUSES",
-    "READ_SCOPE", "WRITE_SCOPE", "ApiError", "ApiKey", "Backfill", "Fault", "SimClock", "Simulator", "Timing",
-    "Workload", "World", "parse_fault",
+    "DEFAULT_API_KEY",
+    "DEFAULT_START",
+    "DEFAULT_TEAM_ID",
+    "FAULT_KINDS",
+    "FINAL_STATUSES",
+    "INCOMPLETE_STATUSES",
+    "READ_SCOPE",
+    "WRITE_SCOPE",
+    "ApiError",
+    "ApiKey",
+    "Backfill",
+    "Fault",
+    "SimClock",
+    "Simulator",
+    "Timing",
+    "Workload",
+    "World",
+    "parse_fault",
 ]
 
 DEFAULT_TEAM_ID = 936506
@@ -93,7 +108,9 @@ class Simulator:
 
     def authenticate(self, authorization: str | None) -> ApiKey:
         if not authorization or not authorization.startswith("Bearer "):
-            raise ApiError(401, "UNAUTHORIZED", "Authentication is required.", "Send Authorization: Bearer <api key>.")
+            raise ApiError(
+                401, "UNAUTHORIZED", "Authentication is required.", "Send Authorization: Bearer <api key>."
+            )
         key = self.keys.get(authorization.removeprefix("Bearer ").strip())
         if key is None:
             raise ApiError(401, "API_KEY_INVALID", "Invalid API key", "Provided API key was invalid.")
@@ -103,7 +120,9 @@ class Simulator:
         if scope not in key.scopes:
             raise ApiError(403, "ACCESS_DENIED", "Access Denied", f"The API key lacks the scope {scope}.")
         if (key.team_ids is not None and team_id not in key.team_ids) or team_id not in self.world.teams:
-            raise ApiError(403, "ACCESS_DENIED", "Access Denied", "You do not have permission to perform this operation.")
+            raise ApiError(
+                403, "ACCESS_DENIED", "Access Denied", "You do not have permission to perform this operation."
+            )
 
     # -- serving ----------------------------------------------------------------------------
 
@@ -118,7 +137,9 @@ class Simulator:
     def start(self) -> Simulator:
         self.stopping.clear()
         self._server = SimulatorHTTPServer(self._address, self)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="simulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="simulator", daemon=True
+        )
         self._thread.start()
         return self
 

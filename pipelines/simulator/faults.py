@@ -23,7 +23,7 @@ FAULT_KINDS = {
     "bad_json": "200 whose JSON body is cut short",
     "non_json": "200 with a text/plain body",
     "html": "200 with an HTML maintenance page",
-    "missing_field": "200 whose backfills lack a required field (field=..., default status; field=data drops data)",
+    "missing_field": "200 whose backfills lack a required field (`field`, default status; data drops data)",
     "extra_field": "200 whose backfills carry unknown extra fields (allowed by the spec)",
     "unknown_status": "200 whose first backfill has an unknown status value (PAUSED)",
 }
@@ -57,8 +57,8 @@ def parse_fault(spec: str) -> Fault:
     """Parse the CLI form `ENDPOINT:KIND[:TIMES | @PROBABILITY]`.
 
     Example:
-        >>> parse_fault("list:503:2")
-        Fault(kind='503', endpoint='list', times=2, probability=None, retry_after=30, slow_seconds=2.0, field='status')
+        >>> parse_fault("list:503:2").times
+        2
     """
     probability = None
     if "@" in spec:

@@ -31,7 +31,10 @@ class RateLimiter:
                 del self._counts[old]
             self._counts[key, window] += 1
             used = self._counts[key, window]
-        headers = {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(max(0, self.limit - used))}
+        headers = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(max(0, self.limit - used)),
+        }
         if used > self.limit:
             reset = window + timedelta(hours=1)
             headers["Retry-After"] = str(max(1, math.ceil((reset - now).total_seconds())))

@@ -22,7 +22,7 @@ class Workload:
     """
 
     transfers_per_team: int = 12
-    backfills_per_day: float = 12.0
+    backfills_per_day: float = 16.0
     cancel_probability: float = 0.08
     retry_probability: float = 0.6
 
@@ -35,8 +35,12 @@ class Workload:
 
     def _schedule_next_creation(self, world: World, team_id: int) -> None:
         mean_gap = 86_400 / self.backfills_per_day
-        world.schedule(world.now + timedelta(seconds=world.rng.expovariate(1 / mean_gap)),
-                       self._create_one, world, team_id)
+        world.schedule(
+            world.now + timedelta(seconds=world.rng.expovariate(1 / mean_gap)),
+            self._create_one,
+            world,
+            team_id,
+        )
 
     def _create_one(self, world: World, team_id: int) -> None:
         rng = world.rng
@@ -44,13 +48,15 @@ class Workload:
         days = rng.choice(RANGE_DAYS)
         range_end = world.now.date() - timedelta(days=rng.randint(1, 60))
         try:
-            backfill = world.create(team_id, transfer_id, range_end - timedelta(days=days - 1), range_end,
-                                    rng.choice(USER_IDS))
+            backfill = world.create(
+                team_id, transfer_id, range_end - timedelta(days=days - 1), range_end, rng.choice(USER_IDS)
+            )
         except ApiError:
             backfill = None  # overlaps an active backfill of that transfer: the user gives up
         if backfill is not None and rng.random() < self.cancel_probability:
-            world.schedule(world.now + timedelta(seconds=rng.uniform(60, 6 * 3600)),
-                           self._cancel, world, backfill)
+            world.schedule(
+                world.now + timedelta(seconds=rng.uniform(60, 6 * 3600)), self._cancel, world, backfill
+            )
         self._schedule_next_creation(world, team_id)
 
     def _cancel(self, world: World, backfill: Backfill) -> None:
@@ -60,10 +66,13 @@ class Workload:
     def _maybe_retry(self, world: World, backfill: Backfill) -> None:
         rng = world.rng
         if rng.random() < self.retry_probability:
-            world.schedule(world.now + timedelta(seconds=rng.uniform(300, 7200)), self._retry, world, backfill)
+            world.schedule(
+                world.now + timedelta(seconds=rng.uniform(300, 7200)), self._retry, world, backfill
+            )
         elif rng.random() < 0.5:
-            world.schedule(world.now + timedelta(seconds=rng.uniform(3600, 12 * 3600)),
-                           self._cancel, world, backfill)
+            world.schedule(
+                world.now + timedelta(seconds=rng.uniform(3600, 12 * 3600)), self._cancel, world, backfill
+            )
 
     def _retry(self, world: World, backfill: Backfill) -> None:
         if backfill.status == "FAILED":

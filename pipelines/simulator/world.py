@@ -8,7 +8,7 @@ A backfill's life:
 
     CREATED --(runs created)--> SCHEDULED --(a team slot is free)--> RUNNING
     RUNNING --(every run done, none failed)--> COMPLETED
-    RUNNING --(every run done, some failed)--> FAILED --(retry)--> RUNNING
+    RUNNING --(every run done, some failed)--> FAILED --(retry)--> RUNNING (SCHEDULED while no slot is free)
     any incomplete status --(cancel)--> CANCELLED
 
 Runs go one day at a time, newest day first. A team runs at most `max_running` backfills at once;
@@ -45,7 +45,12 @@ class ApiError(Exception):
 
 
 def not_found(what: str) -> ApiError:
-    return ApiError(404, "NOT_FOUND", "Not Found", f"The requested {what} could not be found or you do not have access to it.")
+    return ApiError(
+        404,
+        "NOT_FOUND",
+        "Not Found",
+        f"The requested {what} could not be found or you do not have access to it.",
+    )
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -125,6 +130,7 @@ class Timing:
     """How long things take, in simulated seconds."""
 
     runs_created_after: tuple[float, float] = (20, 180)  # CREATED -> SCHEDULED, uniform
+    pickup_after: tuple[float, float] = (30, 300)  # SCHEDULED -> RUNNING when a slot is free, uniform
     gap_between_runs: tuple[float, float] = (2, 15)  # uniform
     run_sigma: float = 0.6  # lognormal spread of one run's duration around the transfer's median
     run_bounds: tuple[float, float] = (5, 3600)
@@ -201,8 +207,12 @@ class World:
                 team_id=team_id,
                 source=rng.choice(DATA_SOURCES),
                 # most transfers are healthy, a few are flaky
-                failure_rate=failure_rate if failure_rate is not None else rng.choice((0, 0, 0.01, 0.03, 0.15)),
-                median_run_seconds=median_run_seconds if median_run_seconds is not None else rng.uniform(30, 300),
+                failure_rate=failure_rate
+                if failure_rate is not None
+                else rng.choice((0, 0, 0.01, 0.03, 0.15)),
+                median_run_seconds=median_run_seconds
+                if median_run_seconds is not None
+                else rng.uniform(60, 600),
             )
             team.transfers[transfer.id] = transfer
             return transfer
@@ -237,42 +247,72 @@ class World:
                 raise not_found("transfer")
             candidates = [b for b in team.backfills.values() if b.transfer_id == transfer_id]
             if not candidates:
-                raise ApiError(404, "NOT_FOUND", "Not Found", "No backfill has been created for this transfer yet.")
+                raise ApiError(
+                    404, "NOT_FOUND", "Not Found", "No backfill has been created for this transfer yet."
+                )
             return max(candidates, key=lambda b: (b.created_time, b.id))
 
     # -- commands ---------------------------------------------------------------------------
 
-    def create(self, team_id: int, transfer_id: int, range_start: date, range_end: date, user_id: int) -> Backfill:
+    def create(
+        self, team_id: int, transfer_id: int, range_start: date, range_end: date, user_id: int
+    ) -> Backfill:
         with self.lock:
             team = self.team(team_id)
             if transfer_id not in team.transfers:
                 raise not_found("transfer")
             if range_start > range_end:
-                raise ApiError(422, "UNPROCESSABLE_ENTITY", "Validation failed for the request parameters.",
-                               "range_start must not be after range_end.")
+                raise ApiError(
+                    422,
+                    "UNPROCESSABLE_ENTITY",
+                    "Validation failed for the request parameters.",
+                    "range_start must not be after range_end.",
+                )
             if range_end >= self._now.date():
-                raise ApiError(422, "UNPROCESSABLE_ENTITY", "Validation failed for the request parameters.",
-                               "A backfill can only cover dates before today.")
+                raise ApiError(
+                    422,
+                    "UNPROCESSABLE_ENTITY",
+                    "Validation failed for the request parameters.",
+                    "A backfill can only cover dates before today.",
+                )
             for other in team.backfills.values():
-                if (other.transfer_id == transfer_id and other.is_incomplete
-                        and other.range_start <= range_end and range_start <= other.range_end):
-                    raise ApiError(422, "UNPROCESSABLE_ENTITY", "Validation failed for the request parameters.",
-                                   f"The date range overlaps active backfill {other.id} of this transfer.")
+                if (
+                    other.transfer_id == transfer_id
+                    and other.is_incomplete
+                    and other.range_start <= range_end
+                    and range_start <= other.range_end
+                ):
+                    raise ApiError(
+                        422,
+                        "UNPROCESSABLE_ENTITY",
+                        "Validation failed for the request parameters.",
+                        f"The date range overlaps active backfill {other.id} of this transfer.",
+                    )
             backfill = Backfill(
-                id=next(self._backfill_ids), team_id=team_id, transfer_id=transfer_id,
-                range_start=range_start, range_end=range_end,
-                created_time=self._now, created_user_id=user_id,
+                id=next(self._backfill_ids),
+                team_id=team_id,
+                transfer_id=transfer_id,
+                range_start=range_start,
+                range_end=range_end,
+                created_time=self._now,
+                created_user_id=user_id,
             )
             team.backfills[backfill.id] = backfill
-            self.schedule(self._now + self._uniform(self.timing.runs_created_after), self._create_runs, backfill)
+            self.schedule(
+                self._now + self._uniform(self.timing.runs_created_after), self._create_runs, backfill
+            )
             return backfill
 
     def cancel(self, team_id: int, backfill_id: int, user_id: int) -> Backfill:
         with self.lock:
             backfill = self.get(team_id, backfill_id)
             if not backfill.is_incomplete:
-                raise ApiError(422, "UNPROCESSABLE_ENTITY", "Validation failed for the request parameters.",
-                               f"Backfill {backfill_id} is already {backfill.status} and cannot be updated.")
+                raise ApiError(
+                    422,
+                    "UNPROCESSABLE_ENTITY",
+                    "Validation failed for the request parameters.",
+                    f"Backfill {backfill_id} is already {backfill.status} and cannot be updated.",
+                )
             # pending runs are dropped; a run already in flight still finishes and counts
             backfill.status = "CANCELLED"
             backfill.end_time = backfill.removed_time = self._now
@@ -286,14 +326,20 @@ class World:
         with self.lock:
             backfill = self.get(team_id, backfill_id)
             if backfill.status != "FAILED":
-                raise ApiError(422, "UNPROCESSABLE_ENTITY", "Validation failed for the request parameters.",
-                               f"Only FAILED backfills can be retried; {backfill_id} is {backfill.status}.")
-            failed_days = sorted({date.fromisoformat(e["transfer_run_date"]) for e in backfill.errors}, reverse=True)
+                raise ApiError(
+                    422,
+                    "UNPROCESSABLE_ENTITY",
+                    "Validation failed for the request parameters.",
+                    f"Only FAILED backfills can be retried; {backfill_id} is {backfill.status}.",
+                )
+            failed_days = sorted(
+                {date.fromisoformat(e["transfer_run_date"]) for e in backfill.errors}, reverse=True
+            )
             backfill.pending_days = failed_days
             backfill.runs_failed = 0
             backfill.errors = []
-            backfill.status = "RUNNING"
-            self.schedule(self._now + self._uniform(self.timing.gap_between_runs), self._next_run, backfill)
+            backfill.status = "SCHEDULED"  # back in the queue: RUNNING at once when the team has a free slot
+            self._dispatch(self.teams[team_id])
             return backfill
 
     def forget(self, team_id: int, backfill_id: int) -> None:
@@ -309,16 +355,20 @@ class World:
         backfill.status = "SCHEDULED"
         backfill.runs_created = backfill.runs_total
         backfill.pending_days = [backfill.range_end - timedelta(days=i) for i in range(backfill.runs_total)]
-        self._dispatch(self.teams[backfill.team_id])
+        self.schedule(
+            self._now + self._uniform(self.timing.pickup_after), self._dispatch, self.teams[backfill.team_id]
+        )
 
     def _dispatch(self, team: Team) -> None:
         """Start queued backfills, oldest first, while the team has free slots."""
         running = sum(1 for b in team.backfills.values() if b.status == "RUNNING")
-        queued = sorted((b for b in team.backfills.values() if b.status == "SCHEDULED"),
-                        key=lambda b: (b.created_time, b.id))
+        queued = sorted(
+            (b for b in team.backfills.values() if b.status == "SCHEDULED"),
+            key=lambda b: (b.created_time, b.id),
+        )
         for backfill in queued[: max(0, self.max_running - running)]:
             backfill.status = "RUNNING"
-            backfill.start_time = self._now
+            backfill.start_time = backfill.start_time or self._now  # a retry keeps its first start
             self.schedule(self._now + self._uniform(self.timing.gap_between_runs), self._next_run, backfill)
 
     def _next_run(self, backfill: Backfill) -> None:
@@ -326,7 +376,9 @@ class World:
             return
         if backfill.pending_days:
             day = backfill.pending_days.pop(0)
-            self.schedule(self._now + timedelta(seconds=self._run_seconds(backfill)), self._run_done, backfill, day)
+            self.schedule(
+                self._now + timedelta(seconds=self._run_seconds(backfill)), self._run_done, backfill, day
+            )
             return
         if backfill.runs_failed:
             backfill.status = "FAILED"
@@ -341,7 +393,9 @@ class World:
         transfer = self.teams[backfill.team_id].transfers[backfill.transfer_id]
         if self.rng.random() < transfer.failure_rate:
             backfill.runs_failed += 1
-            backfill.errors.append({"transfer_run_date": day.isoformat(), "error": random_error(self.rng, transfer.source)})
+            backfill.errors.append(
+                {"transfer_run_date": day.isoformat(), "error": random_error(self.rng, transfer.source)}
+            )
         else:
             backfill.runs_completed += 1
         if backfill.status == "RUNNING":
@@ -360,7 +414,10 @@ class World:
             return
         cutoff = self._now - self.retention
         for team in self.teams.values():
-            expired = [b.id for b in team.backfills.values()
-                       if not b.is_incomplete and b.end_time is not None and b.end_time < cutoff]
+            expired = [
+                b.id
+                for b in team.backfills.values()
+                if not b.is_incomplete and b.end_time is not None and b.end_time < cutoff
+            ]
             for backfill_id in expired:
                 del team.backfills[backfill_id]

@@ -1,0 +1,35 @@
+"""Running the real `backfills` console script as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BACKFILLS = str(Path(sys.executable).with_name("backfills"))
+
+
+def backfills_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__", "RUNTIME__"))
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def start_simulator(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """Start `backfills simulate --port 0 ...`; returns the process and the base URL it printed."""
+    process = subprocess.Popen(
+        [BACKFILLS, "simulate", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=backfills_env(),
+    )
+    first = process.stdout.readline()
+    if "serving" not in first:
+        process.kill()
+        raise AssertionError(f"simulator did not start: {first}{process.stderr.read()}")
+    return process, first.split()[2]
