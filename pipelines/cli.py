@@ -3,17 +3,95 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import NoReturn
 
 import click
+
+from .ingest import ingest as run_ingest
+from .supermetrics.errors import MonitorError
+from .supermetrics.settings import DEFAULT_DB_PATH
 
 from .simulator import DEFAULT_API_KEY, DEFAULT_TEAM_ID, FAULT_KINDS, Simulator, Workload, parse_fault
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Log more, and show tracebacks of unexpected errors.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """Monitor Supermetrics backfills: poll the API into DuckDB history and report on it."""
+    ctx.obj = {"verbose": verbose}
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s: %(message)s"
+    )
+    # dlt's own logging prints tracebacks of failures this command reports in one line; config
+    # files and env vars still win. Telemetry stays off even when .dlt/ is not in the working dir.
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "INFO" if verbose else "CRITICAL")
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+
+
+def fail(error: MonitorError) -> NoReturn:
+    """The one line on stderr and the exit code of a failed command."""
+    click.echo(f"backfills: {error.failure_class}: {error}", err=True)
+    sys.exit(error.exit_code)
+
+
+DB_OPTION = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_DB_PATH,
+    show_default=True,
+    envvar="BACKFILLS_DB",
+    help="DuckDB file (env BACKFILLS_DB). Folders are created.",
+)
+
+
+@main.command()
+@click.option(
+    "--team-id",
+    "team_ids",
+    multiple=True,
+    type=int,
+    help="Team to poll; repeat for several. Default: team_ids in [sources.supermetrics].",
+)
+@click.option("--base-url", help="API root. Default: base_url in [sources.supermetrics], else production.")
+@DB_OPTION
+@click.option(
+    "--wait-lock",
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="If another ingest holds the database, wait this long for it instead of exiting.",
+)
+def ingest(team_ids: tuple[int, ...], base_url: str | None, db_path: Path, wait_lock: float) -> None:
+    """Poll each team once, load what changed, and print a summary. The scheduled job.
+
+    The API key comes from SOURCES__SUPERMETRICS__API_KEY or .dlt/secrets.toml, never from the
+    command line. Exit codes: 0 ok, 65 invalid response, 69 API unavailable, 73 locked,
+    75 rate limited or quota, 77 auth, 78 config.
+
+    \b
+    Example:
+        */5 * * * * cd /srv/backfills && .venv/bin/backfills ingest --team-id 936506
+    """
+    try:
+        result = run_ingest(db_path, team_ids=list(team_ids) or None, base_url=base_url, wait_lock=wait_lock)
+    except MonitorError as error:
+        fail(error)
+    report = result.report
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for team in report.teams:
+        click.echo(
+            f"team {team.team_id}: poll {team.poll_id}, listed {team.listed}, changed {team.changed}, "
+            f"left the list {team.left}, finished {team.finished}, new errors {team.new_errors}"
+        )
+    click.echo(f"{report.requests} request(s), {result.seconds:.1f} s, database {result.db_path}")
 
 
 def _parse_start(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
@@ -116,7 +194,7 @@ def simulate(
         backfills simulate --port 8765 --speed 600
         curl -H 'Authorization: Bearer sim-key' http://127.0.0.1:8765/v1/teams/936506/backfills
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("pipelines.simulator").setLevel(logging.INFO)
     workload = (
         None if no_workload else Workload(transfers_per_team=transfers, backfills_per_day=backfills_per_day)
     )

@@ -1,0 +1,191 @@
+"""One scheduled ingest run: lock, finish leftovers, diff against the database, poll, load.
+
+with RunLock(db):                      # overlapping cron ticks never run at once
+    finish pending load packages       # a killed run's data loads before anything new
+    baseline = read from the database  # the only source of truth for change detection
+    poll the API, load what changed    # the dlt source
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import dlt
+import duckdb
+from dlt.common.configuration.exceptions import ConfigurationException
+from dlt.common.exceptions import TerminalException
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from .lock import RunLock
+from .supermetrics import supermetrics
+from .supermetrics.baseline import read_baseline
+from .supermetrics.errors import ConfigError, LockedError, MonitorError
+from .supermetrics.settings import DATASET_NAME, PIPELINE_NAME
+from .supermetrics.snapshot import RunReport
+
+log = logging.getLogger(__name__)
+RESERVED_DB_NAMES = (DATASET_NAME, "analytics", "staging", "main")
+_LOCK_MESSAGE = re.compile(r"Could not set lock on file|Conflicting lock is held", re.IGNORECASE)
+
+
+@dataclass
+class IngestResult:
+    report: RunReport
+    db_path: Path
+    seconds: float
+
+
+def working_dir(db_path: Path) -> Path:
+    """dlt's local working folder belongs to one DuckDB file and lives beside it."""
+    return db_path.parent / f".{db_path.name}.dlt"
+
+
+def prepare_db_path(db_path: Path) -> Path:
+    """Check the database file's name and create its folder."""
+    if db_path.stem in RESERVED_DB_NAMES:
+        raise ConfigError(
+            f"the database file may not be named {db_path.name}: its name would clash with the "
+            f"schema {db_path.stem!r} inside it; choose another name"
+        )
+    try:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the folder for the database {db_path}: {exc.strerror}") from None
+    return db_path
+
+
+def open_pipeline(db_path: Path) -> dlt.Pipeline:
+    return dlt.pipeline(
+        pipeline_name=PIPELINE_NAME,
+        destination=dlt.destinations.duckdb(str(db_path)),
+        dataset_name=DATASET_NAME,
+        pipelines_dir=str(working_dir(db_path)),
+    )
+
+
+def ingest(
+    db_path: Path,
+    *,
+    team_ids: list[int] | None = None,
+    base_url: str | None = None,
+    wait_lock: float = 0.0,
+) -> IngestResult:
+    """Poll every team once and load what changed. Raises `MonitorError` for a failed run.
+
+    A run whose polls failed still loads the failed-poll rows, then raises the first poll error.
+    """
+    started = time.monotonic()
+    db_path = prepare_db_path(Path(db_path))
+    with RunLock(db_path, wait_lock):
+        pipeline = open_pipeline(db_path)
+        finish_pending_loads(pipeline, db_path)
+        with _duckdb(db_path) as con:
+            baseline = read_baseline(con, DATASET_NAME)
+        report = RunReport()
+        overrides = {k: v for k, v in (("team_ids", team_ids), ("base_url", base_url)) if v}
+        source = _make_source(baseline=baseline, report=report, **overrides)
+        _run(pipeline, db_path, lambda: pipeline.run(source, loader_file_format="parquet"))
+    if report.errors:
+        raise report.errors[0]
+    return IngestResult(report, db_path, time.monotonic() - started)
+
+
+def finish_pending_loads(pipeline: dlt.Pipeline, db_path: Path) -> None:
+    """Load what a killed or failed run left behind, before reading the baseline.
+
+    A package that can never load (a terminal failure) would block every later run: it is
+    dropped with a warning naming why.
+    """
+    if not pipeline.has_pending_data:
+        return
+    log.warning("loading data a previous run left pending")
+    try:
+        _run(pipeline, db_path, pipeline.run)
+    except MonitorError:
+        raise
+    except PipelineStepFailed as failed:
+        if not _is_terminal(failed):
+            raise
+        pipeline.abort_packages()
+        log.warning("dropped a pending load package that cannot load: %s", _root_cause(failed))
+
+
+def _make_source(**kwargs: object) -> dlt.sources.DltSource:
+    try:
+        return supermetrics(**kwargs)
+    except ConfigurationException as exc:
+        raise ConfigError(_config_message(exc)) from None
+
+
+def _config_message(exc: ConfigurationException) -> str:
+    missing = getattr(exc, "fields", None)
+    if missing:
+        names = ", ".join(missing)
+        return (
+            f"missing configuration: {names}. Set it under [sources.supermetrics] in .dlt/config.toml "
+            f"(api_key in .dlt/secrets.toml) or as SOURCES__SUPERMETRICS__{missing[0].upper()}"
+        )
+    return f"bad configuration: {str(exc).splitlines()[0]}"
+
+
+def _run(pipeline: dlt.Pipeline, db_path: Path, step: object) -> None:
+    try:
+        step()  # type: ignore[operator]
+    except PipelineStepFailed as failed:
+        cause = _monitor_error(failed)
+        if cause is not None:
+            raise cause from None
+        if _LOCK_MESSAGE.search(_chain_text(failed)):
+            raise _locked(db_path) from None
+        raise
+
+
+@contextmanager
+def _duckdb(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    try:
+        con = duckdb.connect(str(db_path))
+    except duckdb.IOException as exc:
+        if _LOCK_MESSAGE.search(str(exc)):
+            raise _locked(db_path) from None
+        raise
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def _locked(db_path: Path) -> LockedError:
+    return LockedError(
+        f"the database {db_path} is open in another process (a BI tool or a DuckDB shell?): "
+        "close it and run again; anything already polled is kept and loads on the next run"
+    )
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = getattr(exc, "exception", None) or exc.__cause__ or exc.__context__
+
+
+def _monitor_error(exc: BaseException) -> MonitorError | None:
+    return next((e for e in _causes(exc) if isinstance(e, MonitorError)), None)
+
+
+def _chain_text(exc: BaseException) -> str:
+    return " | ".join(str(e) for e in _causes(exc))
+
+
+def _root_cause(exc: BaseException) -> str:
+    return str(list(_causes(exc))[-1]).splitlines()[0]
+
+
+def _is_terminal(exc: BaseException) -> bool:
+    return any(isinstance(e, TerminalException) for e in _causes(exc))

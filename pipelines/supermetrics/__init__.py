@@ -1,0 +1,168 @@
+"""dlt source for Supermetrics backfills: a poll log and change-only backfill history.
+
+Config section `supermetrics`: `[sources.supermetrics]` in `.dlt/config.toml` / `.dlt/secrets.toml`,
+or `SOURCES__SUPERMETRICS__<NAME>` env vars. Every table is append-only; change detection happens
+against a `Baseline` read from the destination before the run (see `pipelines.ingest`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import dlt
+from dlt.sources import DltResource
+
+from . import settings
+from .client import SupermetricsClient
+from .snapshot import Baseline, Collector, RunReport
+
+
+def _columns(**types: str) -> list[dict[str, Any]]:
+    """Column hints for every field, so that columns exist even when all their values are null."""
+    return [{"name": name, "data_type": data_type, "nullable": True} for name, data_type in types.items()]
+
+
+POLL_COLUMNS = _columns(
+    poll_id="bigint",
+    team_id="bigint",
+    polled_at="timestamp",
+    received_at="timestamp",
+    outcome="text",
+    http_status="bigint",
+    error_code="text",
+    error_class="text",
+    error_message="text",
+    request_id="text",
+    backfills_listed="bigint",
+    possibly_truncated="bool",
+    backfills_left="bigint",
+    duration_ms="double",
+    rate_limit_remaining="bigint",
+)
+BACKFILL_COLUMNS = _columns(
+    transfer_backfill_id="bigint",
+    transfer_id="bigint",
+    range_start_date="date",
+    range_end_date="date",
+    status="text",
+    created_time="timestamp",
+    created_user_id="bigint",
+    start_time="timestamp",
+    end_time="timestamp",
+    removed_time="timestamp",
+    removed_user_id="bigint",
+    transfer_runs_total="bigint",
+    transfer_runs_created="bigint",
+    transfer_runs_completed="bigint",
+    transfer_runs_failed="bigint",
+)
+VERSION_COLUMNS = (
+    _columns(
+        poll_id="bigint",
+        team_id="bigint",
+        observed_at="timestamp",
+        source="text",
+    )
+    + BACKFILL_COLUMNS
+    + _columns(
+        error_count="bigint",
+        state_hash="text",
+        error_report_hash="text",
+        error_report_poll_id="bigint",
+        extra_fields="text",
+    )
+)
+ERROR_REPORT_COLUMNS = _columns(transfer_run_date="date", error="text")
+EVENT_COLUMNS = _columns(
+    poll_id="bigint",
+    team_id="bigint",
+    transfer_backfill_id="bigint",
+    event="text",
+    observed_at="timestamp",
+)
+LOOKUP_COLUMNS = _columns(
+    poll_id="bigint",
+    team_id="bigint",
+    transfer_backfill_id="bigint",
+    looked_up_at="timestamp",
+    outcome="text",
+    status="text",
+    http_status="bigint",
+    error_code="text",
+    error_message="text",
+    request_id="text",
+    duration_ms="double",
+)
+
+
+def _rows_or_schema(rows: list[dict[str, Any]]) -> Iterator[Any]:
+    """The rows; or, when there are none, a marker that still creates the table on a first run."""
+    if rows:
+        yield from rows
+    else:
+        yield dlt.mark.materialize_table_schema()
+
+
+@dlt.source(name="supermetrics", section="supermetrics", max_table_nesting=1)
+def supermetrics(
+    team_ids: list[int] = dlt.config.value,
+    api_key: str = dlt.secrets.value,
+    base_url: str = settings.DEFAULT_BASE_URL,
+    request_timeout: float = settings.REQUEST_TIMEOUT_SECONDS,
+    max_attempts: int = settings.MAX_ATTEMPTS,
+    backoff_factor: float = settings.BACKOFF_FACTOR_SECONDS,
+    max_retry_after: float = settings.MAX_RETRY_AFTER_SECONDS,
+    baseline: Baseline | None = None,
+    report: RunReport | None = None,
+) -> list[DltResource]:
+    """Poll each team's incomplete backfills once and emit what changed.
+
+    Args:
+        team_ids: Supermetrics team ids to poll.
+        api_key: the API key (a secret: never pass it on a command line).
+        base_url: API root; plain http is refused unless the host is loopback.
+        request_timeout, max_attempts, backoff_factor, max_retry_after: HTTP retry policy.
+        baseline: what the destination already holds; None for an empty destination.
+        report: filled in with per-team results, errors and warnings while the source runs.
+
+    Returns:
+        The resources `polls`, `backfill_versions` (child table `backfill_versions__error_report`),
+        `listing_events` and `backfill_lookups`.
+
+    Example:
+        >>> report = RunReport()
+        >>> pipeline.run(supermetrics(team_ids=[936506], report=report))
+    """
+    client = SupermetricsClient(
+        base_url,
+        api_key,
+        timeout=request_timeout,
+        max_attempts=max_attempts,
+        backoff_factor=backoff_factor,
+        max_retry_after=max_retry_after,
+    )
+    collector = Collector(client, [int(t) for t in team_ids], baseline or Baseline(), report or RunReport())
+
+    @dlt.resource(name=settings.POLLS, write_disposition="append", columns=POLL_COLUMNS)
+    def polls() -> Iterator[dict[str, Any]]:
+        yield from _rows_or_schema(collector.rows.polls)
+
+    @dlt.resource(
+        name=settings.VERSIONS,
+        write_disposition="append",
+        columns=VERSION_COLUMNS,
+        nested_hints={"error_report": dlt.mark.make_nested_hints(columns=ERROR_REPORT_COLUMNS)},
+    )
+    def backfill_versions() -> Iterator[dict[str, Any]]:
+        yield from _rows_or_schema(collector.rows.versions)
+
+    @dlt.resource(name=settings.LISTING_EVENTS, write_disposition="append", columns=EVENT_COLUMNS)
+    def listing_events() -> Iterator[dict[str, Any]]:
+        yield from _rows_or_schema(collector.rows.listing_events)
+
+    @dlt.resource(name=settings.LOOKUPS, write_disposition="append", columns=LOOKUP_COLUMNS)
+    def backfill_lookups() -> Iterator[dict[str, Any]]:
+        yield from _rows_or_schema(collector.rows.lookups)
+
+    return [polls, backfill_versions, listing_events, backfill_lookups]

@@ -1,0 +1,81 @@
+"""Read what the destination already holds: the state change detection diffs against.
+
+The database is the only source of truth: dlt's local pipeline state is never consulted, so a
+lost or deleted working folder cannot make a run forget (or repeat) history.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import duckdb
+
+from .settings import LISTING_EVENTS, LOOKUPS, POLLS, VERSIONS
+from .snapshot import Baseline, KnownBackfill, TeamBaseline
+
+# Per backfill: listed in the team's last successful poll, or left the list with no conclusive lookup since.
+_RELEVANT = f"""
+relevant as (
+    select e.team_id, e.transfer_backfill_id, e.event = 'listed' as is_listed
+    from (
+        select team_id, transfer_backfill_id, event, poll_id
+        from {{ds}}.{LISTING_EVENTS}
+        qualify row_number() over (partition by team_id, transfer_backfill_id order by poll_id desc) = 1
+    ) as e
+    left join (
+        select team_id, transfer_backfill_id, max(poll_id) as poll_id
+        from {{ds}}.{LOOKUPS}
+        where outcome in ('final', 'incomplete', 'not_found')
+        group by all
+    ) as c using (team_id, transfer_backfill_id)
+    where e.event = 'listed' or coalesce(c.poll_id < e.poll_id, true)
+),
+latest as (
+    select v.team_id, v.transfer_backfill_id, v.state_hash, v.error_report_hash, v.error_report_poll_id
+    from {{ds}}.{VERSIONS} as v
+    semi join relevant as r using (team_id, transfer_backfill_id)
+    qualify row_number() over (partition by v.team_id, v.transfer_backfill_id order by v.poll_id desc) = 1
+)"""
+
+_BACKFILLS = f"""
+with {_RELEVANT}
+select r.team_id, r.transfer_backfill_id, r.is_listed, l.state_hash, l.error_report_hash, l.error_report_poll_id
+from relevant as r
+left join latest as l using (team_id, transfer_backfill_id)
+"""
+
+# The error reports of those latest versions, found through error_report_poll_id.
+_ERRORS = f"""
+with {_RELEVANT}
+select v.team_id, v.transfer_backfill_id, e.transfer_run_date, e.error
+from {{ds}}.{VERSIONS} as v
+join latest as l
+    on l.team_id = v.team_id and l.transfer_backfill_id = v.transfer_backfill_id
+    and l.error_report_poll_id = v.poll_id
+join {{ds}}.{VERSIONS}__error_report as e on e._dlt_parent_id = v._dlt_id
+"""
+
+
+def read_baseline(con: duckdb.DuckDBPyConnection, dataset: str) -> Baseline:
+    """The next poll id and, per team, the listed and pending backfills with their latest versions."""
+    tables = {
+        row[0]
+        for row in con.execute(
+            "select table_name from information_schema.tables where table_schema = ?", [dataset]
+        ).fetchall()
+    }
+    if not {POLLS, VERSIONS, LISTING_EVENTS, LOOKUPS} <= tables:
+        return Baseline()
+    ds = f'"{dataset}"'
+    next_poll_id = con.execute(f"select coalesce(max(poll_id), 0) + 1 from {ds}.{POLLS}").fetchone()[0]
+    errors: dict[tuple[int, int], set] = defaultdict(set)
+    if f"{VERSIONS}__error_report" in tables:
+        for team_id, backfill_id, run_date, error in con.execute(_ERRORS.format(ds=ds)).fetchall():
+            errors[team_id, backfill_id].add((run_date, error))
+    teams: dict[int, TeamBaseline] = defaultdict(TeamBaseline)
+    for team_id, backfill_id, is_listed, *latest in con.execute(_BACKFILLS.format(ds=ds)).fetchall():
+        team = teams[team_id]
+        (team.listed if is_listed else team.pending_lookups).add(backfill_id)
+        if latest[0] is not None:  # a 404 lookup leaves a backfill with no version: nothing to diff
+            team.known[backfill_id] = KnownBackfill(*latest, frozenset(errors[team_id, backfill_id]))
+    return Baseline(next_poll_id=next_poll_id, teams=dict(teams))

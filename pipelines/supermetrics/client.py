@@ -1,0 +1,287 @@
+"""HTTP client for the backfill endpoints: bearer auth, retries, and errors mapped to classes.
+
+Retried with exponential backoff: 5xx, connection errors, timeouts, broken connections. A 429
+`TOO_MANY_REQUESTS` waits `Retry-After` when that is within `max_retry_after`; beyond it the run
+stops and says when to try again. Not retried: 401, 403, 400/404/422, the monthly row quota.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from . import settings
+from .errors import (
+    ApiError,
+    ApiUnavailableError,
+    AuthError,
+    ConfigError,
+    InvalidResponseError,
+    RateLimitError,
+    RequestRejectedError,
+)
+
+log = logging.getLogger(__name__)
+_CONNECTION_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
+@dataclass
+class ApiResponse:
+    """A 200 answer with a JSON body, and what the poll log wants to know about it."""
+
+    http_status: int
+    body: Any
+    request_id: str | None
+    server_time: datetime | None  # the Date header: the API's clock
+    received_at: datetime  # this machine's clock
+    duration_ms: float
+    rate_limit_remaining: int | None
+
+    @property
+    def observed_at(self) -> datetime:
+        return self.server_time or self.received_at
+
+
+def check_base_url(base_url: str) -> str:
+    """Refuse URLs over which the key would travel in clear text to another machine."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"base_url {base_url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigError(
+            f"base_url {base_url!r} is plain http to a host that is not loopback: "
+            "the API key would travel in clear text; use https"
+        )
+    return base_url.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class SupermetricsClient:
+    """Calls the API. `sleep` is injectable so that tests can observe waits instead of waiting."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = settings.REQUEST_TIMEOUT_SECONDS,
+        max_attempts: int = settings.MAX_ATTEMPTS,
+        backoff_factor: float = settings.BACKOFF_FACTOR_SECONDS,
+        max_retry_after: float = settings.MAX_RETRY_AFTER_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not api_key or not api_key.strip():
+            raise ConfigError(
+                "the API key is empty: set SOURCES__SUPERMETRICS__API_KEY or "
+                "[sources.supermetrics] api_key in .dlt/secrets.toml"
+            )
+        if max_attempts < 1:
+            raise ConfigError("max_attempts must be at least 1")
+        self.base_url = check_base_url(base_url)
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff_factor = backoff_factor
+        self.max_retry_after = max_retry_after
+        self.sleep = sleep
+        self.requests_made = 0
+        self._session = requests.Session()
+        self._session.headers.update(
+            {
+                "Authorization": f"Bearer {api_key}",
+                "Accept": "application/json",
+                "User-Agent": "supermetrics-backfill-monitor",
+            }
+        )
+
+    def list_backfills(self, team_id: int) -> ApiResponse:
+        return self.get(settings.LIST_PATH.format(team_id=team_id), f"listing backfills of team {team_id}")
+
+    def get_backfill(self, team_id: int, backfill_id: int) -> ApiResponse:
+        path = settings.GET_PATH.format(team_id=team_id, backfill_id=backfill_id)
+        return self.get(path, f"looking up backfill {backfill_id} of team {team_id}")
+
+    def get(self, path: str, what: str) -> ApiResponse:
+        """GET with retries; raises an `ApiError` subclass naming `what` failed and why."""
+        url = self.base_url + path
+        for attempt in range(1, self.max_attempts + 1):
+            last = attempt == self.max_attempts
+            started = time.monotonic()
+            try:
+                response = self._session.get(url, timeout=self.timeout)
+                self.requests_made += 1
+                content = response.content  # a cut-off body fails here
+            except _CONNECTION_ERRORS as exc:
+                self.requests_made += 1
+                error = ApiUnavailableError(
+                    f"{what}: {_describe_connection_error(exc)} after {attempt} attempt(s)"
+                )
+                if last:
+                    raise error from None
+                self._wait(self._backoff(attempt), error)
+                continue
+            duration_ms = (time.monotonic() - started) * 1000
+            if response.status_code == 200:
+                return self._success(response, content, duration_ms, what)
+            error = _error_for(response, what, attempt)
+            retry_in = self._retry_delay(response, error, attempt, what)
+            if retry_in is None or last:
+                raise error
+            self._wait(retry_in, error)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _success(
+        self, response: requests.Response, content: bytes, duration_ms: float, what: str
+    ) -> ApiResponse:
+        try:
+            body = response.json() if content else None
+        except ValueError:
+            kind = response.headers.get("Content-Type", "no content type")
+            snippet = content[:60].decode("utf-8", "replace").replace("\n", " ")
+            raise InvalidResponseError(f"{what}: the answer is not JSON ({kind}): {snippet!r}") from None
+        meta = body.get("meta") if isinstance(body, dict) else None
+        request_id = meta.get("request_id") if isinstance(meta, dict) else None
+        return ApiResponse(
+            http_status=200,
+            body=body,
+            request_id=request_id if isinstance(request_id, str) else None,
+            server_time=_server_time(response),
+            received_at=datetime.now(UTC),
+            duration_ms=duration_ms,
+            rate_limit_remaining=_int_header(response, "X-RateLimit-Remaining"),
+        )
+
+    def _retry_delay(
+        self, response: requests.Response, error: ApiError, attempt: int, what: str
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or None when retrying cannot help."""
+        if isinstance(error, ApiUnavailableError):
+            return self._backoff(attempt)
+        if response.status_code == 429 and error.error_code != "API_ROW_QUOTA_EXCEEDED":
+            retry_after = _retry_after_seconds(response)
+            if retry_after is None:
+                return self._backoff(attempt)
+            if retry_after > self.max_retry_after:
+                resume = (datetime.now(UTC) + timedelta(seconds=retry_after)).strftime("%Y-%m-%d %H:%M UTC")
+                raise RateLimitError(
+                    f"{what}: HTTP 429 {error.error_code or ''}; the API asks to wait {retry_after:g} s, over the "
+                    f"{self.max_retry_after:g} s cap (max_retry_after): try again after {resume}",
+                    http_status=429,
+                    error_code=error.error_code,
+                    request_id=error.request_id,
+                    server_time=error.server_time,
+                )
+            return retry_after
+        return None
+
+    def _backoff(self, attempt: int) -> float:
+        return self.backoff_factor * 2 ** (attempt - 1)
+
+    def _wait(self, seconds: float, error: ApiError) -> None:
+        log.warning("%s; retrying in %.1f s", error, seconds)
+        self.sleep(seconds)
+
+
+def _error_for(response: requests.Response, what: str, attempt: int) -> ApiError:
+    """Map a non-200 answer to its error class, with a message that says what to do."""
+    status = response.status_code
+    code, message, request_id = _envelope(response)
+    said = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+    kwargs = {
+        "http_status": status,
+        "error_code": code,
+        "request_id": request_id,
+        "server_time": _server_time(response),
+    }
+    if status == 401:
+        return AuthError(
+            f"{what}: {said}. The API key was rejected: set a valid key in "
+            "SOURCES__SUPERMETRICS__API_KEY or .dlt/secrets.toml",
+            **kwargs,
+        )
+    if status == 403:
+        return AuthError(
+            f"{what}: {said}. The account needs the dwh.transfer.view permission for this team "
+            "and the API key the dwh_transfers_read scope",
+            **kwargs,
+        )
+    if status == 429 and code == "API_ROW_QUOTA_EXCEEDED":
+        return RateLimitError(
+            f"{what}: {said}. The monthly row quota is used up: retrying will not help "
+            "until it resets or the plan is upgraded in Supermetrics Hub",
+            **kwargs,
+        )
+    if status == 429:
+        return RateLimitError(f"{what}: {said}", **kwargs)
+    if status >= 500:
+        return ApiUnavailableError(f"{what}: {said} after {attempt} attempt(s)", **kwargs)
+    return RequestRejectedError(f"{what}: {said}. Check team_ids and base_url", **kwargs)
+
+
+def _envelope(response: requests.Response) -> tuple[str | None, str | None, str | None]:
+    """(error.code, error.message, meta.request_id) of an error body, where present."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None, None, None
+    if not isinstance(body, dict):
+        return None, None, None
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
+    as_text = lambda v: v if isinstance(v, str) else None  # noqa: E731
+    return as_text(error.get("code")), as_text(error.get("message")), as_text(meta.get("request_id"))
+
+
+def _describe_connection_error(exc: Exception) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "no answer within the timeout"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "the connection broke while the answer was being read"
+    return "could not connect"
+
+
+def _retry_after_seconds(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:  # an HTTP date
+        return max(
+            0.0,
+            (parsedate_to_datetime(value) - (_server_time(response) or datetime.now(UTC))).total_seconds(),
+        )
+    except (TypeError, ValueError):
+        return None
+
+
+def _server_time(response: requests.Response) -> datetime | None:
+    try:
+        return parsedate_to_datetime(response.headers["Date"]).astimezone(UTC)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _int_header(response: requests.Response, name: str) -> int | None:
+    try:
+        return int(response.headers[name])
+    except (KeyError, ValueError):
+        return None

@@ -1,0 +1,82 @@
+"""Every failure the monitor reports, each with a class name for its one-line message and an exit code.
+
+MonitorError                      root; exit 1
+├── ConfigError                   bad or missing configuration              78 (EX_CONFIG)
+├── LockedError                   another run, or another process, holds the database  73
+└── ApiError                      the API said no, or could not be understood
+    ├── AuthError                 401 / 403                                 77 (EX_NOPERM)
+    ├── RateLimitError            429 past the Retry-After cap, or quota    75 (EX_TEMPFAIL)
+    ├── ApiUnavailableError       5xx, timeouts, connection errors after retries  69 (EX_UNAVAILABLE)
+    ├── RequestRejectedError      400 / 404 / 422 on a call we made         78 (EX_CONFIG)
+    └── InvalidResponseError      a body that is not the documented shape   65 (EX_DATAERR)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class MonitorError(Exception):
+    """Root of the monitor's errors. `str()` is the one line printed on stderr."""
+
+    exit_code = 1
+    failure_class = "error"
+
+
+class ConfigError(MonitorError):
+    exit_code = 78
+    failure_class = "config error"
+
+
+class LockedError(MonitorError):
+    exit_code = 73
+    failure_class = "locked"
+
+
+class ApiError(MonitorError):
+    """An API call failed. Carries what the API said, for the poll log."""
+
+    exit_code = 69
+    failure_class = "API error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        error_code: str | None = None,
+        request_id: str | None = None,
+        server_time: datetime | None = None,
+    ) -> None:
+        if request_id:
+            message = f"{message} (request_id {request_id})"
+        super().__init__(message)
+        self.http_status = http_status
+        self.error_code = error_code
+        self.request_id = request_id
+        self.server_time = server_time  # the answer's Date header, when there was an answer
+
+
+class AuthError(ApiError):
+    exit_code = 77
+    failure_class = "auth error"
+
+
+class RateLimitError(ApiError):
+    exit_code = 75
+    failure_class = "rate limited"
+
+
+class ApiUnavailableError(ApiError):
+    exit_code = 69
+    failure_class = "API unavailable"
+
+
+class RequestRejectedError(ApiError):
+    exit_code = 78
+    failure_class = "request rejected"
+
+
+class InvalidResponseError(ApiError):
+    exit_code = 65
+    failure_class = "invalid response"

@@ -1,0 +1,31 @@
+"""Endpoints, defaults and the names of the raw tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_BASE_URL = "https://dts-api.supermetrics.com/v1"
+LIST_PATH = "/teams/{team_id}/backfills"
+GET_PATH = "/teams/{team_id}/backfills/{backfill_id}"
+
+INCOMPLETE_STATUSES = ("CREATED", "SCHEDULED", "RUNNING", "FAILED")
+FINAL_STATUSES = ("COMPLETED", "CANCELLED")
+KNOWN_STATUSES = INCOMPLETE_STATUSES + FINAL_STATUSES
+LIST_LIMIT = 100  # the list endpoint returns at most this many
+
+# HTTP defaults; each can be set in [sources.supermetrics] or SOURCES__SUPERMETRICS__<NAME>
+REQUEST_TIMEOUT_SECONDS = 30.0
+MAX_ATTEMPTS = 5
+BACKOFF_FACTOR_SECONDS = 1.0  # waits 1, 2, 4, 8 s between attempts
+MAX_RETRY_AFTER_SECONDS = 60.0  # a 429 asking to wait longer stops the run instead
+
+# Where things live
+DEFAULT_DB_PATH = Path("data/backfills.duckdb")
+PIPELINE_NAME = "supermetrics_backfills"
+DATASET_NAME = "supermetrics"  # the raw dlt dataset (a DuckDB schema)
+
+# Raw tables
+POLLS = "polls"
+VERSIONS = "backfill_versions"  # + the dlt child table backfill_versions__error_report
+LISTING_EVENTS = "listing_events"
+LOOKUPS = "backfill_lookups"

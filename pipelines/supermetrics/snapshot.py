@@ -1,0 +1,285 @@
+"""One ingest run's HTTP work and change detection: poll each team, diff against what is stored,
+look up the backfills that left the list, and produce the rows of the raw tables.
+
+Nothing here touches the database: what is stored comes in as a `Baseline` and what changed
+goes out as `Rows`, so the semantics can be read (and tested) in one place:
+
+- a poll row for every poll, failed ones included; a failed poll changes nothing else;
+- a `listed` / `unlisted` listing event when a backfill enters or leaves the list;
+- a version row only when a backfill's state differs from its latest stored one, with its
+  error report as child rows only when the report itself changed;
+- one lookup by id for each backfill that left the list, and for earlier lookups that failed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from .client import ApiResponse, SupermetricsClient
+from .errors import (
+    ApiError,
+    ApiUnavailableError,
+    AuthError,
+    MonitorError,
+    RateLimitError,
+    RequestRejectedError,
+)
+from .settings import FINAL_STATUSES, LIST_LIMIT
+from .validation import BackfillRecord, envelope_data, parse_backfill, parse_listing
+
+
+@dataclass(frozen=True)
+class KnownBackfill:
+    """The latest stored version of a backfill, as far as change detection needs it."""
+
+    state_hash: str
+    error_report_hash: str
+    error_report_poll_id: int
+    errors: frozenset[tuple[date, str]] = frozenset()
+
+
+@dataclass
+class TeamBaseline:
+    listed: set[int] = field(default_factory=set)  # listed in the team's last successful poll
+    pending_lookups: set[int] = field(default_factory=set)  # left the list, final state not yet known
+    known: dict[int, KnownBackfill] = field(default_factory=dict)  # latest versions of both
+
+
+@dataclass
+class Baseline:
+    next_poll_id: int = 1
+    teams: dict[int, TeamBaseline] = field(default_factory=dict)
+
+    def team(self, team_id: int) -> TeamBaseline:
+        return self.teams.get(team_id) or TeamBaseline()
+
+
+@dataclass
+class Rows:
+    polls: list[dict[str, Any]] = field(default_factory=list)
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    listing_events: list[dict[str, Any]] = field(default_factory=list)
+    lookups: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TeamResult:
+    """What one team's poll did, for the run summary."""
+
+    team_id: int
+    poll_id: int
+    ok: bool = False
+    listed: int = 0
+    changed: int = 0
+    left: int = 0
+    finished: int = 0
+    new_errors: int = 0
+    lookups_failed: int = 0
+
+
+@dataclass
+class RunReport:
+    """Filled in by the source while it runs; read by the CLI afterwards."""
+
+    teams: list[TeamResult] = field(default_factory=list)
+    errors: list[MonitorError] = field(default_factory=list)  # failed polls: the run exits non-zero
+    warnings: list[str] = field(default_factory=list)  # kept going: unknown fields, failed lookups
+    requests: int = 0
+
+
+# A failure that would repeat for every team: stop polling the rest.
+def _stops_the_run(error: ApiError) -> bool:
+    return isinstance(error, ApiUnavailableError | RateLimitError) or (
+        isinstance(error, AuthError) and error.http_status == 401
+    )
+
+
+class Collector:
+    """Polls the teams once and keeps the rows; resources read `rows` (computed on first use)."""
+
+    def __init__(
+        self, client: SupermetricsClient, team_ids: list[int], baseline: Baseline, report: RunReport
+    ) -> None:
+        self.client = client
+        self.team_ids = team_ids
+        self.baseline = baseline
+        self.report = report
+        self._rows: Rows | None = None
+
+    @property
+    def rows(self) -> Rows:
+        if self._rows is None:
+            self._rows = Rows()
+            try:
+                self._collect()
+            finally:
+                self.report.requests = self.client.requests_made
+        return self._rows
+
+    def _collect(self) -> None:
+        next_poll_id = self.baseline.next_poll_id
+        for team_id in self.team_ids:
+            result = TeamResult(team_id, next_poll_id)
+            next_poll_id += 1
+            self.report.teams.append(result)
+            if not self._poll_team(result, self.baseline.team(team_id)):
+                break
+
+    def _poll_team(self, result: TeamResult, known: TeamBaseline) -> bool:
+        """One team's poll and lookups. False when the run must stop."""
+        rows, poll_id, team_id = self._rows, result.poll_id, result.team_id
+        try:
+            response = self.client.list_backfills(team_id)
+            records = parse_listing(response.body, f"listing backfills of team {team_id}")
+        except ApiError as error:
+            rows.polls.append(_failed_poll(poll_id, team_id, error))
+            self.report.errors.append(error)
+            return not _stops_the_run(error)
+        observed_at = response.observed_at
+        listed_now = {r.backfill_id for r in records}
+        for record in records:
+            self.report.warnings.extend(record.warnings)
+            if record.backfill_id not in known.listed:
+                rows.listing_events.append(
+                    _event(poll_id, team_id, record.backfill_id, "listed", observed_at)
+                )
+            result.changed += self._version(result, known, record, "list", observed_at)
+        left = known.listed - listed_now
+        for backfill_id in sorted(left):
+            rows.listing_events.append(_event(poll_id, team_id, backfill_id, "unlisted", observed_at))
+        result.ok, result.listed, result.left = True, len(records), len(left)
+        rows.polls.append(_ok_poll(poll_id, team_id, response, len(records), len(left)))
+        to_look_up = sorted(left | (known.pending_lookups - listed_now))
+        return self._look_up(result, known, to_look_up)
+
+    def _look_up(self, result: TeamResult, known: TeamBaseline, backfill_ids: list[int]) -> bool:
+        """Each backfill that left the list, once, by id. A failed lookup is retried next run."""
+        team_id = result.team_id
+        for backfill_id in backfill_ids:
+            what = f"looking up backfill {backfill_id} of team {team_id}"
+            row = {"poll_id": result.poll_id, "team_id": team_id, "transfer_backfill_id": backfill_id}
+            try:
+                response = self.client.get_backfill(team_id, backfill_id)
+                record = parse_backfill(envelope_data(response.body, what), f"{what}: data")
+                if record.backfill_id != backfill_id:
+                    raise ApiError(f"{what}: the answer is about backfill {record.backfill_id}")
+            except ApiError as error:
+                if isinstance(error, RequestRejectedError) and error.http_status == 404:
+                    outcome = "not_found"
+                else:
+                    outcome = "failed"
+                    result.lookups_failed += 1
+                    self.report.warnings.append(f"{error} (will retry on the next run)")
+                self._rows.lookups.append({**row, **_lookup_error(outcome, error)})
+                if outcome == "failed" and _stops_the_run(error):
+                    return False
+                continue
+            self.report.warnings.extend(record.warnings)
+            final = record.status in FINAL_STATUSES
+            result.finished += final
+            result.changed += self._version(result, known, record, "lookup", response.observed_at)
+            self._rows.lookups.append(
+                {
+                    **row,
+                    "looked_up_at": response.observed_at,
+                    "outcome": "final" if final else "incomplete",
+                    "status": record.status,
+                    "http_status": 200,
+                    "request_id": response.request_id,
+                    "duration_ms": response.duration_ms,
+                }
+            )
+        return True
+
+    def _version(
+        self,
+        result: TeamResult,
+        known_team: TeamBaseline,
+        record: BackfillRecord,
+        source: str,
+        observed_at: datetime,
+    ) -> int:
+        """Append a version row if the record differs from the stored one; returns 1 if it did."""
+        known = known_team.known.get(record.backfill_id)
+        if known is not None and known.state_hash == record.state_hash:
+            return 0
+        report_changed = known is None or known.error_report_hash != record.error_report_hash
+        row = {
+            "poll_id": result.poll_id,
+            "team_id": result.team_id,
+            "observed_at": observed_at,
+            "source": source,
+            **record.fields,
+            "error_count": len(record.error_report),
+            "state_hash": record.state_hash,
+            "error_report_hash": record.error_report_hash,
+            # the version whose child rows hold this state's error report
+            "error_report_poll_id": result.poll_id if report_changed else known.error_report_poll_id,
+            "extra_fields": json.dumps(record.extra_fields, sort_keys=True) if record.extra_fields else None,
+        }
+        if report_changed:
+            row["error_report"] = record.error_report
+        previous = known.errors if known else frozenset()
+        result.new_errors += len(
+            {(e["transfer_run_date"], e["error"]) for e in record.error_report} - previous
+        )
+        self._rows.versions.append(row)
+        return 1
+
+
+def _event(poll_id: int, team_id: int, backfill_id: int, event: str, observed_at: datetime) -> dict[str, Any]:
+    return {
+        "poll_id": poll_id,
+        "team_id": team_id,
+        "transfer_backfill_id": backfill_id,
+        "event": event,
+        "observed_at": observed_at,
+    }
+
+
+def _ok_poll(poll_id: int, team_id: int, response: ApiResponse, listed: int, left: int) -> dict[str, Any]:
+    return {
+        "poll_id": poll_id,
+        "team_id": team_id,
+        "polled_at": response.observed_at,
+        "received_at": response.received_at,
+        "outcome": "ok",
+        "http_status": response.http_status,
+        "request_id": response.request_id,
+        "backfills_listed": listed,
+        "possibly_truncated": listed >= LIST_LIMIT,
+        "backfills_left": left,
+        "duration_ms": response.duration_ms,
+        "rate_limit_remaining": response.rate_limit_remaining,
+    }
+
+
+def _failed_poll(poll_id: int, team_id: int, error: ApiError) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "poll_id": poll_id,
+        "team_id": team_id,
+        "polled_at": error.server_time or now,
+        "received_at": now,
+        "outcome": "failed",
+        "http_status": error.http_status,
+        "error_code": error.error_code,
+        "error_class": error.failure_class,
+        "error_message": str(error),
+        "request_id": error.request_id,
+    }
+
+
+def _lookup_error(outcome: str, error: ApiError) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "looked_up_at": error.server_time or now,
+        "outcome": outcome,
+        "http_status": error.http_status,
+        "error_code": error.error_code,
+        "error_message": str(error),
+        "request_id": error.request_id,
+    }
