@@ -13,10 +13,9 @@ from typing import NoReturn
 import click
 
 from .ingest import ingest as run_ingest
+from .simulator import DEFAULT_API_KEY, DEFAULT_TEAM_ID, FAULT_KINDS, Simulator, Workload, parse_fault
 from .supermetrics.errors import MonitorError
 from .supermetrics.settings import DEFAULT_DB_PATH
-
-from .simulator import DEFAULT_API_KEY, DEFAULT_TEAM_ID, FAULT_KINDS, Simulator, Workload, parse_fault
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

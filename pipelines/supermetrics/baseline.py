@@ -39,7 +39,9 @@ latest as (
 
 _BACKFILLS = f"""
 with {_RELEVANT}
-select r.team_id, r.transfer_backfill_id, r.is_listed, l.state_hash, l.error_report_hash, l.error_report_poll_id
+select
+    r.team_id, r.transfer_backfill_id, r.is_listed,
+    l.state_hash, l.error_report_hash, l.error_report_poll_id
 from relevant as r
 left join latest as l using (team_id, transfer_backfill_id)
 """

@@ -180,7 +180,8 @@ class SupermetricsClient:
             if retry_after > self.max_retry_after:
                 resume = (datetime.now(UTC) + timedelta(seconds=retry_after)).strftime("%Y-%m-%d %H:%M UTC")
                 raise RateLimitError(
-                    f"{what}: HTTP 429 {error.error_code or ''}; the API asks to wait {retry_after:g} s, over the "
+                    f"{what}: HTTP 429 {error.error_code or ''}; the API asks to wait {retry_after:g} s, "
+                    "over the "
                     f"{self.max_retry_after:g} s cap (max_retry_after): try again after {resume}",
                     http_status=429,
                     error_code=error.error_code,
