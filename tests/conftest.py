@@ -1,15 +1,29 @@
-"""Shared fixtures: a simulator on 127.0.0.1 with a manual clock, and a small API client."""
+"""Shared fixtures: a simulator on 127.0.0.1 with a manual clock, a small API client, and a
+DuckDB file that `ingest` writes to."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 import requests
 
+from pipelines.ingest import IngestResult, ingest
 from pipelines.simulator import Simulator, Timing
+
+# Quiet, offline, and quick to retry; no config from the developer's shell leaks in.
+for _name in [n for n in os.environ if n.startswith(("SOURCES__", "DESTINATION__", "RUNTIME__"))]:
+    del os.environ[_name]
+os.environ.update({
+    "RUNTIME__DLTHUB_TELEMETRY": "false",
+    "RUNTIME__LOG_LEVEL": "CRITICAL",
+    "SOURCES__SUPERMETRICS__BACKOFF_FACTOR": "0",
+    "SOURCES__SUPERMETRICS__MAX_ATTEMPTS": "2",
+})
 
 ROOT = Path(__file__).resolve().parents[1]
 TEAM = 936506
@@ -83,3 +97,29 @@ def add_transfer(
 
 def days_ago(n: int) -> date:
     return (START - timedelta(days=n)).date()
+
+
+class Warehouse:
+    """Runs the real ingest against the simulator into a DuckDB file, and queries that file."""
+
+    def __init__(self, sim: Simulator, db_path: Path, team_ids: tuple[int, ...] = (TEAM,)) -> None:
+        self.sim = sim
+        self.db_path = db_path
+        self.team_ids = list(team_ids)
+
+    def ingest(self) -> IngestResult:
+        return ingest(self.db_path, team_ids=self.team_ids, base_url=self.sim.base_url)
+
+    def rows(self, sql: str, *params: object) -> list[tuple]:
+        with duckdb.connect(str(self.db_path), read_only=True) as con:
+            return con.execute(sql, list(params)).fetchall()
+
+    def count(self, table: str) -> int:
+        return self.rows(f"select count(*) from supermetrics.{table}")[0][0]
+
+
+@pytest.fixture
+def warehouse(sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Warehouse:
+    monkeypatch.chdir(tmp_path)  # no .dlt/ of the repository's: config comes from env vars only
+    monkeypatch.setenv("SOURCES__SUPERMETRICS__API_KEY", sim.api_key)
+    return Warehouse(sim, tmp_path / "data" / "backfills.duckdb")
