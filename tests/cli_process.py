@@ -33,3 +33,12 @@ def start_simulator(*args: str) -> tuple[subprocess.Popen[str], str]:
         process.kill()
         raise AssertionError(f"simulator did not start: {first}{process.stderr.read()}")
     return process, first.split()[2]
+
+
+def run_backfills(
+    *args: str, cwd: Path, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `backfills ARGS` to completion in `cwd` (so no repository .dlt/ applies)."""
+    return subprocess.run(
+        [BACKFILLS, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=backfills_env(**env)
+    )

@@ -18,12 +18,14 @@ from pipelines.simulator import Simulator, Timing
 # Quiet, offline, and quick to retry; no config from the developer's shell leaks in.
 for _name in [n for n in os.environ if n.startswith(("SOURCES__", "DESTINATION__", "RUNTIME__"))]:
     del os.environ[_name]
-os.environ.update({
-    "RUNTIME__DLTHUB_TELEMETRY": "false",
-    "RUNTIME__LOG_LEVEL": "CRITICAL",
-    "SOURCES__SUPERMETRICS__BACKOFF_FACTOR": "0",
-    "SOURCES__SUPERMETRICS__MAX_ATTEMPTS": "2",
-})
+os.environ.update(
+    {
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
+        "RUNTIME__LOG_LEVEL": "CRITICAL",
+        "SOURCES__SUPERMETRICS__BACKOFF_FACTOR": "0",
+        "SOURCES__SUPERMETRICS__MAX_ATTEMPTS": "2",
+    }
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TEAM = 936506

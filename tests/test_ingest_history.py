@@ -41,7 +41,9 @@ def recorder(warehouse: Warehouse, api: Api) -> Recorder:
 
 def versions(warehouse: Warehouse) -> list[tuple]:
     return warehouse.rows(
-        "select poll_id, source, status, transfer_runs_completed from supermetrics.backfill_versions order by poll_id")
+        "select poll_id, source, status, transfer_runs_completed "
+        "from supermetrics.backfill_versions order by poll_id"
+    )
 
 
 def test_lifecycle_to_completed(sim: Simulator, api: Api, warehouse: Warehouse, recorder: Recorder) -> None:
@@ -60,24 +62,40 @@ def test_lifecycle_to_completed(sim: Simulator, api: Api, warehouse: Warehouse, 
         (7, "lookup", "COMPLETED", 3),
     ]
     assert warehouse.rows("select poll_id, event from supermetrics.listing_events order by poll_id") == [
-        (1, "listed"), (7, "unlisted")]
-    [lookup] = warehouse.rows("select poll_id, outcome, status, http_status from supermetrics.backfill_lookups")
+        (1, "listed"),
+        (7, "unlisted"),
+    ]
+    [lookup] = warehouse.rows(
+        "select poll_id, outcome, status, http_status from supermetrics.backfill_lookups"
+    )
     assert lookup == (7, "final", "COMPLETED", 200)
     [(end_time, start_time)] = warehouse.rows(
-        "select end_time, start_time from supermetrics.backfill_versions where source = 'lookup'")
+        "select end_time, start_time from supermetrics.backfill_versions where source = 'lookup'"
+    )
     assert (end_time - START).total_seconds() == 460 and (start_time - START).total_seconds() == 120
     assert requests == [1, 1, 1, 1, 1, 1, 2, 1]  # a list call per run, plus one lookup when it left
-    polls = warehouse.rows("select poll_id, outcome, backfills_listed, backfills_left from supermetrics.polls "
-                           "order by poll_id")
-    assert polls == [(1, "ok", 1, 0), (2, "ok", 1, 0), (3, "ok", 1, 0), (4, "ok", 1, 0), (5, "ok", 1, 0),
-                     (6, "ok", 1, 0), (7, "ok", 0, 1), (8, "ok", 0, 0)]
+    polls = warehouse.rows(
+        "select poll_id, outcome, backfills_listed, backfills_left from supermetrics.polls order by poll_id"
+    )
+    assert polls == [
+        (1, "ok", 1, 0),
+        (2, "ok", 1, 0),
+        (3, "ok", 1, 0),
+        (4, "ok", 1, 0),
+        (5, "ok", 1, 0),
+        (6, "ok", 1, 0),
+        (7, "ok", 0, 1),
+        (8, "ok", 0, 0),
+    ]
     assert warehouse.rows("select distinct transfer_backfill_id from supermetrics.backfill_versions") == [
-        (backfill_id,)]
+        (backfill_id,)
+    ]
     recorder.assert_every_poll_reconstructs()
 
 
-def test_cancelled_backfill_gets_its_final_state(sim: Simulator, api: Api, warehouse: Warehouse,
-                                                 recorder: Recorder) -> None:
+def test_cancelled_backfill_gets_its_final_state(
+    sim: Simulator, api: Api, warehouse: Warehouse, recorder: Recorder
+) -> None:
     created = api.create(add_transfer(sim), days_ago(10), days_ago(1))
     sim.clock.advance(300)
     recorder.poll()
@@ -86,14 +104,16 @@ def test_cancelled_backfill_gets_its_final_state(sim: Simulator, api: Api, wareh
     recorder.poll()
     [final] = warehouse.rows(
         "select status, end_time, removed_time, removed_user_id from supermetrics.backfill_versions "
-        "where source = 'lookup'")
+        "where source = 'lookup'"
+    )
     assert final[0] == "CANCELLED" and final[1] == final[2] and final[3] == 789
     assert (final[1] - START).total_seconds() == 300
     recorder.assert_every_poll_reconstructs()
 
 
-def test_failed_backfill_retried_then_completed(sim: Simulator, api: Api, warehouse: Warehouse,
-                                                recorder: Recorder) -> None:
+def test_failed_backfill_retried_then_completed(
+    sim: Simulator, api: Api, warehouse: Warehouse, recorder: Recorder
+) -> None:
     transfer = add_transfer(sim, failure_rate=1.0)
     created = api.create(transfer, days_ago(2), days_ago(1))
     sim.clock.advance(130 + 2 * 110)  # FAILED with two errors
@@ -104,30 +124,41 @@ def test_failed_backfill_retried_then_completed(sim: Simulator, api: Api, wareho
     recorder.poll()  # RUNNING again, error report reset
     sim.clock.advance(10 + 2 * 110 + 10)
     recorder.poll()  # COMPLETED: left the list
-    assert versions(warehouse) == [(1, "list", "FAILED", 0), (3, "list", "RUNNING", 0), (4, "lookup", "COMPLETED", 2)]
-    assert warehouse.rows("select error_count, error_report_poll_id from supermetrics.backfill_versions "
-                          "order by poll_id") == [(2, 1), (0, 3), (0, 3)]
+    assert versions(warehouse) == [
+        (1, "list", "FAILED", 0),
+        (3, "list", "RUNNING", 0),
+        (4, "lookup", "COMPLETED", 2),
+    ]
+    assert warehouse.rows(
+        "select error_count, error_report_poll_id from supermetrics.backfill_versions order by poll_id"
+    ) == [(2, 1), (0, 3), (0, 3)]
     assert warehouse.count("backfill_versions__error_report") == 2  # stored once, with the FAILED version
     recorder.assert_every_poll_reconstructs()
 
 
-def test_empty_list_is_a_real_answer(sim: Simulator, api: Api, warehouse: Warehouse, recorder: Recorder) -> None:
+def test_empty_list_is_a_real_answer(
+    sim: Simulator, api: Api, warehouse: Warehouse, recorder: Recorder
+) -> None:
     ids = [api.create(add_transfer(sim), days_ago(5), days_ago(1))["transfer_backfill_id"] for _ in range(2)]
     recorder.poll()
     for backfill_id in ids:
         api.patch(f"/teams/{TEAM}/backfills/{backfill_id}", {"status": "CANCELLED"})
     assert recorder.poll() == 3  # the list, then each backfill that left it
     assert api.listing() == []
-    assert warehouse.rows("select event, count(*) from supermetrics.listing_events group by all order by 1") == [
-        ("listed", 2), ("unlisted", 2)]
+    assert warehouse.rows(
+        "select event, count(*) from supermetrics.listing_events group by all order by 1"
+    ) == [("listed", 2), ("unlisted", 2)]
     assert warehouse.rows("select outcome, status from supermetrics.backfill_lookups") == [
-        ("final", "CANCELLED"), ("final", "CANCELLED")]
+        ("final", "CANCELLED"),
+        ("final", "CANCELLED"),
+    ]
     assert recorder.poll() == 1  # nothing left to look up
     recorder.assert_every_poll_reconstructs()
 
 
-def test_list_capped_at_100_keeps_the_rest_incomplete(sim: Simulator, api: Api, warehouse: Warehouse,
-                                                      recorder: Recorder) -> None:
+def test_list_capped_at_100_keeps_the_rest_incomplete(
+    sim: Simulator, api: Api, warehouse: Warehouse, recorder: Recorder
+) -> None:
     transfer = add_transfer(sim)
     for n in range(100):
         api.create(transfer, days_ago(n + 1), days_ago(n + 1))
@@ -137,26 +168,34 @@ def test_list_capped_at_100_keeps_the_rest_incomplete(sim: Simulator, api: Api, 
     for n in range(100, 103):  # three newer ones push the three oldest off the list
         api.create(transfer, days_ago(n + 1), days_ago(n + 1))
     assert recorder.poll() == 4
-    lookups = warehouse.rows("select transfer_backfill_id, outcome from supermetrics.backfill_lookups order by 1")
+    lookups = warehouse.rows(
+        "select transfer_backfill_id, outcome from supermetrics.backfill_lookups order by 1"
+    )
     assert [b for b, _ in lookups] == oldest_three and {o for _, o in lookups} == {"incomplete"}
-    assert warehouse.rows("select possibly_truncated from supermetrics.polls order by poll_id") == [(True,), (True,)]
+    assert warehouse.rows("select possibly_truncated from supermetrics.polls order by poll_id") == [
+        (True,),
+        (True,),
+    ]
     assert recorder.poll() == 1  # confirmed incomplete: not looked up again
     recorder.assert_every_poll_reconstructs()
 
 
-def test_lookup_404_is_recorded_as_not_found(sim: Simulator, api: Api, warehouse: Warehouse,
-                                             recorder: Recorder) -> None:
+def test_lookup_404_is_recorded_as_not_found(
+    sim: Simulator, api: Api, warehouse: Warehouse, recorder: Recorder
+) -> None:
     created = api.create(add_transfer(sim), days_ago(2), days_ago(1))
     recorder.poll()
     sim.world.forget(TEAM, created["transfer_backfill_id"])
     assert recorder.poll() == 2
     assert warehouse.rows("select outcome, http_status, error_code from supermetrics.backfill_lookups") == [
-        ("not_found", 404, "NOT_FOUND")]
+        ("not_found", 404, "NOT_FOUND")
+    ]
     assert recorder.poll() == 1
 
 
-def test_transient_lookup_failure_is_retried_next_run(sim: Simulator, api: Api, warehouse: Warehouse,
-                                                      recorder: Recorder) -> None:
+def test_transient_lookup_failure_is_retried_next_run(
+    sim: Simulator, api: Api, warehouse: Warehouse, recorder: Recorder
+) -> None:
     created = api.create(add_transfer(sim), days_ago(2), days_ago(1))
     recorder.poll()
     api.patch(f"/teams/{TEAM}/backfills/{created['transfer_backfill_id']}", {"status": "CANCELLED"})
@@ -164,14 +203,20 @@ def test_transient_lookup_failure_is_retried_next_run(sim: Simulator, api: Api, 
     result = warehouse.ingest()
     assert result.report.teams[0].lookups_failed == 1
     assert any("will retry on the next run" in w for w in result.report.warnings)
-    assert warehouse.rows("select outcome, http_status from supermetrics.backfill_lookups") == [("failed", 503)]
+    assert warehouse.rows("select outcome, http_status from supermetrics.backfill_lookups") == [
+        ("failed", 503)
+    ]
     assert warehouse.ingest().report.requests == 2  # the list, and the lookup again
     assert warehouse.rows("select outcome, status from supermetrics.backfill_lookups order by poll_id") == [
-        ("failed", None), ("final", "CANCELLED")]
+        ("failed", None),
+        ("final", "CANCELLED"),
+    ]
     assert warehouse.ingest().report.requests == 1
 
 
-def test_unknown_fields_and_status_are_kept_with_warnings(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
+def test_unknown_fields_and_status_are_kept_with_warnings(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
     api.create(add_transfer(sim), days_ago(2), days_ago(1))
     sim.faults.add(kind="extra_field", endpoint="list", times=1)
     result = warehouse.ingest()
@@ -183,20 +228,30 @@ def test_unknown_fields_and_status_are_kept_with_warnings(sim: Simulator, api: A
     result = warehouse.ingest()
     assert any("unknown status 'PAUSED'" in w for w in result.report.warnings)
     assert warehouse.rows("select status from supermetrics.backfill_versions order by poll_id") == [
-        ("CREATED",), ("PAUSED",)]
-    assert warehouse.rows("select event from supermetrics.listing_events") == [("listed",)]  # never disappeared
+        ("CREATED",),
+        ("PAUSED",),
+    ]
+    assert warehouse.rows("select event from supermetrics.listing_events") == [
+        ("listed",)
+    ]  # never disappeared
     warehouse.ingest()  # back to normal: the known status is a change again
-    assert warehouse.rows("select status from supermetrics.backfill_versions order by poll_id")[-1] == ("CREATED",)
+    assert warehouse.rows("select status from supermetrics.backfill_versions order by poll_id")[-1] == (
+        "CREATED",
+    )
 
 
-def test_failed_poll_is_logged_and_never_read_as_empty(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
+def test_failed_poll_is_logged_and_never_read_as_empty(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
     api.create(add_transfer(sim), days_ago(2), days_ago(1))
     warehouse.ingest()
     sim.faults.add(kind="503", endpoint="list", times=2)
     with pytest.raises(ApiUnavailableError, match="HTTP 503 SERVICE_UNAVAILABLE"):
         warehouse.ingest()
-    failed = warehouse.rows("select outcome, http_status, error_code, error_class, backfills_listed, request_id "
-                            "from supermetrics.polls where poll_id = 2")
+    failed = warehouse.rows(
+        "select outcome, http_status, error_code, error_class, backfills_listed, request_id "
+        "from supermetrics.polls where poll_id = 2"
+    )
     assert failed[0][:5] == ("failed", 503, "SERVICE_UNAVAILABLE", "API unavailable", None)
     assert len(failed[0][5]) == 32  # the API's request id is kept
     warehouse.ingest()
@@ -204,13 +259,16 @@ def test_failed_poll_is_logged_and_never_read_as_empty(sim: Simulator, api: Api,
     assert warehouse.count("backfill_lookups") == 0
 
 
-def test_invalid_body_fails_the_poll_and_loads_nothing_from_it(sim: Simulator, api: Api,
-                                                               warehouse: Warehouse) -> None:
+def test_invalid_body_fails_the_poll_and_loads_nothing_from_it(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
     api.create(add_transfer(sim), days_ago(2), days_ago(1))
     sim.faults.add(kind="missing_field", endpoint="list", times=1, field="transfer_runs_total")
     with pytest.raises(InvalidResponseError, match=r"data\[0\] lacks the required field transfer_runs_total"):
         warehouse.ingest()
-    assert warehouse.rows("select outcome, error_class from supermetrics.polls") == [("failed", "invalid response")]
+    assert warehouse.rows("select outcome, error_class from supermetrics.polls") == [
+        ("failed", "invalid response")
+    ]
     assert warehouse.count("backfill_versions") == 0 and warehouse.count("listing_events") == 0
 
 
@@ -221,6 +279,37 @@ def test_several_teams_in_one_run(sim: Simulator, api: Api, warehouse: Warehouse
     api.create(add_transfer(sim, team=OTHER_TEAM), days_ago(2), days_ago(1), team=OTHER_TEAM)
     warehouse.team_ids = [TEAM, OTHER_TEAM]
     result = warehouse.ingest()
-    assert [(t.team_id, t.poll_id, t.listed) for t in result.report.teams] == [(TEAM, 1, 1), (OTHER_TEAM, 2, 1)]
-    assert warehouse.rows("select team_id, count(*) from supermetrics.backfill_versions group by 1 order by 1") == [
-        (OTHER_TEAM, 1), (TEAM, 1)]
+    assert [(t.team_id, t.poll_id, t.listed) for t in result.report.teams] == [
+        (TEAM, 1, 1),
+        (OTHER_TEAM, 2, 1),
+    ]
+    assert warehouse.rows(
+        "select team_id, count(*) from supermetrics.backfill_versions group by 1 order by 1"
+    ) == [(OTHER_TEAM, 1), (TEAM, 1)]
+
+
+def test_data_a_killed_run_left_pending_loads_first_without_duplicates(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    import duckdb
+
+    from pipelines.ingest import open_pipeline
+    from pipelines.supermetrics import supermetrics
+    from pipelines.supermetrics.baseline import read_baseline
+
+    api.create(add_transfer(sim), days_ago(2), days_ago(1))
+    warehouse.ingest()
+    sim.clock.advance(60)  # SCHEDULED: a change
+    # what a run killed after extracting and normalizing, before loading, leaves behind
+    with duckdb.connect(str(warehouse.db_path)) as con:
+        baseline = read_baseline(con, "supermetrics")
+    pipeline = open_pipeline(warehouse.db_path)
+    pipeline.extract(supermetrics(team_ids=[TEAM], base_url=sim.base_url, baseline=baseline))
+    pipeline.normalize()
+    assert pipeline.has_pending_data
+
+    result = warehouse.ingest()
+    assert [(t.poll_id, t.changed) for t in result.report.teams] == [(3, 0)]  # poll 2 loaded first
+    assert versions(warehouse) == [(1, "list", "CREATED", 0), (2, "list", "SCHEDULED", 0)]
+    assert warehouse.rows("select poll_id from supermetrics.polls order by 1") == [(1,), (2,), (3,)]
+    assert not open_pipeline(warehouse.db_path).has_pending_data

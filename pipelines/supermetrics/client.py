@@ -195,7 +195,7 @@ class SupermetricsClient:
         return self.backoff_factor * 2 ** (attempt - 1)
 
     def _wait(self, seconds: float, error: ApiError) -> None:
-        log.warning("%s; retrying in %.1f s", error, seconds)
+        log.info("%s; retrying in %.1f s", error, seconds)
         self.sleep(seconds)
 
 
@@ -203,7 +203,7 @@ def _error_for(response: requests.Response, what: str, attempt: int) -> ApiError
     """Map a non-200 answer to its error class, with a message that says what to do."""
     status = response.status_code
     code, message, request_id = _envelope(response)
-    said = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+    said = f"HTTP {status}" + (f" {code}" if code else "") + (f" ({message.rstrip('.')})" if message else "")
     kwargs = {
         "http_status": status,
         "error_code": code,

@@ -1,0 +1,326 @@
+"""`backfills ingest` as cron runs it: a subprocess, its exit code, its one line on stderr."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from cli_process import BACKFILLS, backfills_env, run_backfills
+from conftest import TEAM, Api, add_transfer, days_ago
+
+from pipelines.ingest import working_dir
+from pipelines.simulator import ApiKey, Simulator
+
+KEY_ENV = {"SOURCES__SUPERMETRICS__MAX_ATTEMPTS": "2", "SOURCES__SUPERMETRICS__BACKOFF_FACTOR": "0"}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def ingest_cli(
+    sim: Simulator, workdir: Path, *args: str, key: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    key_env = {} if key == "" else {"SOURCES__SUPERMETRICS__API_KEY": key or sim.api_key}
+    return run_backfills(
+        "ingest",
+        "--team-id",
+        str(TEAM),
+        "--base-url",
+        sim.base_url,
+        "--db",
+        str(workdir / "data" / "b.duckdb"),
+        *args,
+        cwd=workdir,
+        **{**KEY_ENV, **key_env, **env},
+    )
+
+
+def history_rows(workdir: Path) -> tuple[int, int]:
+    with duckdb.connect(str(workdir / "data" / "b.duckdb"), read_only=True) as con:
+        return tuple(
+            con.execute(f"select count(*) from supermetrics.{t}").fetchone()[0]
+            for t in ("backfill_versions", "listing_events")
+        )
+
+
+def polls(workdir: Path) -> list[tuple]:
+    with duckdb.connect(str(workdir / "data" / "b.duckdb"), read_only=True) as con:
+        return con.execute(
+            "select outcome, http_status, error_code from supermetrics.polls order by poll_id"
+        ).fetchall()
+
+
+def test_success_prints_a_summary(sim: Simulator, api: Api, workdir: Path) -> None:
+    api.create(add_transfer(sim, failure_rate=1.0), days_ago(2), days_ago(1))
+    sim.clock.advance(400)
+    result = ingest_cli(sim, workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        f"team {TEAM}: poll 1, listed 1, changed 1, left the list 0, finished 0, new errors 2"
+    )
+    assert "1 request(s)" in result.stdout and result.stderr == ""
+
+
+FAILURES = [
+    # (fault kind, extra env, exit code, failure class, words the message must contain)
+    (
+        "401",
+        {},
+        77,
+        "auth error",
+        ["HTTP 401 API_KEY_INVALID", "SOURCES__SUPERMETRICS__API_KEY", "request_id"],
+    ),
+    ("403", {}, 77, "auth error", ["HTTP 403 ACCESS_DENIED", "dwh.transfer.view", "dwh_transfers_read"]),
+    ("quota", {}, 75, "rate limited", ["API_ROW_QUOTA_EXCEEDED", "monthly row quota"]),
+    (
+        "429",
+        {"SOURCES__SUPERMETRICS__MAX_RETRY_AFTER": "10"},
+        75,
+        "rate limited",
+        ["asks to wait 30 s", "over the 10 s cap", "try again after"],
+    ),
+    ("503", {}, 69, "API unavailable", ["HTTP 503 SERVICE_UNAVAILABLE", "after 2 attempt(s)"]),
+    ("cut_off", {}, 69, "API unavailable", ["connection broke"]),
+    ("hang", {"SOURCES__SUPERMETRICS__REQUEST_TIMEOUT": "0.3"}, 69, "API unavailable", ["no answer within"]),
+    ("html", {}, 65, "invalid response", ["not JSON (text/html"]),
+    ("bad_json", {}, 65, "invalid response", ["not JSON"]),
+    ("missing_field", {}, 65, "invalid response", ["lacks the required field status"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "env", "code", "failure_class", "words"), FAILURES, ids=[f[0] for f in FAILURES]
+)
+def test_each_failure_class_has_its_exit_code_and_one_line(
+    sim: Simulator,
+    api: Api,
+    workdir: Path,
+    kind: str,
+    env: dict,
+    code: int,
+    failure_class: str,
+    words: list[str],
+) -> None:
+    api.create(add_transfer(sim), days_ago(2), days_ago(1))
+    assert ingest_cli(sim, workdir).returncode == 0
+    before = history_rows(workdir)
+    sim.faults.add(kind=kind, endpoint="list")  # every call
+    result = ingest_cli(sim, workdir, **env)
+    assert result.returncode == code, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"backfills: {failure_class}: listing backfills of team {TEAM}")
+    for word in words:
+        assert word in line
+    assert history_rows(workdir) == before  # history untouched...
+    assert polls(workdir)[-1][0] == "failed"  # ...and the failed poll is in the log
+
+
+def test_config_errors(sim: Simulator, workdir: Path) -> None:
+    missing_key = ingest_cli(sim, workdir, key="")
+    assert missing_key.returncode == 78
+    assert missing_key.stderr.strip().startswith("backfills: config error: missing configuration: api_key")
+    plain_http = run_backfills(
+        "ingest",
+        "--team-id",
+        "1",
+        "--base-url",
+        "http://api.example.com/v1",
+        cwd=workdir,
+        SOURCES__SUPERMETRICS__API_KEY="k",
+    )
+    assert plain_http.returncode == 78 and "plain http to a host that is not loopback" in plain_http.stderr
+    no_teams = run_backfills(
+        "ingest", "--db", str(workdir / "x.duckdb"), cwd=workdir, SOURCES__SUPERMETRICS__API_KEY="k"
+    )
+    assert no_teams.returncode == 78 and "team_ids" in no_teams.stderr
+    clash = ingest_cli(sim, workdir, "--db", str(workdir / "supermetrics.duckdb"))
+    assert clash.returncode == 78 and "may not be named supermetrics.duckdb" in clash.stderr
+    for result in (missing_key, plain_http, no_teams, clash):
+        assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_team_ids_and_key_from_dlt_files(sim: Simulator, api: Api, workdir: Path) -> None:
+    (workdir / ".dlt").mkdir()
+    (workdir / ".dlt" / "config.toml").write_text(
+        f'[sources.supermetrics]\nteam_ids = [{TEAM}]\nbase_url = "{sim.base_url}"\n'
+    )
+    (workdir / ".dlt" / "secrets.toml").write_text(f'[sources.supermetrics]\napi_key = "{sim.api_key}"\n')
+    api.create(add_transfer(sim), days_ago(2), days_ago(1))
+    result = run_backfills("ingest", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert (workdir / "data" / "backfills.duckdb").exists()  # the documented default location
+
+
+def test_database_open_in_another_process(sim: Simulator, workdir: Path) -> None:
+    assert ingest_cli(sim, workdir).returncode == 0
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+            "print('open', flush=True); sys.stdin.read()",
+            str(workdir / "data" / "b.duckdb"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        result = ingest_cli(sim, workdir)
+    finally:
+        holder.communicate("")
+    assert result.returncode == 73
+    [line] = result.stderr.splitlines()
+    assert line.startswith("backfills: locked: the database") and "open in another process" in line
+    assert ingest_cli(sim, workdir).returncode == 0  # once it is closed, all is well
+
+
+def test_overlapping_runs_never_run_at_once(sim: Simulator, workdir: Path) -> None:
+    assert ingest_cli(sim, workdir).returncode == 0  # warm: the slow run below is slow only in HTTP
+    sim.faults.add(kind="slow", endpoint="list", times=1, slow_seconds=4)
+    env = backfills_env(**KEY_ENV, SOURCES__SUPERMETRICS__API_KEY=sim.api_key)
+    slow = subprocess.Popen(
+        [
+            BACKFILLS,
+            "ingest",
+            "--team-id",
+            str(TEAM),
+            "--base-url",
+            sim.base_url,
+            "--db",
+            str(workdir / "data" / "b.duckdb"),
+        ],
+        cwd=workdir,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    lock_file = workdir / "data" / "b.duckdb.lock"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not lock_file.read_text():  # the slow run holds the lock
+        time.sleep(0.05)
+    second = ingest_cli(sim, workdir)
+    assert second.returncode == 73
+    assert f"another ingest (pid {slow.pid}) is running" in second.stderr
+    waiting = ingest_cli(sim, workdir, "--wait-lock", "60")
+    assert slow.wait(timeout=60) == 0
+    assert waiting.returncode == 0, waiting.stderr
+    assert [p[0] for p in polls(workdir)] == ["ok", "ok", "ok"]
+
+
+def test_key_never_appears_in_output_files_or_database(sim: Simulator, api: Api, workdir: Path) -> None:
+    secret = "sk-live-0123456789abcdef-SECRET"
+    sim.add_key(ApiKey(secret))
+    api.create(add_transfer(sim, failure_rate=1.0), days_ago(3), days_ago(1))
+    sim.clock.advance(600)
+    outputs = [ingest_cli(sim, workdir, "--db", str(workdir / "data" / "b.duckdb"), key=secret)]
+    outputs.append(
+        run_backfills(
+            "-v",
+            "ingest",
+            "--team-id",
+            str(TEAM),
+            "--base-url",
+            sim.base_url,
+            "--db",
+            str(workdir / "data" / "b.duckdb"),
+            cwd=workdir,
+            **KEY_ENV,
+            SOURCES__SUPERMETRICS__API_KEY=secret,
+        )
+    )
+    sim.faults.add(kind="401", endpoint="list", times=1)
+    outputs.append(ingest_cli(sim, workdir, key=secret))
+    assert [o.returncode for o in outputs] == [0, 0, 77]
+    for output in outputs:
+        assert secret not in output.stdout + output.stderr
+    files = [p for p in workdir.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".duckdb" for p in files) and any(
+        working_dir(workdir / "data" / "b.duckdb") in p.parents for p in files
+    )
+    for path in files:
+        assert secret.encode() not in path.read_bytes(), path
+
+
+def test_new_database_starts_clean_and_lost_working_dir_is_harmless(
+    sim: Simulator, api: Api, workdir: Path
+) -> None:
+    api.create(add_transfer(sim), days_ago(2), days_ago(1))
+    assert ingest_cli(sim, workdir).returncode == 0
+    other = ingest_cli(sim, workdir, "--db", str(workdir / "other" / "fresh.duckdb"))
+    assert other.returncode == 0 and "poll 1," in other.stdout  # its own history, its own dlt folder
+
+    import shutil
+
+    shutil.rmtree(working_dir(workdir / "data" / "b.duckdb"))
+    sim.clock.advance(60)  # SCHEDULED now: one real change
+    again = ingest_cli(sim, workdir)
+    assert again.returncode == 0, again.stderr
+    assert "poll 2, listed 1, changed 1" in again.stdout
+    assert history_rows(workdir) == (2, 1)  # no duplicated listing event, no repeated version
+
+
+def test_killed_runs_leave_no_duplicates_and_lose_nothing(sim: Simulator, api: Api, workdir: Path) -> None:
+    """kill -9 at staggered moments of a run, each followed by more runs; history stays exact."""
+    for _ in range(3):
+        api.create(add_transfer(sim, failure_rate=0.3), days_ago(20), days_ago(1))
+    assert ingest_cli(sim, workdir).returncode == 0
+    started = time.monotonic()
+    assert ingest_cli(sim, workdir).returncode == 0
+    run_seconds = time.monotonic() - started
+    env = backfills_env(**KEY_ENV, SOURCES__SUPERMETRICS__API_KEY=sim.api_key)
+    command = [
+        BACKFILLS,
+        "ingest",
+        "--team-id",
+        str(TEAM),
+        "--base-url",
+        sim.base_url,
+        "--db",
+        str(workdir / "data" / "b.duckdb"),
+    ]
+    for fraction in (0.5, 0.7, 0.8, 0.9, 0.95):
+        sim.clock.advance(240)
+        victim = subprocess.Popen(
+            command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(run_seconds * fraction)  # the moment to kill at: there is nothing to observe
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        result = ingest_cli(sim, workdir)
+        assert result.returncode == 0, result.stderr
+    with duckdb.connect(str(workdir / "data" / "b.duckdb"), read_only=True) as con:
+        assert (
+            con.execute("select count(*) - count(distinct poll_id) from supermetrics.polls").fetchone()[0]
+            == 0
+        )
+        duplicate_versions = con.execute("""
+            select count(*) from (
+                select state_hash,
+                    lag(state_hash) over (partition by transfer_backfill_id order by poll_id) as prev
+                from supermetrics.backfill_versions) where state_hash = prev""").fetchone()[0]
+        assert duplicate_versions == 0
+        assert (
+            con.execute(
+                "select count(*) - count(distinct (transfer_backfill_id, poll_id)) "
+                "from supermetrics.backfill_versions"
+            ).fetchone()[0]
+            == 0
+        )
+        repeated_events = con.execute("""
+            select count(*) from (
+                select event, lag(event) over (partition by transfer_backfill_id order by poll_id) as prev
+                from supermetrics.listing_events) where event = prev""").fetchone()[0]
+        assert repeated_events == 0
+    # the latest stored state is exactly what the API says now
+    final = ingest_cli(sim, workdir)
+    assert "changed 0" in final.stdout

@@ -1,0 +1,39 @@
+"""History grows with what changed, not with how often we looked."""
+
+from __future__ import annotations
+
+import os
+
+from conftest import TEAM, Api, Warehouse, add_transfer, days_ago
+
+from pipelines.simulator import Simulator
+
+UNCHANGED_POLLS = 200
+
+
+def test_unchanged_polls_of_a_failed_backfill_with_500_errors_add_almost_nothing(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    api.create(add_transfer(sim, failure_rate=1.0, run_seconds=5), days_ago(500), days_ago(1))
+    sim.clock.advance(130 + 500 * 15)  # 500 runs of 5 s, 10 s apart: FAILED with 500 errors
+    [failed] = api.listing()
+    assert (failed["status"], len(failed["error_report"])) == ("FAILED", 500)
+
+    warehouse.ingest()
+    warehouse.ingest()  # the first run creates the tables; measure from a steady state
+    size_before = os.path.getsize(warehouse.db_path)
+    for _ in range(UNCHANGED_POLLS):
+        sim.clock.advance(300)
+        warehouse.ingest()
+    size_after = os.path.getsize(warehouse.db_path)
+
+    assert warehouse.count("polls") == UNCHANGED_POLLS + 2
+    assert warehouse.count("backfill_versions") == 1
+    assert warehouse.count("backfill_versions__error_report") == 500  # not 202 x 500
+    # 200 x 500 error rows would be megabytes; what is added is the poll log and dlt's load
+    # bookkeeping, well under 2 KB a poll (DuckDB grows its file in 256 KiB blocks)
+    growth = size_after - size_before
+    assert growth <= 512 * 1024, f"grew {growth} bytes over {UNCHANGED_POLLS} unchanged polls"
+    assert warehouse.rows(
+        f"select count(*) from supermetrics.polls where team_id = {TEAM} and outcome = 'ok'"
+    ) == [(UNCHANGED_POLLS + 2,)]
