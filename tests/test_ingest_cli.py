@@ -89,6 +89,8 @@ FAILURES = [
     ("503", {}, 69, "API unavailable", ["HTTP 503 SERVICE_UNAVAILABLE", "after 2 attempt(s)"]),
     ("cut_off", {}, 69, "API unavailable", ["connection broke"]),
     ("hang", {"SOURCES__SUPERMETRICS__REQUEST_TIMEOUT": "0.3"}, 69, "API unavailable", ["no answer within"]),
+    ("400", {}, 78, "request rejected", ["HTTP 400 BAD_REQUEST", "Check team_ids and base_url"]),
+    ("422", {}, 78, "request rejected", ["HTTP 422 UNPROCESSABLE_ENTITY"]),
     ("html", {}, 65, "invalid response", ["not JSON (text/html"]),
     ("bad_json", {}, 65, "invalid response", ["not JSON"]),
     ("missing_field", {}, 65, "invalid response", ["lacks the required field status"]),

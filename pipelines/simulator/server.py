@@ -34,7 +34,14 @@ ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
 )
 READ_SCOPE, WRITE_SCOPE = "dwh_transfers_read", "dwh_transfers_write"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_STATUS_TEXT = {500: "INTERNAL_SERVER_ERROR", 502: "BAD_GATEWAY", 503: "SERVICE_UNAVAILABLE"}
+_STATUS_TEXT = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    422: "UNPROCESSABLE_ENTITY",
+    500: "INTERNAL_SERVER_ERROR",
+    502: "BAD_GATEWAY",
+    503: "SERVICE_UNAVAILABLE",
+}
 
 
 @dataclass
@@ -200,6 +207,11 @@ class Handler(BaseHTTPRequestHandler):
                 403, "ACCESS_DENIED", "Access Denied", "You do not have permission to perform this operation."
             )
             return error_answer(err, request_id)
+        if kind in ("400", "404", "422"):
+            status = int(kind)
+            return error_answer(
+                ApiError(status, _STATUS_TEXT[status], "The request was rejected."), request_id
+            )
         if kind == "slow":
             sim.stopping.wait(fault.slow_seconds)
         elif kind == "hang":
