@@ -13,6 +13,8 @@ from typing import NoReturn
 import click
 
 from .ingest import ingest as run_ingest
+from .ingest import rebuild_models
+from .models import BuildResult
 from .simulator import DEFAULT_API_KEY, DEFAULT_TEAM_ID, FAULT_KINDS, Simulator, Workload, parse_fault
 from .supermetrics.errors import MonitorError
 from .supermetrics.settings import DEFAULT_DB_PATH
@@ -71,8 +73,9 @@ def ingest(team_ids: tuple[int, ...], base_url: str | None, db_path: Path, wait_
     """Poll each team once, load what changed, and print a summary. The scheduled job.
 
     The API key comes from SOURCES__SUPERMETRICS__API_KEY or .dlt/secrets.toml, never from the
-    command line. Exit codes: 0 ok, 65 invalid response, 69 API unavailable, 73 locked,
-    75 rate limited or quota, 77 auth, 78 config.
+    command line. Rebuilds the analytics models afterwards. Exit codes: 0 ok, 65 invalid
+    response, 69 API unavailable, 70 model error, 73 locked, 75 rate limited or quota, 77 auth,
+    78 config.
 
     \b
     Example:
@@ -90,7 +93,39 @@ def ingest(team_ids: tuple[int, ...], base_url: str | None, db_path: Path, wait_
             f"team {team.team_id}: poll {team.poll_id}, listed {team.listed}, changed {team.changed}, "
             f"left the list {team.left}, finished {team.finished}, new errors {team.new_errors}"
         )
+    echo_build(result.built)
     click.echo(f"{report.requests} request(s), {result.seconds:.1f} s, database {result.db_path}")
+
+
+def echo_build(built: BuildResult) -> None:
+    for warning in built.warnings:
+        click.echo(f"warning: data check: {warning}", err=True)
+    click.echo(f"models: {len(built.models)} rebuilt, {built.tests} data tests run in {built.seconds:.1f} s")
+
+
+@main.command()
+@DB_OPTION
+@click.option(
+    "--wait-lock",
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="If an ingest holds the database, wait this long for it instead of exiting.",
+)
+def models(db_path: Path, wait_lock: float) -> None:
+    """Rebuild the analytics schema from the raw history and run the data tests.
+
+    Ingest does this after every run; use this after changing sql/ or a model variable.
+    Exit 70 when a model fails to build or a data test fails (the previous tables stay).
+
+    \b
+    Example:
+        MODELS__STALL_AFTER_HOURS=4 backfills models --db data/backfills.duckdb
+    """
+    try:
+        echo_build(rebuild_models(db_path, wait_lock))
+    except MonitorError as error:
+        fail(error)
 
 
 def _parse_start(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:

@@ -22,7 +22,9 @@ from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.exceptions import TerminalException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from . import models
 from .lock import RunLock
+from .models import BuildResult
 from .supermetrics import supermetrics
 from .supermetrics.baseline import read_baseline
 from .supermetrics.errors import ConfigError, LockedError, MonitorError
@@ -38,6 +40,7 @@ _LOCK_MESSAGE = re.compile(r"Could not set lock on file|Conflicting lock is held
 class IngestResult:
     report: RunReport
     db_path: Path
+    built: BuildResult
     seconds: float
 
 
@@ -91,9 +94,35 @@ def ingest(
         overrides = {k: v for k, v in (("team_ids", team_ids), ("base_url", base_url)) if v}
         source = _make_source(baseline=baseline, report=report, **overrides)
         _run(pipeline, db_path, lambda: pipeline.run(source, loader_file_format="parquet"))
+        # rebuilt after every run, a failed poll's included: it shows in analytics.polls at once
+        built = _build_models(pipeline, db_path)
     if report.errors:
         raise report.errors[0]
-    return IngestResult(report, db_path, time.monotonic() - started)
+    return IngestResult(report, db_path, built, time.monotonic() - started)
+
+
+def rebuild_models(db_path: Path, wait_lock: float = 0.0) -> BuildResult:
+    """Rebuild the models of an existing database (`backfills models`)."""
+    db_path = Path(db_path)
+    if not db_path.exists():
+        raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
+    with RunLock(db_path, wait_lock):
+        with _duckdb(db_path) as con:
+            empty = read_baseline(con, DATASET_NAME).next_poll_id == 1
+        if empty:
+            raise ConfigError(f"{db_path} holds no polls yet: run backfills ingest first")
+        return _build_models(open_pipeline(db_path), db_path)
+
+
+def _build_models(pipeline: dlt.Pipeline, db_path: Path) -> BuildResult:
+    try:
+        return models.build(pipeline, DATASET_NAME)
+    except MonitorError:
+        raise
+    except Exception as exc:
+        if _LOCK_MESSAGE.search(_chain_text(exc)):
+            raise _locked(db_path) from None
+        raise
 
 
 def finish_pending_loads(pipeline: dlt.Pipeline, db_path: Path) -> None:

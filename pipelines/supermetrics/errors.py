@@ -33,6 +33,11 @@ class LockedError(MonitorError):
     failure_class = "locked"
 
 
+class ModelError(MonitorError):
+    exit_code = 70
+    failure_class = "model error"
+
+
 class ApiError(MonitorError):
     """An API call failed. Carries what the API said, for the poll log."""
 

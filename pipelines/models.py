@@ -1,0 +1,191 @@
+"""Build the SQL models in `sql/` and run their data tests, through dlt's SQL client.
+
+- `sql/staging/*.sql` become views and `sql/intermediate/*.sql` tables, both in schema `staging`;
+  `sql/marts/*.sql` become tables in schema `analytics`, the contract BI tools read.
+- The build order comes from the SQL itself: sqlglot lists the `staging.*` / `analytics.*`
+  relations each model reads, and the models are built in topological order.
+- `{{ name }}` in a model is replaced by a variable (`[models]` in `.dlt/config.toml`,
+  `MODELS__<NAME>`), e.g. `{{ stall_after_hours }}`.
+- The YAML file beside a mart is its data dictionary and declares its data tests (grain,
+  not_null, accepted_values, relationships, expressions).
+- Everything runs in one transaction: a failed build or data test leaves the previous tables
+  in place for readers, and raises `ModelError`.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dlt
+import sqlglot
+import yaml
+from sqlglot import exp
+
+from .supermetrics.errors import ModelError
+
+SQL_DIR = Path(os.environ.get("BACKFILLS_SQL_DIR", Path(__file__).resolve().parents[1] / "sql"))
+LAYERS = {  # folder -> (schema, materialization)
+    "staging": ("staging", "view"),
+    "intermediate": ("staging", "table"),
+    "marts": ("analytics", "table"),
+}
+DEFAULT_VARIABLES = {"stall_after_hours": 2.0}
+_VARIABLE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+# Raw tables dlt creates only when they first receive rows; models need them from the start.
+_RAW_BOOTSTRAP = (
+    "create table if not exists {raw}.backfill_versions__error_report (transfer_run_date date, "
+    "error varchar, _dlt_parent_id varchar not null, _dlt_list_idx bigint not null, _dlt_id varchar not null)"
+)
+
+
+@dataclass
+class Model:
+    name: str
+    schema: str
+    materialized: str
+    sql: str
+    doc: dict[str, Any] | None = None
+    depends_on: set[str] = field(default_factory=set)
+
+    @property
+    def relation(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass
+class BuildResult:
+    models: list[str]
+    tests: int
+    warnings: list[str]
+    seconds: float
+
+
+def variables() -> dict[str, Any]:
+    """Model variables: defaults overridden by `[models]` config or MODELS__<NAME> env vars."""
+    values = dict(DEFAULT_VARIABLES)
+    for name, default in DEFAULT_VARIABLES.items():
+        configured = dlt.config.get(f"models.{name}")
+        if configured is not None:
+            try:
+                values[name] = type(default)(configured)
+            except (TypeError, ValueError):
+                raise ModelError(f"models.{name} = {configured!r} is not a number") from None
+    return values
+
+
+def discover(sql_dir: Path = SQL_DIR, values: dict[str, Any] | None = None) -> list[Model]:
+    """Every model under `sql_dir`, in build order."""
+    values = variables() if values is None else values
+    models: dict[str, Model] = {}
+    for folder, (schema, materialized) in LAYERS.items():
+        for path in sorted((sql_dir / folder).glob("*.sql")):
+            doc_path = path.with_suffix(".yml")
+            doc = yaml.safe_load(doc_path.read_text()) if doc_path.exists() else None
+            model = Model(path.stem, schema, materialized, _substitute(path.read_text(), values, path), doc)
+            models[model.relation] = model
+    for model in models.values():
+        model.depends_on = _dependencies(model, set(models))
+    sorter = graphlib.TopologicalSorter({m.relation: sorted(m.depends_on) for m in models.values()})
+    try:
+        order = list(sorter.static_order())
+    except graphlib.CycleError as exc:
+        raise ModelError(f"the models depend on each other in a cycle: {' -> '.join(exc.args[1])}") from None
+    return [models[relation] for relation in order]
+
+
+def _substitute(sql: str, values: dict[str, Any], path: Path) -> str:
+    def value(match: re.Match[str]) -> str:
+        if match[1] not in values:
+            raise ModelError(f"{path.name} uses the unknown variable {match[1]}")
+        return str(values[match[1]])
+
+    return _VARIABLE.sub(value, sql)
+
+
+def _dependencies(model: Model, known: set[str]) -> set[str]:
+    try:
+        tree = sqlglot.parse_one(model.sql, read="duckdb")
+    except sqlglot.errors.ParseError as exc:
+        raise ModelError(f"{model.name}.sql does not parse: {str(exc).splitlines()[0]}") from None
+    read = {f"{t.db}.{t.name}" for t in tree.find_all(exp.Table) if t.db in ("staging", "analytics")}
+    unknown = read - known
+    if unknown:
+        raise ModelError(f"{model.name}.sql reads {', '.join(sorted(unknown))}, which no model builds")
+    return read - {model.relation}
+
+
+def build(pipeline: dlt.Pipeline, raw_dataset: str, sql_dir: Path = SQL_DIR) -> BuildResult:
+    """Rebuild every model and run every data test, atomically. Raises `ModelError`."""
+    started = time.monotonic()
+    models = discover(sql_dir)
+    with pipeline.sql_client() as client, client.begin_transaction():
+        client.execute_sql(_RAW_BOOTSTRAP.format(raw=raw_dataset))
+        for schema in sorted({m.schema for m in models}):
+            client.execute_sql(f"create schema if not exists {schema}")
+        for model in models:
+            kind = "view" if model.materialized == "view" else "table"
+            try:
+                client.execute_sql(f"create or replace {kind} {model.relation} as\n{model.sql}")
+            except Exception as exc:  # the database's own message says what is wrong with the SQL
+                raise ModelError(f"building {model.relation} failed: {_first_line(exc)}") from None
+        failures, tests = run_data_tests(client, models, "tests")
+        if failures:
+            raise ModelError(f"{len(failures)} of {tests} data tests failed: {'; '.join(failures)}")
+        warnings, checks = run_data_tests(client, models, "warnings")
+    return BuildResult([m.relation for m in models], tests + checks, warnings, time.monotonic() - started)
+
+
+def run_data_tests(client: Any, models: list[Model], section: str) -> tuple[list[str], int]:
+    """Run the checks of one YAML section (`tests` or `warnings`); returns (what broke, how many ran)."""
+    broken, count = [], 0
+    for model in models:
+        for description, sql in data_tests(model, section):
+            count += 1
+            bad = client.execute_sql(sql)[0][0]
+            if bad:
+                broken.append(f"{model.relation}: {description} ({bad} rows)")
+    return broken, count
+
+
+def data_tests(model: Model, section: str = "tests") -> list[tuple[str, str]]:
+    """(description, SQL counting the rows that break it) for each check in a YAML section."""
+    tests = (model.doc or {}).get(section, {})
+    relation = model.relation
+    out = []
+    grain = tests.get("grain", [])
+    if grain:
+        cols = ", ".join(grain)
+        out.append(
+            (
+                f"grain ({cols}) is unique",
+                f"select count(*) from (select {cols} from {relation} group by {cols} having count(*) > 1)",
+            )
+        )
+    for column in [*grain, *tests.get("not_null", [])]:
+        out.append((f"{column} is not null", f"select count(*) from {relation} where {column} is null"))
+    for column, values in tests.get("accepted_values", {}).items():
+        listed = ", ".join(f"'{v}'" for v in values)
+        out.append(
+            (f"{column} in ({listed})", f"select count(*) from {relation} where {column} not in ({listed})")
+        )
+    for rel in tests.get("relationships", []):
+        cols = ", ".join(rel["columns"])
+        out.append(
+            (
+                f"({cols}) exists in {rel['to']}",
+                f"select count(*) from {relation} anti join {rel['to']} using ({cols})",
+            )
+        )
+    for expression in tests.get("expressions", []):
+        out.append((f"{expression}", f"select count(*) from {relation} where not ({expression})"))
+    return out
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0]

@@ -1,0 +1,56 @@
+-- One row per distinct error a backfill ever reported: (transfer_run_date, error).
+with versions as (
+    select * from staging.int_backfill_versions_sequenced
+),
+
+reports as (
+    select * from staging.stg_supermetrics__error_report
+),
+
+progress as (
+    select * from analytics.backfill_progress
+),
+
+version_last_listed as (
+    select
+        team_id,
+        transfer_backfill_id,
+        version_poll_id,
+        max(polled_at) as last_listed_at
+    from progress
+    group by team_id, transfer_backfill_id, version_poll_id
+),
+
+report_spans as (
+    -- each stored error report, from the first to the last time a poll or lookup saw it
+    select
+        versions.team_id,
+        versions.transfer_backfill_id,
+        versions.error_report_version_id,
+        any_value(versions.transfer_id) as transfer_id,
+        min(versions.observed_at) as first_seen_at,
+        max(greatest(versions.observed_at, version_last_listed.last_listed_at)) as last_seen_at
+    from versions
+    left join version_last_listed
+        on
+            version_last_listed.team_id = versions.team_id
+            and version_last_listed.transfer_backfill_id = versions.transfer_backfill_id
+            and version_last_listed.version_poll_id = versions.poll_id
+    group by versions.team_id, versions.transfer_backfill_id, versions.error_report_version_id
+),
+
+final as (
+    select
+        report_spans.team_id,
+        report_spans.transfer_backfill_id,
+        any_value(report_spans.transfer_id) as transfer_id,
+        reports.transfer_run_date,
+        reports.error,
+        min(report_spans.first_seen_at) as first_seen_at,
+        max(report_spans.last_seen_at) as last_seen_at
+    from report_spans
+    inner join reports on reports.version_id = report_spans.error_report_version_id
+    group by report_spans.team_id, report_spans.transfer_backfill_id, reports.transfer_run_date, reports.error
+)
+
+select * from final

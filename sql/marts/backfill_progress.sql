@@ -1,0 +1,76 @@
+-- One row per successful poll and backfill listed in it, in the state the poll saw.
+with polls as (
+    select * from staging.stg_supermetrics__polls
+    where outcome = 'ok'
+),
+
+stretches as (
+    select * from staging.int_listing_stretches
+),
+
+versions as (
+    select * from staging.int_backfill_versions_sequenced
+),
+
+listed_poll_ids as (
+    select
+        team_id,
+        transfer_backfill_id,
+        unnest(range(listed_from_poll_id, coalesce(unlisted_at_poll_id, (select max(poll_id) + 1 from polls))))
+            as poll_id
+    from stretches
+),
+
+listed as (
+    select
+        listed_poll_ids.team_id,
+        listed_poll_ids.transfer_backfill_id,
+        polls.poll_id,
+        polls.polled_at
+    from listed_poll_ids
+    inner join polls
+        on
+            polls.poll_id = listed_poll_ids.poll_id
+            and polls.team_id = listed_poll_ids.team_id
+),
+
+with_state as (
+    select
+        listed.*,
+        versions.transfer_id,
+        versions.status,
+        versions.transfer_runs_total,
+        versions.transfer_runs_created,
+        versions.transfer_runs_completed,
+        versions.transfer_runs_failed,
+        versions.error_count,
+        versions.poll_id as version_poll_id
+    from listed
+    asof left join versions
+        on
+            versions.team_id = listed.team_id
+            and versions.transfer_backfill_id = listed.transfer_backfill_id
+            and listed.poll_id >= versions.poll_id
+),
+
+final as (
+    select
+        poll_id,
+        polled_at,
+        team_id,
+        transfer_backfill_id,
+        transfer_id,
+        status,
+        transfer_runs_total,
+        transfer_runs_created,
+        transfer_runs_completed,
+        transfer_runs_failed,
+        round(
+            100.0 * (transfer_runs_completed + transfer_runs_failed) / nullif(transfer_runs_total, 0), 2
+        ) as progress_pct,
+        error_count,
+        version_poll_id
+    from with_state
+)
+
+select * from final

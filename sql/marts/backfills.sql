@@ -1,0 +1,185 @@
+-- One row per backfill ever seen: its latest state, durations, progress rate, ETA and stall flag.
+with current_state as (
+    select * from staging.int_backfill_current_state
+),
+
+versions as (
+    select * from staging.int_backfill_versions_sequenced
+),
+
+progress as (
+    select * from analytics.backfill_progress
+),
+
+status_history as (
+    select * from analytics.backfill_status_history
+),
+
+errors as (
+    select * from analytics.backfill_errors
+),
+
+polls as (
+    select * from staging.stg_supermetrics__polls
+    where outcome = 'ok'
+),
+
+team_clock as (
+    select
+        team_id,
+        max(polled_at) as latest_poll_at
+    from polls
+    group by team_id
+),
+
+version_facts as (
+    select
+        team_id,
+        transfer_backfill_id,
+        min(observed_at) as first_seen_at,
+        max(case when is_progress then observed_at end) as last_progress_at,
+        -- the first time it was seen RUNNING, and the runs done by then: the start of the rate
+        arg_min(observed_at, poll_id) filter (where status = 'RUNNING') as first_running_at,
+        arg_min(runs_done, poll_id) filter (where status = 'RUNNING') as runs_done_at_first_running
+    from versions
+    group by team_id, transfer_backfill_id
+),
+
+last_listed as (
+    select
+        team_id,
+        transfer_backfill_id,
+        max(polled_at) as last_listed_at
+    from progress
+    group by team_id, transfer_backfill_id
+),
+
+error_counts as (
+    select
+        team_id,
+        transfer_backfill_id,
+        count(*) as error_count
+    from errors
+    group by team_id, transfer_backfill_id
+),
+
+current_failed_stretch as (
+    select
+        team_id,
+        transfer_backfill_id,
+        valid_from as failed_since
+    from status_history
+    where valid_to is null and status = 'FAILED'
+),
+
+joined as (
+    select
+        current_state.*,
+        current_state.current_status not in ('COMPLETED', 'CANCELLED', 'UNKNOWN') as is_incomplete,
+        version_facts.first_seen_at,
+        version_facts.last_progress_at,
+        version_facts.first_running_at,
+        version_facts.runs_done_at_first_running,
+        greatest(last_listed.last_listed_at, current_state.confirmed_at) as last_seen_at,
+        case
+            when current_state.current_status in ('COMPLETED', 'CANCELLED')
+                then coalesce(current_state.end_time, current_state.removed_time)
+        end as finished_at,
+        coalesce(error_counts.error_count, 0) as error_count_ever,
+        current_failed_stretch.failed_since,
+        team_clock.latest_poll_at
+    from current_state
+    left join version_facts
+        on
+            version_facts.team_id = current_state.team_id
+            and version_facts.transfer_backfill_id = current_state.transfer_backfill_id
+    left join last_listed
+        on
+            last_listed.team_id = current_state.team_id
+            and last_listed.transfer_backfill_id = current_state.transfer_backfill_id
+    left join error_counts
+        on
+            error_counts.team_id = current_state.team_id
+            and error_counts.transfer_backfill_id = current_state.transfer_backfill_id
+    left join current_failed_stretch
+        on
+            current_failed_stretch.team_id = current_state.team_id
+            and current_failed_stretch.transfer_backfill_id = current_state.transfer_backfill_id
+    left join team_clock on team_clock.team_id = current_state.team_id
+),
+
+rates as (
+    select
+        *,
+        -- the rate is measured up to the latest poll while unfinished, up to the end when finished
+        case
+            when is_incomplete then latest_poll_at
+            when current_status in ('COMPLETED', 'CANCELLED') then finished_at
+        end as rate_measured_until
+    from joined
+),
+
+with_rate as (
+    select
+        *,
+        -- enough data: at least two runs done over at least ten minutes of observed running
+        case
+            when runs_done - runs_done_at_first_running >= 2
+                and date_diff('second', first_running_at, rate_measured_until) >= 600
+                then 3600.0 * (runs_done - runs_done_at_first_running)
+                / date_diff('second', first_running_at, rate_measured_until)
+        end as runs_per_hour
+    from rates
+),
+
+final as (
+    select
+        team_id,
+        transfer_backfill_id,
+        transfer_id,
+        range_start_date,
+        range_end_date,
+        date_diff('day', range_start_date, range_end_date) + 1 as range_days,
+        current_status as status,
+        is_incomplete,
+        created_time,
+        created_user_id,
+        start_time,
+        end_time,
+        removed_time,
+        removed_user_id,
+        first_seen_at,
+        last_seen_at,
+        vanished_at,
+        finished_at,
+        date_diff('second', created_time, start_time) as queue_seconds,
+        case
+            when end_time is not null then date_diff('second', start_time, end_time)
+            when current_status = 'FAILED' then date_diff('second', start_time, failed_since)
+            when is_incomplete then date_diff('second', start_time, latest_poll_at)
+        end as run_seconds,
+        transfer_runs_total,
+        transfer_runs_created,
+        transfer_runs_completed,
+        transfer_runs_failed,
+        round(100.0 * runs_done / nullif(transfer_runs_total, 0), 2) as progress_pct,
+        transfer_runs_failed / nullif(runs_done, 0) as failure_rate,
+        error_count_ever as error_count,
+        runs_per_hour,
+        case
+            when current_status = 'RUNNING' and runs_per_hour > 0
+                then latest_poll_at
+                + to_seconds(cast(round(3600 * (transfer_runs_total - runs_done) / runs_per_hour) as bigint))
+        end as eta,
+        coalesce(
+            is_incomplete
+            and current_status <> 'FAILED'
+            and date_diff('second', last_progress_at, latest_poll_at) > 3600 * {{ stall_after_hours }},
+            false
+        ) as is_stalled,
+        last_progress_at,
+        extra_fields
+    from with_rate
+)
+
+select * from final

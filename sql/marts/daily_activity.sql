@@ -1,0 +1,104 @@
+-- One row per UTC day and team: backfills created, started, finished and active, runs done.
+with backfills as (
+    select * from analytics.backfills
+),
+
+versions as (
+    select * from staging.int_backfill_versions_sequenced
+),
+
+polls as (
+    select * from staging.stg_supermetrics__polls
+),
+
+backfill_days as (
+    select
+        team_id,
+        cast(timezone('UTC', created_time) as date) as created_date,
+        cast(timezone('UTC', start_time) as date) as started_date,
+        cast(timezone('UTC', finished_at) as date) as finished_date,
+        -- active until it finished, or until it vanished if its end is unknown
+        cast(timezone('UTC', coalesce(finished_at, case when status = 'UNKNOWN' then vanished_at end)) as date)
+            as active_until_date
+    from backfills
+),
+
+bounds as (
+    select
+        team_id,
+        min(day) as first_day,
+        max(day) as last_day
+    from (
+        select team_id, cast(timezone('UTC', polled_at) as date) as day from polls
+        union all
+        select team_id, created_date as day from backfill_days
+    )
+    group by team_id
+),
+
+days as (
+    select
+        team_id,
+        cast(unnest(generate_series(first_day, last_day, interval 1 day)) as date) as day
+    from bounds
+),
+
+created as (
+    select team_id, created_date as day, count(*) as backfills_created
+    from backfill_days group by team_id, created_date
+),
+
+started as (
+    select team_id, started_date as day, count(*) as backfills_started
+    from backfill_days where started_date is not null group by team_id, started_date
+),
+
+finished as (
+    select team_id, finished_date as day, count(*) as backfills_finished
+    from backfill_days where finished_date is not null group by team_id, finished_date
+),
+
+active as (
+    select
+        days.team_id,
+        days.day,
+        count(*) as backfills_active
+    from days
+    inner join backfill_days
+        on
+            backfill_days.team_id = days.team_id
+            and backfill_days.created_date <= days.day
+            and coalesce(backfill_days.active_until_date, days.day) >= days.day
+    group by days.team_id, days.day
+),
+
+runs as (
+    -- runs seen done between two stored states count on the day the later state was observed
+    select
+        team_id,
+        cast(timezone('UTC', observed_at) as date) as day,
+        cast(sum(runs_completed_delta) as bigint) as runs_completed,
+        cast(sum(runs_failed_delta) as bigint) as runs_failed
+    from versions
+    group by team_id, cast(timezone('UTC', observed_at) as date)
+),
+
+final as (
+    select
+        days.day,
+        days.team_id,
+        coalesce(created.backfills_created, 0) as backfills_created,
+        coalesce(started.backfills_started, 0) as backfills_started,
+        coalesce(finished.backfills_finished, 0) as backfills_finished,
+        coalesce(active.backfills_active, 0) as backfills_active,
+        coalesce(runs.runs_completed, 0) as runs_completed,
+        coalesce(runs.runs_failed, 0) as runs_failed
+    from days
+    left join created on created.team_id = days.team_id and created.day = days.day
+    left join started on started.team_id = days.team_id and started.day = days.day
+    left join finished on finished.team_id = days.team_id and finished.day = days.day
+    left join active on active.team_id = days.team_id and active.day = days.day
+    left join runs on runs.team_id = days.team_id and runs.day = days.day
+)
+
+select * from final

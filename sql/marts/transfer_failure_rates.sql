@@ -1,0 +1,78 @@
+-- One row per transfer: how its backfills went, how often its runs fail, how long they take.
+with backfills as (
+    select * from analytics.backfills
+),
+
+versions as (
+    select * from staging.int_backfill_versions_sequenced
+),
+
+errors as (
+    select * from analytics.backfill_errors
+),
+
+observed_runs as (
+    -- every run outcome ever observed, failures that a retry later reset included
+    select
+        team_id,
+        transfer_id,
+        cast(sum(runs_completed_delta) as bigint) as runs_completed,
+        cast(sum(runs_failed_delta) as bigint) as runs_failed
+    from versions
+    group by team_id, transfer_id
+),
+
+last_errors as (
+    select
+        team_id,
+        transfer_id,
+        arg_max(error, first_seen_at) as last_error
+    from errors
+    group by team_id, transfer_id
+),
+
+per_transfer as (
+    select
+        team_id,
+        transfer_id,
+        count(*) as backfills,
+        count(*) filter (where is_incomplete) as backfills_incomplete,
+        count(*) filter (where status = 'COMPLETED') as backfills_completed,
+        count(*) filter (where status = 'CANCELLED') as backfills_cancelled,
+        count(*) filter (where status = 'FAILED') as backfills_failed,
+        median(run_seconds) filter (where status = 'COMPLETED') as median_run_seconds,
+        quantile_cont(run_seconds, 0.95) filter (where status = 'COMPLETED') as p95_run_seconds,
+        max(created_time) as last_backfill_created_at
+    from backfills
+    group by team_id, transfer_id
+),
+
+final as (
+    select
+        per_transfer.team_id,
+        per_transfer.transfer_id,
+        per_transfer.backfills,
+        per_transfer.backfills_incomplete,
+        per_transfer.backfills_completed,
+        per_transfer.backfills_cancelled,
+        per_transfer.backfills_failed,
+        coalesce(observed_runs.runs_completed, 0) as runs_completed,
+        coalesce(observed_runs.runs_failed, 0) as runs_failed,
+        observed_runs.runs_failed / nullif(observed_runs.runs_completed + observed_runs.runs_failed, 0)
+            as failure_rate,
+        per_transfer.median_run_seconds,
+        per_transfer.p95_run_seconds,
+        last_errors.last_error,
+        per_transfer.last_backfill_created_at
+    from per_transfer
+    left join observed_runs
+        on
+            observed_runs.team_id = per_transfer.team_id
+            and observed_runs.transfer_id = per_transfer.transfer_id
+    left join last_errors
+        on
+            last_errors.team_id = per_transfer.team_id
+            and last_errors.transfer_id = per_transfer.transfer_id
+)
+
+select * from final
