@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help test demo lint simulate bench clean lock
+.PHONY: help test demo lint simulate bench docs clean lock
 
 help:
 	@echo "make demo      run the whole pipeline on the local simulator"
 	@echo "make test      run the test suite"
 	@echo "make lint      ruff check"
 	@echo "make simulate  serve the simulator on 127.0.0.1:8765 at 600x speed"
+	@echo "make docs      regenerate docs/models.md from sql/marts/*.yml"
 	@echo "make lock      re-pin constraints.txt from the current .venv"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -36,6 +37,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+docs: $(STAMP)
+	$(BIN)/python -m pipelines.models
 
 lock: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check > constraints.txt

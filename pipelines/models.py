@@ -189,3 +189,37 @@ def data_tests(model: Model, section: str = "tests") -> list[tuple[str, str]]:
 
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0]
+
+
+def dictionary_markdown(sql_dir: Path = SQL_DIR) -> str:
+    """docs/models.md: the analytics tables and their columns, from the YAML beside each mart."""
+    lines = [
+        "# The `analytics` schema",
+        "",
+        "Generated from `sql/marts/*.yml` by `make docs`; do not edit by hand.",
+        "Times are UTC `TIMESTAMPTZ`; poll times are the API's clock (its `Date` header).",
+        "",
+    ]
+    for model in discover(sql_dir, DEFAULT_VARIABLES):
+        if model.schema != "analytics" or model.doc is None:
+            continue
+        grain = ", ".join(model.doc.get("tests", {}).get("grain", []))
+        lines += [
+            f"## `analytics.{model.name}`",
+            "",
+            " ".join(model.doc["description"].split()),
+            "",
+            f"Grain: one row per ({grain}).",
+            "",
+            "| column | meaning |",
+            "| --- | --- |",
+        ]
+        lines += [
+            f"| `{name}` | {' '.join(str(text).split())} |" for name, text in model.doc["columns"].items()
+        ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # make docs
+    (SQL_DIR.parent / "docs" / "models.md").write_text(dictionary_markdown())

@@ -1,0 +1,258 @@
+"""The analytics models on hand-worked scenarios: every expected value is computed from the
+simulator's fixed timings (conftest.FIXED_TIMING), not read off the program.
+
+A lone backfill of n runs of 100 s created at T (2026-01-05 08:00 UTC): SCHEDULED at T+60,
+RUNNING at T+120, k runs done at T+120+110k, finished at T+130+110n.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pytest
+from conftest import START, TEAM, Api, Warehouse, add_transfer, days_ago
+
+from pipelines.ingest import rebuild_models
+from pipelines.simulator import Simulator
+from pipelines.supermetrics.errors import ApiUnavailableError
+
+
+def at(seconds: float) -> datetime:
+    return START + timedelta(seconds=seconds)
+
+
+def poll_at(sim: Simulator, warehouse: Warehouse, seconds: float) -> None:
+    sim.clock.advance(at(seconds) - sim.clock.now())
+    warehouse.ingest()
+
+
+def one(warehouse: Warehouse, sql: str, *params: object) -> dict:
+    with __import__("duckdb").connect(str(warehouse.db_path), read_only=True) as con:
+        cursor = con.execute(sql, list(params))
+        names = [d[0] for d in cursor.description]
+        rows = cursor.fetchall()
+    assert len(rows) == 1, rows
+    return dict(zip(names, rows[0], strict=True))
+
+
+def backfill(warehouse: Warehouse, backfill_id: int) -> dict:
+    return one(warehouse, "select * from analytics.backfills where transfer_backfill_id = ?", backfill_id)
+
+
+def stretches(warehouse: Warehouse, backfill_id: int) -> list[tuple]:
+    return warehouse.rows(
+        "select status, valid_from, valid_to, duration_seconds from analytics.backfill_status_history "
+        "where transfer_backfill_id = ? order by stretch_number",
+        backfill_id,
+    )
+
+
+def test_steady_run_durations_rate_and_eta(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
+    backfill_id = api.create(add_transfer(sim, run_seconds=100), days_ago(30), days_ago(1))[
+        "transfer_backfill_id"
+    ]
+    for seconds in (0, 60, 120, 1220):  # CREATED, SCHEDULED, RUNNING with 0 runs, 10 runs done
+        poll_at(sim, warehouse, seconds)
+
+    running = backfill(warehouse, backfill_id)
+    assert (running["status"], running["is_incomplete"], running["is_stalled"]) == ("RUNNING", True, False)
+    assert running["queue_seconds"] == 120
+    assert running["run_seconds"] == 1100  # up to the latest poll
+    assert running["progress_pct"] == pytest.approx(33.33)
+    assert running["failure_rate"] == 0
+    assert running["runs_per_hour"] == pytest.approx(3600 * 10 / 1100)  # 10 runs in 1100 s
+    assert running["eta"] == at(1220 + 20 * 110)  # 20 runs left at 110 s: T+3420, 10 s before the real end
+    assert (
+        running["first_seen_at"] == at(0)
+        and running["vanished_at"] is None
+        and running["finished_at"] is None
+    )
+    assert running["range_days"] == 30 and running["error_count"] == 0
+    assert stretches(warehouse, backfill_id) == [
+        ("CREATED", at(0), at(60), 60),
+        ("SCHEDULED", at(60), at(120), 60),
+        ("RUNNING", at(120), None, 1100),
+    ]
+    progress = warehouse.rows(
+        "select progress_pct, transfer_runs_completed from analytics.backfill_progress order by poll_id"
+    )
+    assert progress == [(0, 0), (0, 0), (0, 0), (pytest.approx(33.33), 10)]
+
+    poll_at(sim, warehouse, 3430)  # finished at T+130+30*110: left the list, looked up
+    done = backfill(warehouse, backfill_id)
+    assert (done["status"], done["is_incomplete"]) == ("COMPLETED", False)
+    assert done["end_time"] == done["finished_at"] == done["vanished_at"] == at(3430)
+    assert done["run_seconds"] == 3310
+    assert done["runs_per_hour"] == pytest.approx(3600 * 30 / 3310)  # up to the end
+    assert done["eta"] is None and done["progress_pct"] == 100
+    assert stretches(warehouse, backfill_id)[-2:] == [
+        ("RUNNING", at(120), at(3430), 3310),
+        ("COMPLETED", at(3430), None, None),
+    ]
+    day = one(warehouse, "select * from analytics.daily_activity where day = ?", date(2026, 1, 5))
+    assert day == {
+        "day": date(2026, 1, 5),
+        "team_id": TEAM,
+        "backfills_created": 1,
+        "backfills_started": 1,
+        "backfills_finished": 1,
+        "backfills_active": 1,
+        "runs_completed": 30,
+        "runs_failed": 0,
+    }
+
+
+def test_failures_retry_and_distinct_errors(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
+    transfer = add_transfer(sim, failure_rate=1.0, run_seconds=100)
+    backfill_id = api.create(transfer, days_ago(3), days_ago(1))["transfer_backfill_id"]
+    poll_at(sim, warehouse, 0)
+    poll_at(sim, warehouse, 460)  # three runs failed: FAILED
+    failed = backfill(warehouse, backfill_id)
+    assert (failed["status"], failed["transfer_runs_failed"], failed["error_count"]) == ("FAILED", 3, 3)
+    assert failed["failure_rate"] == 1.0 and failed["run_seconds"] == 340  # start to first seen FAILED
+    assert failed["is_stalled"] is False  # FAILED waits for a person, it is not stuck
+
+    sim.world.teams[TEAM].transfers[transfer].failure_rate = 0.0
+    sim.world.retry(TEAM, backfill_id)  # RUNNING again at T+460: runs at T+570, 680, 790; done T+800
+    poll_at(sim, warehouse, 470)
+    poll_at(sim, warehouse, 800)
+
+    done = backfill(warehouse, backfill_id)
+    assert (done["status"], done["transfer_runs_completed"], done["transfer_runs_failed"]) == (
+        "COMPLETED",
+        3,
+        0,
+    )
+    assert done["error_count"] == 3  # the API forgot them on retry; the history did not
+    assert done["failure_rate"] == 0 and done["run_seconds"] == 680
+    assert stretches(warehouse, backfill_id) == [
+        ("CREATED", at(0), at(460), 460),
+        ("FAILED", at(460), at(470), 10),
+        ("RUNNING", at(470), at(800), 330),
+        ("COMPLETED", at(800), None, None),
+    ]
+    errors = warehouse.rows(
+        "select transfer_run_date, first_seen_at, last_seen_at from analytics.backfill_errors "
+        "order by transfer_run_date"
+    )
+    assert errors == [(days_ago(n), at(460), at(460)) for n in (3, 2, 1)]
+    rates = one(warehouse, "select * from analytics.transfer_failure_rates where transfer_id = ?", transfer)
+    assert (rates["backfills"], rates["backfills_completed"], rates["backfills_incomplete"]) == (1, 1, 0)
+    assert (rates["runs_completed"], rates["runs_failed"], rates["failure_rate"]) == (3, 3, 0.5)
+    assert rates["median_run_seconds"] == rates["p95_run_seconds"] == 680
+    assert rates["last_error"] in {
+        e for (e,) in warehouse.rows("select error from analytics.backfill_errors")
+    }
+    assert warehouse.rows("select sum(occurrences), sum(backfills) >= 1 from analytics.error_summary") == [
+        (3, True)
+    ]
+    day = one(
+        warehouse,
+        "select runs_completed, runs_failed from analytics.daily_activity where day = ?",
+        date(2026, 1, 5),
+    )
+    assert day == {"runs_completed": 3, "runs_failed": 3}
+
+
+def test_stall_after_a_configurable_time(
+    sim: Simulator, api: Api, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backfill_id = api.create(add_transfer(sim, run_seconds=3000), days_ago(2), days_ago(1))[
+        "transfer_backfill_id"
+    ]
+    monkeypatch.setenv("MODELS__STALL_AFTER_HOURS", "0.5")  # 1800 s; the first run takes 3000 s
+    poll_at(sim, warehouse, 120)  # RUNNING: the last progress
+    poll_at(sim, warehouse, 120 + 1800)
+    assert backfill(warehouse, backfill_id)["is_stalled"] is False  # exactly the threshold: not yet
+    poll_at(sim, warehouse, 120 + 1801)
+    stalled = backfill(warehouse, backfill_id)
+    assert stalled["is_stalled"] is True and stalled["last_progress_at"] == at(120)
+    monkeypatch.setenv("MODELS__STALL_AFTER_HOURS", "2")
+    rebuild_models(warehouse.db_path)
+    assert backfill(warehouse, backfill_id)["is_stalled"] is False
+    poll_at(sim, warehouse, 3130)  # the first run is done: progress again
+    assert backfill(warehouse, backfill_id)["last_progress_at"] == at(3130)
+
+
+def test_unconfirmed_final_state_is_unknown(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
+    backfill_id = api.create(add_transfer(sim), days_ago(2), days_ago(1))["transfer_backfill_id"]
+    poll_at(sim, warehouse, 60)
+    sim.world.forget(TEAM, backfill_id)  # the lookup will answer 404
+    poll_at(sim, warehouse, 120)
+    gone = backfill(warehouse, backfill_id)
+    assert (gone["status"], gone["is_incomplete"], gone["vanished_at"]) == ("UNKNOWN", False, at(120))
+    assert gone["finished_at"] is None and gone["last_seen_at"] == at(60)
+    assert stretches(warehouse, backfill_id) == [
+        ("SCHEDULED", at(60), at(120), 60),
+        ("UNKNOWN", at(120), None, None),
+    ]
+    day = one(warehouse, "select backfills_active, backfills_finished from analytics.daily_activity")
+    assert day == {"backfills_active": 1, "backfills_finished": 0}
+
+
+def test_failed_poll_shows_in_analytics_at_once(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
+    api.create(add_transfer(sim), days_ago(2), days_ago(1))
+    warehouse.ingest()
+    sim.faults.add(kind="503", endpoint="list", times=2)
+    with pytest.raises(ApiUnavailableError):
+        warehouse.ingest()
+    failed = one(warehouse, "select * from analytics.polls where poll_id = 2")
+    assert (failed["outcome"], failed["http_status"], failed["backfills_listed"]) == ("failed", 503, None)
+    assert failed["error_code"] == "SERVICE_UNAVAILABLE" and failed["request_id"]
+    # the failed poll is no listing: the backfill has one progress row, from poll 1
+    assert warehouse.rows("select poll_id from analytics.backfill_progress") == [(1,)]
+
+
+def test_hidden_by_the_cap_stays_incomplete(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
+    transfer = add_transfer(sim)
+    for n in range(101):
+        api.create(transfer, days_ago(n + 1), days_ago(n + 1))
+    warehouse.ingest()  # 100 listed: the oldest was never listed
+    api.create(transfer, days_ago(200), days_ago(200))  # pushes one more off
+    warehouse.ingest()
+    # all were created at T: the list's newest-first order is by id, so 10002 went off it
+    hidden = warehouse.rows(
+        "select transfer_backfill_id, status, is_incomplete from analytics.backfills "
+        "where vanished_at is not null"
+    )
+    assert hidden == [(10002, "CREATED", True)]  # the lookup confirmed it is still incomplete
+    assert warehouse.count("backfill_lookups") == 1
+    assert warehouse.rows("select bool_and(possibly_truncated) from analytics.polls") == [(True,)]
+
+
+def test_contract_columns_exist(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
+    api.create(add_transfer(sim), days_ago(2), days_ago(1))
+    warehouse.ingest()
+    for table, columns in CONTRACT.items():
+        have = {
+            c
+            for (c,) in warehouse.rows(
+                "select column_name from information_schema.columns where table_schema = 'analytics' "
+                "and table_name = ?",
+                table,
+            )
+        }
+        assert set(columns.split(", ")) <= have, (table, set(columns.split(", ")) - have)
+
+
+CONTRACT = {  # ../shared/DESIGN.md, "The analytics schema (contract)"
+    "polls": "poll_id, team_id, polled_at, outcome, http_status, error_code, request_id, backfills_listed, "
+    "possibly_truncated, duration_ms, rate_limit_remaining",
+    "backfill_progress": "poll_id, polled_at, team_id, transfer_backfill_id, transfer_id, status, "
+    "transfer_runs_total, transfer_runs_created, transfer_runs_completed, "
+    "transfer_runs_failed, progress_pct, error_count",
+    "backfills": "team_id, transfer_backfill_id, transfer_id, range_start_date, range_end_date, range_days, "
+    "status, is_incomplete, created_time, created_user_id, start_time, end_time, removed_time, "
+    "removed_user_id, first_seen_at, last_seen_at, vanished_at, finished_at, queue_seconds, "
+    "run_seconds, transfer_runs_total, transfer_runs_created, transfer_runs_completed, "
+    "transfer_runs_failed, progress_pct, failure_rate, error_count, runs_per_hour, eta, is_stalled",
+    "backfill_status_history": "team_id, transfer_backfill_id, status, valid_from, valid_to, duration_seconds",
+    "backfill_errors": "team_id, transfer_backfill_id, transfer_id, transfer_run_date, error, first_seen_at, "
+    "last_seen_at",
+    "transfer_failure_rates": "team_id, transfer_id, backfills, backfills_incomplete, backfills_completed, "
+    "backfills_cancelled, runs_completed, runs_failed, failure_rate, "
+    "median_run_seconds, p95_run_seconds, last_error, last_backfill_created_at",
+    "error_summary": "error_pattern, occurrences, backfills, transfers, first_seen_at, last_seen_at, example_error",
+    "daily_activity": "day, team_id, backfills_created, backfills_started, backfills_finished, backfills_active, "
+    "runs_completed, runs_failed",
+}

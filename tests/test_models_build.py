@@ -1,0 +1,98 @@
+"""The model runner: order from the SQL, data tests that stop a bad build, the data dictionary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+from cli_process import run_backfills
+from conftest import Api, Warehouse, add_transfer, days_ago
+
+from pipelines.models import SQL_DIR, data_tests, dictionary_markdown, discover
+from pipelines.simulator import Simulator
+from pipelines.supermetrics.errors import ModelError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(folder: Path, name: str, sql: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.sql").write_text(sql)
+
+
+def test_build_order_comes_from_the_sql(tmp_path: Path) -> None:
+    write(tmp_path / "marts", "b", "select * from analytics.a join staging.s using (x)")
+    write(tmp_path / "marts", "a", "with t as (select * from staging.s) select * from t")
+    write(tmp_path / "staging", "s", "select 1 as x from supermetrics.polls")
+    assert [m.relation for m in discover(tmp_path, {})] == ["staging.s", "analytics.a", "analytics.b"]
+
+
+def test_unknown_relation_and_cycles_are_errors(tmp_path: Path) -> None:
+    write(tmp_path / "marts", "a", "select * from analytics.nope")
+    with pytest.raises(ModelError, match="a.sql reads analytics.nope, which no model builds"):
+        discover(tmp_path, {})
+    write(tmp_path / "marts", "a", "select * from analytics.b")
+    write(tmp_path / "marts", "b", "select * from analytics.a")
+    with pytest.raises(ModelError, match="cycle"):
+        discover(tmp_path, {})
+
+
+def test_real_models_are_ordered_after_what_they_read() -> None:
+    order = [m.relation for m in discover()]
+    for position, model in enumerate(discover()):
+        assert all(order.index(dep) < position for dep in model.depends_on), model.relation
+    assert len([r for r in order if r.startswith("analytics.")]) == 8
+
+
+def test_every_mart_column_is_in_the_dictionary(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
+    api.create(add_transfer(sim, failure_rate=1.0), days_ago(2), days_ago(1))
+    sim.clock.advance(500)
+    warehouse.ingest()
+    for model in discover():
+        if model.schema != "analytics":
+            continue
+        assert model.doc, f"{model.name} has no YAML beside it"
+        columns = [
+            c
+            for (c,) in warehouse.rows(
+                "select column_name from information_schema.columns where table_schema = 'analytics' "
+                "and table_name = ? order by ordinal_position",
+                model.name,
+            )
+        ]
+        assert list(model.doc["columns"]) == columns, model.name
+        assert data_tests(model), f"{model.name} has no data tests"
+    assert (ROOT / "docs" / "models.md").read_text() == dictionary_markdown(), "run make docs"
+
+
+def test_a_failing_data_test_stops_the_build_and_keeps_the_old_tables(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    api.create(add_transfer(sim), days_ago(2), days_ago(1))
+    warehouse.ingest()
+    with duckdb.connect(str(warehouse.db_path)) as con:  # a duplicated raw poll: the grain breaks
+        con.execute("insert into supermetrics.polls select * from supermetrics.polls")
+    result = run_backfills("models", "--db", str(warehouse.db_path), cwd=warehouse.db_path.parent)
+    assert result.returncode == 70
+    [line] = result.stderr.splitlines()
+    assert (
+        line.startswith("backfills: model error: ")
+        and "analytics.polls: grain (poll_id) is unique (1 rows)" in line
+    )
+    assert warehouse.rows("select count(*) from analytics.polls") == [
+        (1,)
+    ]  # rolled back: the last good build
+
+
+def test_models_command(sim: Simulator, api: Api, warehouse: Warehouse, tmp_path: Path) -> None:
+    missing = run_backfills("models", "--db", str(tmp_path / "none.duckdb"), cwd=tmp_path)
+    assert missing.returncode == 78 and "run backfills ingest first" in missing.stderr
+    warehouse.ingest()
+    rebuilt = run_backfills("models", "--db", str(warehouse.db_path), cwd=tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert rebuilt.stdout.startswith(f"models: {len(discover())} rebuilt, ")
+
+
+def test_sql_dir_is_the_repository_one() -> None:
+    assert SQL_DIR == ROOT / "sql"
