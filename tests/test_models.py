@@ -235,24 +235,31 @@ def test_contract_columns_exist(sim: Simulator, api: Api, warehouse: Warehouse) 
         assert set(columns.split(", ")) <= have, (table, set(columns.split(", ")) - have)
 
 
-CONTRACT = {  # ../shared/DESIGN.md, "The analytics schema (contract)"
-    "polls": "poll_id, team_id, polled_at, outcome, http_status, error_code, request_id, backfills_listed, "
-    "possibly_truncated, duration_ms, rate_limit_remaining",
-    "backfill_progress": "poll_id, polled_at, team_id, transfer_backfill_id, transfer_id, status, "
-    "transfer_runs_total, transfer_runs_created, transfer_runs_completed, "
-    "transfer_runs_failed, progress_pct, error_count",
-    "backfills": "team_id, transfer_backfill_id, transfer_id, range_start_date, range_end_date, range_days, "
-    "status, is_incomplete, created_time, created_user_id, start_time, end_time, removed_time, "
-    "removed_user_id, first_seen_at, last_seen_at, vanished_at, finished_at, queue_seconds, "
-    "run_seconds, transfer_runs_total, transfer_runs_created, transfer_runs_completed, "
-    "transfer_runs_failed, progress_pct, failure_rate, error_count, runs_per_hour, eta, is_stalled",
-    "backfill_status_history": "team_id, transfer_backfill_id, status, valid_from, valid_to, duration_seconds",
-    "backfill_errors": "team_id, transfer_backfill_id, transfer_id, transfer_run_date, error, first_seen_at, "
-    "last_seen_at",
-    "transfer_failure_rates": "team_id, transfer_id, backfills, backfills_incomplete, backfills_completed, "
-    "backfills_cancelled, runs_completed, runs_failed, failure_rate, "
-    "median_run_seconds, p95_run_seconds, last_error, last_backfill_created_at",
-    "error_summary": "error_pattern, occurrences, backfills, transfers, first_seen_at, last_seen_at, example_error",
-    "daily_activity": "day, team_id, backfills_created, backfills_started, backfills_finished, backfills_active, "
-    "runs_completed, runs_failed",
+# ../shared/DESIGN.md, "The analytics schema (contract)": table, then its minimum columns
+CONTRACT_TEXT = """
+polls: poll_id, team_id, polled_at, outcome, http_status, error_code, request_id, backfills_listed,
+    possibly_truncated, duration_ms, rate_limit_remaining
+backfill_progress: poll_id, polled_at, team_id, transfer_backfill_id, transfer_id, status,
+    transfer_runs_total, transfer_runs_created, transfer_runs_completed, transfer_runs_failed,
+    progress_pct, error_count
+backfills: team_id, transfer_backfill_id, transfer_id, range_start_date, range_end_date, range_days, status,
+    is_incomplete, created_time, created_user_id, start_time, end_time, removed_time, removed_user_id,
+    first_seen_at, last_seen_at, vanished_at, finished_at, queue_seconds, run_seconds, transfer_runs_total,
+    transfer_runs_created, transfer_runs_completed, transfer_runs_failed, progress_pct, failure_rate,
+    error_count, runs_per_hour, eta, is_stalled
+backfill_status_history: team_id, transfer_backfill_id, status, valid_from, valid_to, duration_seconds
+backfill_errors: team_id, transfer_backfill_id, transfer_id, transfer_run_date, error, first_seen_at,
+    last_seen_at
+transfer_failure_rates: team_id, transfer_id, backfills, backfills_incomplete, backfills_completed,
+    backfills_cancelled, runs_completed, runs_failed, failure_rate, median_run_seconds, p95_run_seconds,
+    last_error, last_backfill_created_at
+error_summary: error_pattern, occurrences, backfills, transfers, first_seen_at, last_seen_at, example_error
+daily_activity: day, team_id, backfills_created, backfills_started, backfills_finished, backfills_active,
+    runs_completed, runs_failed
+"""
+CONTRACT = {
+    table: " ".join(columns.split())
+    for table, columns in (
+        entry.split(":") for entry in CONTRACT_TEXT.replace("\n    ", " ").strip().splitlines()
+    )
 }
