@@ -2,7 +2,7 @@
 -- A backfill that left the list is UNKNOWN until a lookup confirmed its state (COMPLETED,
 -- CANCELLED, or still incomplete behind the 100-item cap); a 404 keeps it UNKNOWN.
 with versions as (
-    select * from staging.int_backfill_versions_sequenced
+    select * from staging.stg_supermetrics__backfill_versions
 ),
 
 stretches as (
@@ -38,7 +38,8 @@ confirmations as (
 
 final as (
     select
-        latest_versions.*,
+        latest_versions.* exclude (version_id, error_report_poll_id),
+        latest_versions.transfer_runs_completed + latest_versions.transfer_runs_failed as runs_done,
         latest_stretches.unlisted_at_poll_id,
         latest_stretches.vanished_at,
         confirmations.confirmed_at,

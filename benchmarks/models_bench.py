@@ -1,0 +1,99 @@
+"""Model rebuild and query latency over a generated year of 5-minute polls (20 concurrent backfills).
+
+Baselines in the same run, since these machines are noisy: the rebuild is compared with the
+floor of copying the raw version history once (`create table as select *`), and each query with
+a trivial query on the same connection.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import duckdb
+
+from pipelines.ingest import open_pipeline
+from pipelines.models import build
+
+from .history import generate
+
+QUERIES = {
+    "incomplete backfills with ETA": "select transfer_backfill_id, status, progress_pct, eta, is_stalled "
+    "from analytics.backfills where is_incomplete order by created_time desc",
+    "worst transfers": "select transfer_id, failure_rate, median_run_seconds "
+    "from analytics.transfer_failure_rates order by failure_rate desc nulls last limit 10",
+    "burn-up of one backfill": "select polled_at, progress_pct from analytics.backfill_progress "
+    "where transfer_backfill_id = 102000 order by poll_id",
+    "last 30 days of activity": "select * from analytics.daily_activity order by day desc limit 30",
+    "top error patterns": "select error_pattern, occurrences from analytics.error_summary "
+    "order by occurrences desc limit 10",
+    "status history of one backfill": "select * from analytics.backfill_status_history "
+    "where transfer_backfill_id = 102000",
+}
+BASELINE_QUERY = "select 1"
+
+
+def timed(action, repeat: int) -> float:
+    """Median seconds of `repeat` runs."""
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def run(work_dir: Path, polls: int = 365 * 288) -> dict:
+    db_path = work_dir / "year.duckdb"
+    counts = generate(db_path, polls=polls)
+    pipeline = open_pipeline(db_path)
+    build(pipeline, "supermetrics")  # warm: file cache, first-build schema creation
+
+    def copy_raw() -> None:
+        with duckdb.connect(str(db_path)) as con:
+            con.execute(
+                "create or replace table main.raw_copy as select * from supermetrics.backfill_versions"
+            )
+            con.execute("drop table main.raw_copy")
+
+    rebuild = timed(lambda: build(pipeline, "supermetrics"), 3)
+    floor = timed(copy_raw, 3)
+    queries = {}
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        baseline = timed(lambda: con.execute(BASELINE_QUERY).fetchall(), 20)
+        for name, sql in QUERIES.items():
+            queries[name] = timed(lambda sql=sql: con.execute(sql).fetchall(), 10)
+        progress_rows = con.execute("select count(*) from analytics.backfill_progress").fetchone()[0]
+    return {
+        "counts": counts,
+        "progress_rows": progress_rows,
+        "rebuild": rebuild,
+        "floor": floor,
+        "baseline_query": baseline,
+        "queries": queries,
+    }
+
+
+def report(result: dict) -> list[str]:
+    rebuild, floor = result["rebuild"], result["floor"]
+    lines = [
+        "## Models over a generated year",
+        "",
+        f"History: {result['counts']['polls']:,} polls, "
+        f"{result['counts']['backfill_versions']:,} stored versions, "
+        f"{result['counts']['backfill_versions__error_report']:,} error rows; "
+        f"{result['progress_rows']:,} rows in analytics.backfill_progress.",
+        "",
+        "| measure | time | baseline (same run) | ratio | target |",
+        "| --- | --- | --- | --- | --- |",
+        f"| full rebuild of all models + data tests | {rebuild:.2f} s | copy of raw versions {floor:.2f} s "
+        f"| {rebuild / floor:.1f}x | <= 5 s: {'met' if rebuild <= 5 else 'MISSED'} |",
+    ]
+    for name, seconds in result["queries"].items():
+        ms = seconds * 1000
+        lines.append(
+            f"| query: {name} | {ms:.1f} ms | `select 1` {result['baseline_query'] * 1000:.2f} ms "
+            f"| {seconds / result['baseline_query']:.0f}x | <= 100 ms: {'met' if ms <= 100 else 'MISSED'} |"
+        )
+    return lines
