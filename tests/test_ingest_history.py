@@ -177,6 +177,14 @@ def test_list_capped_at_100_keeps_the_rest_incomplete(
         (True,),
     ]
     assert recorder.poll() == 1  # confirmed incomplete: not looked up again
+    for backfill_id in sorted(b["transfer_backfill_id"] for b in api.listing())[-3:]:
+        sim.world.forget(TEAM, backfill_id)  # gone (404), which makes room on the list
+    versions_before = warehouse.count("backfill_versions")
+    assert recorder.poll() == 4  # the three gone are looked up; the three hidden ones are listed again
+    assert warehouse.count("backfill_versions") == versions_before  # unchanged: they do not look new
+    assert warehouse.rows("select count(*) from supermetrics.listing_events where event = 'listed'") == [
+        (106,)
+    ]
     recorder.assert_every_poll_reconstructs()
 
 

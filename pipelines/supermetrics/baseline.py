@@ -13,22 +13,29 @@ import duckdb
 from .settings import LISTING_EVENTS, LOOKUPS, POLLS, VERSIONS
 from .snapshot import Baseline, KnownBackfill, TeamBaseline
 
-# Per backfill: listed in the team's last successful poll, or left the list with no conclusive lookup since.
+# Per backfill not confirmed finished: listed in the team's last successful poll, pending (left
+# the list, no conclusive lookup since), or confirmed still incomplete / not found (it may be
+# listed again, and must then not look new).
 _RELEVANT = f"""
 relevant as (
-    select e.team_id, e.transfer_backfill_id, e.event = 'listed' as is_listed
+    select
+        e.team_id,
+        e.transfer_backfill_id,
+        e.event = 'listed' as is_listed,
+        e.event = 'unlisted' and c.outcome is null as is_pending
     from (
         select team_id, transfer_backfill_id, event, poll_id
         from {{ds}}.{LISTING_EVENTS}
         qualify row_number() over (partition by team_id, transfer_backfill_id order by poll_id desc) = 1
     ) as e
     left join (
-        select team_id, transfer_backfill_id, max(poll_id) as poll_id
+        select team_id, transfer_backfill_id, outcome, poll_id
         from {{ds}}.{LOOKUPS}
         where outcome in ('final', 'incomplete', 'not_found')
-        group by all
-    ) as c using (team_id, transfer_backfill_id)
-    where e.event = 'listed' or coalesce(c.poll_id < e.poll_id, true)
+        qualify row_number() over (partition by team_id, transfer_backfill_id order by poll_id desc) = 1
+    ) as c
+        on c.team_id = e.team_id and c.transfer_backfill_id = e.transfer_backfill_id and c.poll_id >= e.poll_id
+    where e.event = 'listed' or c.outcome is distinct from 'final'
 ),
 latest as (
     select v.team_id, v.transfer_backfill_id, v.state_hash, v.error_report_hash, v.error_report_poll_id
@@ -40,7 +47,7 @@ latest as (
 _BACKFILLS = f"""
 with {_RELEVANT}
 select
-    r.team_id, r.transfer_backfill_id, r.is_listed,
+    r.team_id, r.transfer_backfill_id, r.is_listed, r.is_pending,
     l.state_hash, l.error_report_hash, l.error_report_poll_id
 from relevant as r
 left join latest as l using (team_id, transfer_backfill_id)
@@ -75,9 +82,14 @@ def read_baseline(con: duckdb.DuckDBPyConnection, dataset: str) -> Baseline:
         for team_id, backfill_id, run_date, error in con.execute(_ERRORS.format(ds=ds)).fetchall():
             errors[team_id, backfill_id].add((run_date, error))
     teams: dict[int, TeamBaseline] = defaultdict(TeamBaseline)
-    for team_id, backfill_id, is_listed, *latest in con.execute(_BACKFILLS.format(ds=ds)).fetchall():
+    for team_id, backfill_id, is_listed, is_pending, *latest in con.execute(
+        _BACKFILLS.format(ds=ds)
+    ).fetchall():
         team = teams[team_id]
-        (team.listed if is_listed else team.pending_lookups).add(backfill_id)
+        if is_listed:
+            team.listed.add(backfill_id)
+        elif is_pending:
+            team.pending_lookups.add(backfill_id)
         if latest[0] is not None:  # a 404 lookup leaves a backfill with no version: nothing to diff
             team.known[backfill_id] = KnownBackfill(*latest, frozenset(errors[team_id, backfill_id]))
     return Baseline(next_poll_id=next_poll_id, teams=dict(teams))

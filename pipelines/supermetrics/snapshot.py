@@ -45,7 +45,9 @@ class KnownBackfill:
 class TeamBaseline:
     listed: set[int] = field(default_factory=set)  # listed in the team's last successful poll
     pending_lookups: set[int] = field(default_factory=set)  # left the list, final state not yet known
-    known: dict[int, KnownBackfill] = field(default_factory=dict)  # latest versions of both
+    # latest versions of those and of backfills confirmed still incomplete or not found, which
+    # may be listed again
+    known: dict[int, KnownBackfill] = field(default_factory=dict)
 
 
 @dataclass
