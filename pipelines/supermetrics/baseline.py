@@ -34,7 +34,10 @@ relevant as (
         where outcome in ('final', 'incomplete', 'not_found')
         qualify row_number() over (partition by team_id, transfer_backfill_id order by poll_id desc) = 1
     ) as c
-        on c.team_id = e.team_id and c.transfer_backfill_id = e.transfer_backfill_id and c.poll_id >= e.poll_id
+        on
+            c.team_id = e.team_id
+            and c.transfer_backfill_id = e.transfer_backfill_id
+            and c.poll_id >= e.poll_id
     where e.event = 'listed' or c.outcome is distinct from 'final'
 ),
 latest as (
