@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +40,7 @@ _LOCK_MESSAGE = re.compile(r"Could not set lock on file|Conflicting lock is held
 class IngestResult:
     report: RunReport
     db_path: Path
-    built: BuildResult
+    built: BuildResult | None
     seconds: float
 
 
@@ -78,10 +78,14 @@ def ingest(
     team_ids: list[int] | None = None,
     base_url: str | None = None,
     wait_lock: float = 0.0,
+    rounds: int = 1,
+    between_rounds: Callable[[], None] | None = None,
+    build_models: bool = True,
 ) -> IngestResult:
-    """Poll every team once and load what changed. Raises `MonitorError` for a failed run.
+    """Poll every team once, load what changed, rebuild the models. Raises `MonitorError`.
 
-    A run whose polls failed still loads the failed-poll rows, then raises the first poll error.
+    A run whose polls failed still loads the failed-poll rows (and rebuilds the models), then
+    raises the first poll error. `rounds` and `between_rounds` are for the demo: see the source.
     """
     started = time.monotonic()
     db_path = prepare_db_path(Path(db_path))
@@ -92,10 +96,12 @@ def ingest(
             baseline = read_baseline(con, DATASET_NAME)
         report = RunReport()
         overrides = {k: v for k, v in (("team_ids", team_ids), ("base_url", base_url)) if v}
-        source = _make_source(baseline=baseline, report=report, **overrides)
+        source = _make_source(
+            baseline=baseline, report=report, rounds=rounds, between_rounds=between_rounds, **overrides
+        )
         _run(pipeline, db_path, lambda: pipeline.run(source, loader_file_format="parquet"))
         # rebuilt after every run, a failed poll's included: it shows in analytics.polls at once
-        built = _build_models(pipeline, db_path)
+        built = _build_models(pipeline, db_path) if build_models else None
     if report.errors:
         raise report.errors[0]
     return IngestResult(report, db_path, built, time.monotonic() - started)

@@ -7,7 +7,7 @@ against a `Baseline` read from the destination before the run (see `pipelines.in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dlt
@@ -115,6 +115,8 @@ def supermetrics(
     max_retry_after: float = settings.MAX_RETRY_AFTER_SECONDS,
     baseline: Baseline | None = None,
     report: RunReport | None = None,
+    rounds: int = 1,
+    between_rounds: Callable[[], None] | None = None,
 ) -> list[DltResource]:
     """Poll each team's incomplete backfills once and emit what changed.
 
@@ -125,6 +127,9 @@ def supermetrics(
         request_timeout, max_attempts, backoff_factor, max_retry_after: HTTP retry policy.
         baseline: what the destination already holds; None for an empty destination.
         report: filled in with per-team results, errors and warnings while the source runs.
+        rounds, between_rounds: poll every team `rounds` times, calling `between_rounds` in
+            between (the demo advances the simulator's clock); each round is diffed against the
+            one before it, exactly as separate runs would be.
 
     Returns:
         The resources `polls`, `backfill_versions` (child table `backfill_versions__error_report`),
@@ -142,7 +147,14 @@ def supermetrics(
         backoff_factor=backoff_factor,
         max_retry_after=max_retry_after,
     )
-    collector = Collector(client, [int(t) for t in team_ids], baseline or Baseline(), report or RunReport())
+    collector = Collector(
+        client,
+        [int(t) for t in team_ids],
+        baseline or Baseline(),
+        report or RunReport(),
+        rounds=rounds,
+        between_rounds=between_rounds,
+    )
 
     @dlt.resource(name=settings.POLLS, write_disposition="append", columns=POLL_COLUMNS)
     def polls() -> Iterator[dict[str, Any]]:

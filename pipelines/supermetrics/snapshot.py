@@ -14,6 +14,7 @@ goes out as `Rows`, so the semantics can be read (and tested) in one place:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -56,7 +57,7 @@ class Baseline:
     teams: dict[int, TeamBaseline] = field(default_factory=dict)
 
     def team(self, team_id: int) -> TeamBaseline:
-        return self.teams.get(team_id) or TeamBaseline()
+        return self.teams.setdefault(team_id, TeamBaseline())
 
 
 @dataclass
@@ -100,15 +101,28 @@ def _stops_the_run(error: ApiError) -> bool:
 
 
 class Collector:
-    """Polls the teams once and keeps the rows; resources read `rows` (computed on first use)."""
+    """Polls the teams and keeps the rows; resources read `rows` (computed on first use).
+
+    Normally one round: one poll per team. With `rounds` > 1 it polls every team again after
+    calling `between_rounds` (the demo moves the simulator's clock there), diffing each round
+    against the previous one kept in memory, exactly as separate runs would against the database.
+    """
 
     def __init__(
-        self, client: SupermetricsClient, team_ids: list[int], baseline: Baseline, report: RunReport
+        self,
+        client: SupermetricsClient,
+        team_ids: list[int],
+        baseline: Baseline,
+        report: RunReport,
+        rounds: int = 1,
+        between_rounds: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
         self.team_ids = team_ids
         self.baseline = baseline
         self.report = report
+        self.rounds = rounds
+        self.between_rounds = between_rounds
         self._rows: Rows | None = None
 
     @property
@@ -123,12 +137,15 @@ class Collector:
 
     def _collect(self) -> None:
         next_poll_id = self.baseline.next_poll_id
-        for team_id in self.team_ids:
-            result = TeamResult(team_id, next_poll_id)
-            next_poll_id += 1
-            self.report.teams.append(result)
-            if not self._poll_team(result, self.baseline.team(team_id)):
-                break
+        for round_number in range(self.rounds):
+            if round_number and self.between_rounds is not None:
+                self.between_rounds()
+            for team_id in self.team_ids:
+                result = TeamResult(team_id, next_poll_id)
+                next_poll_id += 1
+                self.report.teams.append(result)
+                if not self._poll_team(result, self.baseline.team(team_id)):
+                    break  # this round's remaining teams wait for the next one, as for a new run
 
     def _poll_team(self, result: TeamResult, known: TeamBaseline) -> bool:
         """One team's poll and lookups. False when the run must stop."""
@@ -155,11 +172,13 @@ class Collector:
         result.ok, result.listed, result.left = True, len(records), len(left)
         rows.polls.append(_ok_poll(poll_id, team_id, response, len(records), len(left)))
         to_look_up = sorted(left | (known.pending_lookups - listed_now))
+        known.listed = listed_now
         return self._look_up(result, known, to_look_up)
 
     def _look_up(self, result: TeamResult, known: TeamBaseline, backfill_ids: list[int]) -> bool:
         """Each backfill that left the list, once, by id. A failed lookup is retried next run."""
         team_id = result.team_id
+        known.pending_lookups = set()
         for backfill_id in backfill_ids:
             what = f"looking up backfill {backfill_id} of team {team_id}"
             row = {"poll_id": result.poll_id, "team_id": team_id, "transfer_backfill_id": backfill_id}
@@ -174,6 +193,7 @@ class Collector:
                 else:
                     outcome = "failed"
                     result.lookups_failed += 1
+                    known.pending_lookups.add(backfill_id)
                     self.report.warnings.append(f"{error} (will retry on the next run)")
                 self._rows.lookups.append({**row, **_lookup_error(outcome, error)})
                 if outcome == "failed" and _stops_the_run(error):
@@ -183,6 +203,8 @@ class Collector:
             final = record.status in FINAL_STATUSES
             result.finished += final
             result.changed += self._version(result, known, record, "lookup", response.observed_at)
+            if final:
+                known.known.pop(backfill_id, None)  # confirmed finished: it cannot come back
             self._rows.lookups.append(
                 {
                     **row,
@@ -224,11 +246,12 @@ class Collector:
         }
         if report_changed:
             row["error_report"] = record.error_report
-        previous = known.errors if known else frozenset()
-        result.new_errors += len(
-            {(e["transfer_run_date"], e["error"]) for e in record.error_report} - previous
-        )
+        errors = frozenset((e["transfer_run_date"], e["error"]) for e in record.error_report)
+        result.new_errors += len(errors - (known.errors if known else frozenset()))
         self._rows.versions.append(row)
+        known_team.known[record.backfill_id] = KnownBackfill(
+            record.state_hash, record.error_report_hash, row["error_report_poll_id"], errors
+        )
         return 1
 
 
