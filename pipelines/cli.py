@@ -15,6 +15,7 @@ import click
 from .ingest import ingest as run_ingest
 from .ingest import rebuild_models
 from .models import BuildResult
+from .publish import PublishResult
 from .simulator import DEFAULT_API_KEY, DEFAULT_TEAM_ID, FAULT_KINDS, Simulator, Workload, parse_fault
 from .supermetrics.errors import MonitorError
 from .supermetrics.settings import DEFAULT_DB_PATH
@@ -93,14 +94,15 @@ def ingest(team_ids: tuple[int, ...], base_url: str | None, db_path: Path, wait_
             f"team {team.team_id}: poll {team.poll_id}, listed {team.listed}, changed {team.changed}, "
             f"left the list {team.left}, finished {team.finished}, new errors {team.new_errors}"
         )
-    echo_build(result.built)
+    echo_build(result.built, result.published)
     click.echo(f"{report.requests} request(s), {result.seconds:.1f} s, database {result.db_path}")
 
 
-def echo_build(built: BuildResult) -> None:
+def echo_build(built: BuildResult, published: PublishResult) -> None:
     for warning in built.warnings:
         click.echo(f"warning: data check: {warning}", err=True)
     click.echo(f"models: {len(built.models)} rebuilt, {built.tests} data tests run in {built.seconds:.1f} s")
+    click.echo(f"published for BI tools: {published.duckdb_path} and {published.parquet_dir}/*.parquet")
 
 
 @main.command()
@@ -123,7 +125,7 @@ def models(db_path: Path, wait_lock: float) -> None:
         MODELS__STALL_AFTER_HOURS=4 backfills models --db data/backfills.duckdb
     """
     try:
-        echo_build(rebuild_models(db_path, wait_lock))
+        echo_build(*rebuild_models(db_path, wait_lock))
     except MonitorError as error:
         fail(error)
 

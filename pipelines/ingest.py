@@ -25,9 +25,10 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from . import models
 from .lock import RunLock
 from .models import BuildResult
+from .publish import PublishResult, publish, published_dir
 from .supermetrics import supermetrics
 from .supermetrics.baseline import read_baseline
-from .supermetrics.errors import ConfigError, LockedError, MonitorError
+from .supermetrics.errors import ConfigError, LockedError, MonitorError, PublishError
 from .supermetrics.settings import DATASET_NAME, PIPELINE_NAME
 from .supermetrics.snapshot import RunReport
 
@@ -41,6 +42,7 @@ class IngestResult:
     report: RunReport
     db_path: Path
     built: BuildResult | None
+    published: PublishResult | None
     seconds: float
 
 
@@ -102,13 +104,14 @@ def ingest(
         _run(pipeline, db_path, lambda: pipeline.run(source, loader_file_format="parquet"))
         # rebuilt after every run, a failed poll's included: it shows in analytics.polls at once
         built = _build_models(pipeline, db_path) if build_models else None
+        published = _publish(db_path) if build_models else None
     if report.errors:
         raise report.errors[0]
-    return IngestResult(report, db_path, built, time.monotonic() - started)
+    return IngestResult(report, db_path, built, published, time.monotonic() - started)
 
 
-def rebuild_models(db_path: Path, wait_lock: float = 0.0) -> BuildResult:
-    """Rebuild the models of an existing database (`backfills models`)."""
+def rebuild_models(db_path: Path, wait_lock: float = 0.0) -> tuple[BuildResult, PublishResult]:
+    """Rebuild and publish the models of an existing database (`backfills models`)."""
     db_path = Path(db_path)
     if not db_path.exists():
         raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
@@ -117,7 +120,17 @@ def rebuild_models(db_path: Path, wait_lock: float = 0.0) -> BuildResult:
             empty = read_baseline(con, DATASET_NAME).next_poll_id == 1
         if empty:
             raise ConfigError(f"{db_path} holds no polls yet: run backfills ingest first")
-        return _build_models(open_pipeline(db_path), db_path)
+        built = _build_models(open_pipeline(db_path), db_path)
+        return built, _publish(db_path)
+
+
+def _publish(db_path: Path) -> PublishResult:
+    try:
+        return publish(db_path)
+    except (OSError, duckdb.Error) as exc:
+        raise PublishError(
+            f"could not write the copy for BI tools in {published_dir(db_path)}: {str(exc).splitlines()[0]}"
+        ) from None
 
 
 def _build_models(pipeline: dlt.Pipeline, db_path: Path) -> BuildResult:

@@ -1,14 +1,18 @@
-"""Every failure the monitor reports, each with a class name for its one-line message and an exit code.
+"""Every failure the monitor reports: a class name for its one-line message and an exit code.
 
-MonitorError                      root; exit 1
-├── ConfigError                   bad or missing configuration              78 (EX_CONFIG)
-├── LockedError                   another run, or another process, holds the database  73
-└── ApiError                      the API said no, or could not be understood
-    ├── AuthError                 401 / 403                                 77 (EX_NOPERM)
-    ├── RateLimitError            429 past the Retry-After cap, or quota    75 (EX_TEMPFAIL)
-    ├── ApiUnavailableError       5xx, timeouts, connection errors after retries  69 (EX_UNAVAILABLE)
-    ├── RequestRejectedError      400 / 404 / 422 on a call we made         78 (EX_CONFIG)
-    └── InvalidResponseError      a body that is not the documented shape   65 (EX_DATAERR)
+The tree (exit codes after sysexits.h):
+
+- MonitorError: root, exit 1
+  - ConfigError: bad or missing configuration, 78 (EX_CONFIG)
+  - LockedError: another run, or another process, holds the database, 73 (EX_CANTCREAT)
+  - ModelError: a SQL model failed to build, or a data test failed, 70 (EX_SOFTWARE)
+  - PublishError: the copy for BI tools could not be written, 74 (EX_IOERR)
+  - ApiError: the API said no, or could not be understood
+    - AuthError: 401 / 403, 77 (EX_NOPERM)
+    - RateLimitError: 429 past the Retry-After cap, or the monthly quota, 75 (EX_TEMPFAIL)
+    - ApiUnavailableError: 5xx, timeouts, connection errors after retries, 69 (EX_UNAVAILABLE)
+    - RequestRejectedError: 400 / 404 / 422 on a call we made, 78 (EX_CONFIG)
+    - InvalidResponseError: a body that is not the documented shape, 65 (EX_DATAERR)
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ class LockedError(MonitorError):
 class ModelError(MonitorError):
     exit_code = 70
     failure_class = "model error"
+
+
+class PublishError(MonitorError):
+    exit_code = 74
+    failure_class = "publish error"
 
 
 class ApiError(MonitorError):
