@@ -12,6 +12,7 @@ from typing import NoReturn
 
 import click
 
+from . import report as report_module
 from .ingest import ingest as run_ingest
 from .ingest import rebuild_models
 from .models import BuildResult
@@ -264,3 +265,48 @@ def simulate(
         pass
     finally:
         sim.stop()
+
+
+@main.command()
+@DB_OPTION
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="table: rich on a terminal, plain text otherwise.",
+)
+@click.option(
+    "--section",
+    type=click.Choice(list(report_module.SECTIONS)),
+    default="incomplete",
+    show_default=True,
+    help="With --format csv: the section to print.",
+)
+def report(db_path: Path, output_format: str, section: str) -> None:
+    """What is running, what finished, what fails: the 9 o'clock view.
+
+    Reads the database, or the copy published for BI tools while an ingest holds it.
+
+    \b
+    Example:
+        backfills report
+        backfills report --format csv --section transfers > transfers.csv
+    """
+    try:
+        sections, source = report_module.gather(db_path)
+    except MonitorError as error:
+        fail(error)
+    if source != db_path:
+        click.echo(f"note: {db_path} is busy; this is the published copy {source}", err=True)
+    if output_format == "json":
+        click.echo(report_module.render_json(sections))
+    elif output_format == "csv":
+        click.echo(report_module.render_csv(sections[section]), nl=False)
+    elif sys.stdout.isatty():
+        from rich.console import Console
+
+        report_module.render_rich(sections, Console())
+    else:
+        click.echo(report_module.render_plain(sections))

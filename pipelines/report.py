@@ -1,0 +1,279 @@
+"""`backfills report`: the state of things, read from the analytics tables.
+
+Sections: what is incomplete (progress, failure rate, ETA, stalls), what finished in the last
+24 hours, the transfers that fail most, the most frequent error patterns, and the last poll of
+each team. "Now" is the latest poll, so the report reads the same on a simulator's clock.
+
+Error messages come from the API and are untrusted: every text value is cleaned of control
+characters and terminal escape sequences before it is printed, whatever the format.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import unicodedata
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from .publish import published_db
+from .supermetrics.errors import ConfigError, LockedError
+
+SECTIONS = {
+    "incomplete": """
+        select transfer_backfill_id, transfer_id, status, progress_pct, transfer_runs_completed,
+               transfer_runs_failed, transfer_runs_total, failure_rate, runs_per_hour, eta, is_stalled,
+               created_time
+        from analytics.backfills where is_incomplete
+        order by is_stalled desc, created_time desc limit 50""",
+    "finished": """
+        select transfer_backfill_id, transfer_id, status, finished_at, queue_seconds, run_seconds,
+               failure_rate, error_count
+        from analytics.backfills
+        where coalesce(finished_at, case when status = 'UNKNOWN' then vanished_at end)
+            >= (select max(polled_at) from analytics.polls) - interval 24 hour
+        order by coalesce(finished_at, vanished_at) desc limit 20""",
+    "transfers": """
+        select transfer_id, backfills, backfills_incomplete, runs_completed, runs_failed, failure_rate,
+               median_run_seconds, p95_run_seconds, last_error
+        from analytics.transfer_failure_rates where runs_failed > 0
+        order by failure_rate desc, runs_failed desc limit 10""",
+    "errors": """
+        select error_pattern, occurrences, backfills, transfers, last_seen_at
+        from analytics.error_summary order by occurrences desc, last_seen_at desc limit 10""",
+    "polls": """
+        select team_id, poll_id, polled_at, outcome, backfills_listed, error_message
+        from analytics.polls qualify row_number() over (partition by team_id order by poll_id desc) = 1
+        order by team_id""",
+}
+_ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
+
+
+def clean(text: str) -> str:
+    """Neutralise terminal escape sequences and control characters in untrusted text."""
+    text = _ESCAPES.sub("", text)
+    return "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
+
+
+def gather(db_path: Path) -> tuple[dict[str, list[dict[str, Any]]], Path]:
+    """Every section's rows, and the file they were read from.
+
+    Reads the database itself; while an ingest holds it, the copy published for BI tools.
+    """
+    source = db_path
+    try:
+        con = duckdb.connect(str(db_path), read_only=True)
+    except duckdb.IOException as exc:
+        if not db_path.exists():
+            raise ConfigError(f"there is no database at {db_path}: run backfills ingest first") from None
+        if not published_db(db_path).exists():
+            raise LockedError(
+                f"the database {db_path} is busy and nothing is published yet: "
+                f"try again in a moment ({str(exc).splitlines()[0]})"
+            ) from None
+        source = published_db(db_path)
+        con = duckdb.connect(str(source), read_only=True)
+    with con:
+        have = {
+            t
+            for (t,) in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'analytics'"
+            ).fetchall()
+        }
+        if not {"backfills", "polls"} <= have:
+            raise ConfigError(f"{source} has no analytics tables yet: run backfills ingest first")
+        sections = {}
+        for name, sql in SECTIONS.items():
+            cursor = con.execute(sql)
+            columns = [d[0] for d in cursor.description]
+            sections[name] = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    return sections, source
+
+
+# -- plain values --------------------------------------------------------------------------------
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    if seconds < 86_400:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86_400}d {seconds % 86_400 // 3600:02d}h"
+
+
+def text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return clean(str(value))
+
+
+def percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.1f}%"
+
+
+def bar(pct: float | None, width: int = 20) -> str:
+    filled = round((pct or 0) / 100 * width)
+    return "█" * filled + "░" * (width - filled)
+
+
+def headline(sections: dict[str, list[dict[str, Any]]]) -> str:
+    incomplete = sections["incomplete"]
+    counts = {
+        s: sum(1 for b in incomplete if b["status"] == s)
+        for s in ("RUNNING", "SCHEDULED", "CREATED", "FAILED")
+    }
+    stalled = sum(1 for b in incomplete if b["is_stalled"])
+    parts = [f"{len(incomplete)} incomplete"] + [f"{n} {s.lower()}" for s, n in counts.items() if n]
+    return ", ".join(parts) + f"; {stalled} stalled; {len(sections['finished'])} finished in the last 24 h"
+
+
+# -- formats -------------------------------------------------------------------------------------
+
+TABLES = {  # section -> (title, [(header, value function)])
+    "incomplete": (
+        "Incomplete backfills",
+        [
+            ("backfill", lambda r: text(r["transfer_backfill_id"])),
+            ("transfer", lambda r: text(r["transfer_id"])),
+            ("status", lambda r: text(r["status"]) + (" STALLED" if r["is_stalled"] else "")),
+            ("progress", lambda r: f"{bar(r['progress_pct'])} {r['progress_pct'] or 0:5.1f}%"),
+            (
+                "runs done",
+                lambda r: (
+                    f"{r['transfer_runs_completed'] + r['transfer_runs_failed']}/{r['transfer_runs_total']}"
+                ),
+            ),
+            ("failed", lambda r: percent(r["failure_rate"])),
+            ("runs/h", lambda r: "" if r["runs_per_hour"] is None else f"{r['runs_per_hour']:.1f}"),
+            ("ETA", lambda r: text(r["eta"])),
+        ],
+    ),
+    "finished": (
+        "Finished in the last 24 hours",
+        [
+            ("backfill", lambda r: text(r["transfer_backfill_id"])),
+            ("transfer", lambda r: text(r["transfer_id"])),
+            ("status", lambda r: text(r["status"])),
+            ("finished", lambda r: text(r["finished_at"])),
+            ("queued", lambda r: duration(r["queue_seconds"])),
+            ("ran", lambda r: duration(r["run_seconds"])),
+            ("failed", lambda r: percent(r["failure_rate"])),
+            ("errors", lambda r: text(r["error_count"])),
+        ],
+    ),
+    "transfers": (
+        "Transfers with the worst failure rates",
+        [
+            ("transfer", lambda r: text(r["transfer_id"])),
+            ("backfills", lambda r: text(r["backfills"])),
+            ("runs failed", lambda r: f"{r['runs_failed']}/{r['runs_completed'] + r['runs_failed']}"),
+            ("failure rate", lambda r: percent(r["failure_rate"])),
+            ("median run", lambda r: duration(r["median_run_seconds"])),
+            ("last error", lambda r: text(r["last_error"])[:70]),
+        ],
+    ),
+    "errors": (
+        "Top error patterns",
+        [
+            ("occurrences", lambda r: text(r["occurrences"])),
+            ("backfills", lambda r: text(r["backfills"])),
+            ("pattern", lambda r: text(r["error_pattern"])[:90]),
+            ("last seen", lambda r: text(r["last_seen_at"])),
+        ],
+    ),
+    "polls": (
+        "Last poll",
+        [
+            ("team", lambda r: text(r["team_id"])),
+            ("poll", lambda r: text(r["poll_id"])),
+            ("at", lambda r: text(r["polled_at"])),
+            ("outcome", lambda r: text(r["outcome"])),
+            ("listed", lambda r: text(r["backfills_listed"])),
+            ("error", lambda r: text(r["error_message"])[:80]),
+        ],
+    ),
+}
+
+
+def render_plain(sections: dict[str, list[dict[str, Any]]]) -> str:
+    out = [headline(sections), ""]
+    for name, (title, columns) in TABLES.items():
+        rows = [[value(row) for _, value in columns] for row in sections[name]]
+        out.append(f"{title} ({len(rows)})")
+        if rows:
+            widths = [max(len(h), *(len(r[i]) for r in rows)) for i, (h, _) in enumerate(columns)]
+            out.append("  ".join(h.ljust(w) for (h, _), w in zip(columns, widths, strict=True)).rstrip())
+            out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        out.append("")
+    return "\n".join(out)
+
+
+def render_rich(sections: dict[str, list[dict[str, Any]]], console: Any) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    console.print(Text(headline(sections), style="bold"))
+    styles = {
+        "FAILED": "red",
+        "RUNNING": "green",
+        "COMPLETED": "green",
+        "CANCELLED": "yellow",
+        "UNKNOWN": "magenta",
+    }
+    for name, (title, columns) in TABLES.items():
+        table = Table(title=f"{title} ({len(sections[name])})", title_justify="left", show_edge=False)
+        for header, _ in columns:
+            table.add_column(header, overflow="fold")
+        for row in sections[name]:
+            cells = [Text(value(row)) for _, value in columns]  # Text: never parsed as markup
+            if "status" in row:
+                style = "bold red" if row.get("is_stalled") else styles.get(row["status"], "")
+                for cell in cells[2:3]:
+                    cell.stylize(style)
+            table.add_row(*cells)
+        console.print()
+        console.print(table)
+
+
+def render_json(sections: dict[str, list[dict[str, Any]]]) -> str:
+    def default(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, timedelta):
+            return value.total_seconds()
+        return str(value)
+
+    cleaned = {
+        name: [{k: clean(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
+        for name, rows in sections.items()
+    }
+    return json.dumps(cleaned, default=default, indent=2)
+
+
+def render_csv(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_value(v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return clean(value) if isinstance(value, str) else value
