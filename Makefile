@@ -25,8 +25,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
-	@echo "The full demo (ingest, models, report) is not built yet: serving the simulator alone. Ctrl+C stops it."
-	$(BIN)/backfills simulate --port 8765 --speed 600
+	$(BIN)/backfills demo
 
 simulate: $(STAMP)
 	$(BIN)/backfills simulate --port 8765 --speed 600

@@ -18,7 +18,7 @@ from .ingest import rebuild_models
 from .models import BuildResult
 from .publish import PublishResult
 from .simulator import DEFAULT_API_KEY, DEFAULT_TEAM_ID, FAULT_KINDS, Simulator, Workload, parse_fault
-from .supermetrics.errors import MonitorError
+from .supermetrics.errors import ConfigError, LockedError, MonitorError
 from .supermetrics.settings import DEFAULT_DB_PATH
 
 
@@ -310,3 +310,85 @@ def report(db_path: Path, output_format: str, section: str) -> None:
         report_module.render_rich(sections, Console())
     else:
         click.echo(report_module.render_plain(sections))
+
+
+@main.command()
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("data/demo.duckdb"),
+    show_default=True,
+    help="Where to build the demo database (only ever one the demo made).",
+)
+@click.option("--days", default=3.0, show_default=True, help="Simulated days of 5-minute polls.")
+@click.option("--seed", default=7, show_default=True, help="Seeds the simulated workload.")
+def demo(db_path: Path, days: float, seed: int) -> None:
+    """Run the whole pipeline on the local simulator and print the report.
+
+    Starts the simulator on 127.0.0.1 with a busy team (a dozen transfers; backfills queueing,
+    running, failing, retried and cancelled), polls it every 5 simulated minutes for a few
+    simulated days, builds the models, and prints the report and some queries to try.
+
+    \b
+    Example:
+        backfills demo --days 1
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .demo import EXAMPLE_QUERIES, run_demo
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, transient=True) as progress:
+            task = progress.add_task(f"polling {days:g} simulated days", total=None)
+            result = run_demo(
+                db_path,
+                days=days,
+                seed=seed,
+                on_run=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+    except MonitorError as error:
+        fail(error)
+    click.echo(
+        f"{result.polls} polls over {days:g} simulated days, {len(result.failed_polls)} failed "
+        "(an injected outage: see analytics.polls)\n"
+    )
+    sections, _ = report_module.gather(db_path)
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        report_module.render_rich(sections, Console())
+    else:
+        click.echo(report_module.render_plain(sections))
+    click.echo(f"\nThe database: {db_path} (raw history in schema supermetrics, models in schema analytics)")
+    click.echo(f"For BI tools: {result.published.duckdb_path} and {result.published.parquet_dir}/*.parquet")
+    click.echo("\nQueries to try, e.g. backfills query --db " + str(db_path) + ' "select ...":')
+    for query in EXAMPLE_QUERIES:
+        click.echo(f"\n  {query}")
+
+
+@main.command()
+@click.argument("sql")
+@DB_OPTION
+def query(sql: str, db_path: Path) -> None:
+    """Run one read-only SQL query against the database and print the result.
+
+    \b
+    Example:
+        backfills query "select status, count(*) from analytics.backfills group by all"
+    """
+    import duckdb
+
+    if not db_path.exists():
+        fail(ConfigError(f"there is no database at {db_path}: run backfills ingest (or demo) first"))
+    try:
+        with duckdb.connect(str(db_path), read_only=True) as con:
+            relation = con.sql(sql)
+            if relation is None:
+                return
+            click.echo(relation.df().to_string(index=False, max_colwidth=80))
+    except duckdb.IOException as exc:
+        fail(LockedError(f"the database {db_path} is busy: {str(exc).splitlines()[0]}"))
+    except duckdb.Error as exc:
+        fail(ConfigError(f"the query failed: {str(exc).splitlines()[0]}"))

@@ -111,8 +111,10 @@ joined as (
 rates as (
     select
         *,
-        -- the rate is measured up to the latest poll while unfinished, up to the end when finished
+        -- the rate is measured up to the latest poll while running, up to the end when finished,
+        -- and up to the first poll that saw it FAILED (its runs stopped there)
         case
+            when current_status = 'FAILED' then failed_since
             when is_incomplete then latest_poll_at
             when current_status in ('COMPLETED', 'CANCELLED') then finished_at
         end as rate_measured_until
