@@ -340,7 +340,7 @@ def demo(db_path: Path, days: float, seed: int) -> None:
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, transient=True) as progress:
+        with Progress(*columns, transient=True, disable=not sys.stdout.isatty()) as progress:
             task = progress.add_task(f"polling {days:g} simulated days", total=None)
             result = run_demo(
                 db_path,

@@ -1,0 +1,71 @@
+"""`backfills demo` end to end, as `make demo` runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+from cli_process import run_backfills
+
+from pipelines.demo import EXAMPLE_QUERIES
+
+
+def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
+    result = run_backfills(
+        "demo", "--db", str(tmp_path / "data" / "demo.duckdb"), "--days", "0.5", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    # half a day of 5-minute polls = 144; the demo injects one outage: one poll fails
+    assert out.startswith("144 polls over 0.5 simulated days, 1 failed")
+    for expected in (
+        "Incomplete backfills",
+        "Finished in the last 24 hours",
+        "Top error patterns",
+        f"The database: {tmp_path / 'data' / 'demo.duckdb'}",
+        "For BI tools:",
+        "Queries to try",
+    ):
+        assert expected in out
+    with duckdb.connect(str(tmp_path / "data" / "demo.duckdb"), read_only=True) as con:
+        assert con.execute(
+            "select outcome, count(*) from analytics.polls group by 1 order by 1"
+        ).fetchall() == [("failed", 1), ("ok", 143)]
+        statuses = {
+            s
+            for (s,) in con.execute(
+                "select distinct status from analytics.backfill_status_history"
+            ).fetchall()
+        }
+        assert {"SCHEDULED", "RUNNING", "COMPLETED"} <= statuses
+        for query in EXAMPLE_QUERIES:
+            assert query in out
+            assert con.execute(query).fetchall()
+
+    again = run_backfills(
+        "demo", "--db", str(tmp_path / "data" / "demo.duckdb"), "--days", "0.1", cwd=tmp_path
+    )
+    assert again.returncode == 0, again.stderr  # its own database: remade from nothing
+    assert again.stdout.startswith("24 polls")
+
+
+def test_demo_never_overwrites_a_database_it_did_not_make(tmp_path: Path) -> None:
+    precious = tmp_path / "backfills.duckdb"
+    precious.write_bytes(b"precious")
+    result = run_backfills("demo", "--db", str(precious), cwd=tmp_path)
+    assert result.returncode == 78 and "was not made by backfills demo" in result.stderr
+    assert precious.read_bytes() == b"precious"
+
+
+def test_query_command(tmp_path: Path) -> None:
+    run_backfills("demo", "--db", str(tmp_path / "demo.duckdb"), "--days", "0.1", cwd=tmp_path)
+    result = run_backfills(
+        "query",
+        "--db",
+        str(tmp_path / "demo.duckdb"),
+        "select count(*) as polls from analytics.polls",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0 and result.stdout.split() == ["polls", "24"]
+    bad = run_backfills("query", "--db", str(tmp_path / "demo.duckdb"), "select nope", cwd=tmp_path)
+    assert bad.returncode == 78 and bad.stderr.startswith("backfills: config error: the query failed")

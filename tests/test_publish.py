@@ -1,0 +1,88 @@
+"""BI tools read a published copy that never blocks ingest."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+from cli_process import run_backfills
+from conftest import TEAM, Api, Warehouse, add_transfer, days_ago
+
+from pipelines.publish import published_db, published_dir
+from pipelines.simulator import Simulator
+
+READER = """
+import duckdb, sys
+con = duckdb.connect(sys.argv[1], read_only=True)   # a dashboard holding the file open
+print(con.execute("select count(*) from analytics.polls").fetchone()[0], flush=True)
+sys.stdin.readline()                                 # ... while ingest runs
+print(con.execute("select count(*) from analytics.polls").fetchone()[0], flush=True)
+"""
+
+
+def test_ingest_succeeds_while_a_reader_holds_the_published_copy(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    api.create(add_transfer(sim), days_ago(2), days_ago(1))
+    warehouse.ingest()
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(published_db(warehouse.db_path))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout.readline().strip() == "1"
+        sim.clock.advance(60)
+        result = run_backfills(
+            "ingest",
+            "--team-id",
+            str(TEAM),
+            "--base-url",
+            sim.base_url,
+            "--db",
+            str(warehouse.db_path),
+            cwd=warehouse.db_path.parent,
+            SOURCES__SUPERMETRICS__API_KEY=sim.api_key,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "published for BI tools" in result.stdout
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline().strip() == "1"  # its open file is the old copy, still whole
+    finally:
+        reader.communicate(timeout=30)
+    with duckdb.connect(str(published_db(warehouse.db_path)), read_only=True) as con:
+        assert (
+            con.execute("select count(*) from analytics.polls").fetchone()[0] == 2
+        )  # a new reader: new data
+
+
+def test_parquet_files_hold_every_analytics_table(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
+    api.create(add_transfer(sim, failure_rate=1.0), days_ago(3), days_ago(1))
+    sim.clock.advance(600)
+    warehouse.ingest()
+    parquet_dir = published_dir(warehouse.db_path) / "parquet"
+    tables = [
+        t
+        for (t,) in warehouse.rows(
+            "select table_name from information_schema.tables where table_schema = 'analytics' order by 1"
+        )
+    ]
+    assert sorted(p.stem for p in parquet_dir.glob("*.parquet")) == tables
+    assert not list(parquet_dir.glob(".*")) and not list(published_dir(warehouse.db_path).glob(".*"))
+    with duckdb.connect() as con:
+        for table in tables:
+            parquet_rows = con.execute(f"select count(*) from '{parquet_dir / table}.parquet'").fetchone()[0]
+            assert parquet_rows == warehouse.rows(f"select count(*) from analytics.{table}")[0][0], table
+    assert warehouse.rows("select count(*) from analytics.backfill_errors") == [(3,)]
+
+
+def test_published_copy_is_replaced_not_rewritten(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
+    warehouse.ingest()
+    first = published_db(warehouse.db_path).stat().st_ino
+    warehouse.ingest()
+    assert published_db(warehouse.db_path).stat().st_ino != first  # a new file moved into place
+    assert Path(published_db(warehouse.db_path)).name == warehouse.db_path.name

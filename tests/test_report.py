@@ -1,0 +1,126 @@
+"""`backfills report` on a real database: formats, and untrusted text neutralised."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from datetime import date
+
+import pytest
+from cli_process import run_backfills
+from conftest import TEAM, Api, Warehouse, add_transfer, days_ago
+from rich.console import Console
+
+from pipelines import report
+from pipelines.simulator import Simulator
+
+HOSTILE = "\x1b[2J\x1b]0;pwned\x07Token expired\r\n\x1b[31mred\x1b[0m\u202edelete\x00"
+
+
+@pytest.fixture
+def busy(sim: Simulator, api: Api, warehouse: Warehouse) -> Warehouse:
+    """Running, failed with a hostile error message, and finished backfills."""
+    running = add_transfer(sim, run_seconds=100)
+    failing = add_transfer(sim, failure_rate=1.0, run_seconds=100)
+    done = api.create(add_transfer(sim, run_seconds=100), days_ago(1), days_ago(1))
+    api.create(running, days_ago(30), days_ago(1))
+    failed = api.create(failing, days_ago(2), days_ago(1))
+    warehouse.ingest()
+    sim.clock.advance(1000)
+    sim.world.sync()
+    sim.world.get(TEAM, failed["transfer_backfill_id"]).errors[0]["error"] = HOSTILE
+    warehouse.ingest()
+    sim.clock.advance(600)
+    warehouse.ingest()
+    assert warehouse.rows(
+        "select status from analytics.backfills where transfer_backfill_id = ?", done["transfer_backfill_id"]
+    ) == [("COMPLETED",)]
+    return warehouse
+
+
+def backfills_report(warehouse: Warehouse, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_backfills("report", "--db", str(warehouse.db_path), *args, cwd=warehouse.db_path.parent)
+
+
+def test_plain_text_when_not_a_terminal(busy: Warehouse) -> None:
+    result = backfills_report(busy)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("2 incomplete, 1 running, 1 failed; 0 stalled; 1 finished in the last 24 h")
+    for title in (
+        "Incomplete backfills (2)",
+        "Finished in the last 24 hours (1)",
+        "Transfers with the worst failure rates (1)",
+        "Top error patterns",
+        "Last poll (1)",
+    ):
+        assert title in out
+    assert "\x1b" not in out and "\x07" not in out and "\x00" not in out and "\u202e" not in out
+    assert "Token expired" in out
+
+
+def test_rich_tables_on_a_terminal_carry_no_escapes_from_the_data(busy: Warehouse) -> None:
+    sections, _ = report.gather(busy.db_path)
+    buffer = io.StringIO()
+    report.render_rich(sections, Console(file=buffer, force_terminal=True, width=200))
+    out = buffer.getvalue()
+    assert "Incomplete backfills" in out and "Token expired" in out
+    assert "\x1b[2J" not in out and "\x1b]0;" not in out and "\x07" not in out  # rich's own colours only
+
+
+def test_json_and_csv_for_scripts(busy: Warehouse) -> None:
+    data = json.loads(backfills_report(busy, "--format", "json").stdout)
+    assert set(data) == set(report.SECTIONS)
+    assert {b["status"] for b in data["incomplete"]} == {"RUNNING", "FAILED"}
+    assert all("\x1b" not in json.dumps(row, ensure_ascii=False) for row in data["transfers"])
+    rows = list(
+        csv.DictReader(io.StringIO(backfills_report(busy, "--format", "csv", "--section", "finished").stdout))
+    )
+    assert [r["status"] for r in rows] == ["COMPLETED"]
+    assert date.fromisoformat(rows[0]["finished_at"][:10]) == date(2026, 1, 5)
+
+
+def test_report_reads_the_published_copy_while_the_database_is_busy(busy: Warehouse) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+            "print('open', flush=True); sys.stdin.read()",
+            str(busy.db_path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        result = backfills_report(busy)
+    finally:
+        holder.communicate("")
+    assert result.returncode == 0, result.stderr
+    assert "is busy; this is the published copy" in result.stderr
+    assert "Incomplete backfills (2)" in result.stdout
+
+
+def test_missing_database(tmp_path) -> None:
+    result = run_backfills("report", "--db", str(tmp_path / "nothing.duckdb"), cwd=tmp_path)
+    assert result.returncode == 78 and "run backfills ingest first" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("plain", "plain"),
+        ("\x1b[31mred\x1b[0m", "red"),
+        ("a\x1b]0;title\x07b", "ab"),
+        ("line\r\nbreak", "line  break"),
+        ("bell\x07", "bell "),
+        ("rtl\u202eoverride", "rtl override"),
+    ],
+)
+def test_clean(raw: str, shown: str) -> None:
+    assert report.clean(raw) == shown
