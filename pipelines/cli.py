@@ -6,20 +6,22 @@ import logging
 import os
 import signal
 import sys
-from datetime import datetime, timedelta
+import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
 
 import click
 
 from . import report as report_module
+from .ingest import IngestResult, rebuild_models
 from .ingest import ingest as run_ingest
-from .ingest import rebuild_models
 from .models import BuildResult
 from .publish import PublishResult
 from .simulator import DEFAULT_API_KEY, DEFAULT_TEAM_ID, FAULT_KINDS, Simulator, Workload, parse_fault
 from .supermetrics.errors import ConfigError, LockedError, MonitorError
 from .supermetrics.settings import DEFAULT_DB_PATH
+from .watch import parse_interval, watch
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -87,6 +89,10 @@ def ingest(team_ids: tuple[int, ...], base_url: str | None, db_path: Path, wait_
         result = run_ingest(db_path, team_ids=list(team_ids) or None, base_url=base_url, wait_lock=wait_lock)
     except MonitorError as error:
         fail(error)
+    echo_ingest(result)
+
+
+def echo_ingest(result: IngestResult) -> None:
     report = result.report
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -97,6 +103,57 @@ def ingest(team_ids: tuple[int, ...], base_url: str | None, db_path: Path, wait_
         )
     echo_build(result.built, result.published)
     click.echo(f"{report.requests} request(s), {result.seconds:.1f} s, database {result.db_path}")
+
+
+@main.command(name="watch")
+@click.option("--every", default="5m", show_default=True, help="Interval between polls: 30s, 5m, 1h.")
+@click.option(
+    "--team-id",
+    "team_ids",
+    multiple=True,
+    type=int,
+    help="Team to poll; repeat for several. Default: team_ids in [sources.supermetrics].",
+)
+@click.option("--base-url", help="API root. Default: base_url in [sources.supermetrics], else production.")
+@DB_OPTION
+def watch_command(every: str, team_ids: tuple[int, ...], base_url: str | None, db_path: Path) -> None:
+    """Ingest on an interval, for machines without cron.
+
+    A failed poll is logged on stderr and the next one happens as planned. SIGINT (Ctrl+C) or
+    SIGTERM stops it after the current run: a load is never left half-done. Exit 78 on a config
+    error, which no later poll would fix.
+
+    \b
+    Example:
+        backfills watch --every 5m --team-id 936506
+    """
+    try:
+        seconds = parse_interval(every)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--every") from None
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        click.echo(f"{signal.Signals(signum).name}: stopping after the current run", err=True)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
+    click.echo(f"watching: one ingest every {every}; Ctrl+C stops")
+
+    def run_once() -> None:
+        click.echo(f"-- {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
+        echo_ingest(
+            run_ingest(db_path, team_ids=list(team_ids) or None, base_url=base_url, wait_lock=seconds / 2)
+        )
+
+    def on_failure(error: MonitorError) -> None:
+        click.echo(f"backfills: {error.failure_class}: {error} (next try in {every})", err=True)
+
+    try:
+        watch(seconds, run_once, on_failure, stop)
+    except MonitorError as error:
+        fail(error)
 
 
 def echo_build(built: BuildResult, published: PublishResult) -> None:

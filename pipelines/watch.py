@@ -1,0 +1,50 @@
+"""`backfills watch`: ingest on an interval, for users without a scheduler."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+
+from .supermetrics.errors import ConfigError, MonitorError
+
+_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_interval(text: str) -> float:
+    """`30s`, `5m`, `1h` or plain seconds.
+
+    Example:
+        >>> parse_interval("5m")
+        300.0
+    """
+    match = _INTERVAL.match(text)
+    if not match or float(match[1]) <= 0:
+        raise ValueError(f"{text!r} is not an interval such as 30s, 5m or 1h")
+    return float(match[1]) * _UNIT_SECONDS[match[2]]
+
+
+def watch(
+    every: float,
+    run_once: Callable[[], None],
+    on_failure: Callable[[MonitorError], None],
+    stop: threading.Event,
+) -> None:
+    """Call `run_once` every `every` seconds until `stop` is set.
+
+    A failed run is reported through `on_failure` and the next one happens as planned; a config
+    error is raised, since no later run can succeed. `stop` is only looked at between runs, so
+    a run always finishes (no half-done load); the wait between runs ends as soon as it is set.
+    """
+    next_at = time.monotonic()
+    while not stop.is_set():
+        try:
+            run_once()
+        except ConfigError:
+            raise
+        except MonitorError as error:
+            on_failure(error)
+        next_at = max(next_at + every, time.monotonic())  # an overrun delays, never piles up
+        stop.wait(next_at - time.monotonic())
