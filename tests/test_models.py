@@ -263,3 +263,29 @@ CONTRACT = {
         entry.split(":") for entry in CONTRACT_TEXT.replace("\n    ", " ").strip().splitlines()
     )
 }
+
+
+def test_error_patterns_mask_ids_numbers_dates_and_quoted_values(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    backfill_id = api.create(add_transfer(sim, failure_rate=1.0), days_ago(4), days_ago(1))[
+        "transfer_backfill_id"
+    ]
+    sim.clock.advance(130 + 4 * 110)
+    sim.world.sync()
+    messages = [
+        "Account 123-456-7890 not found",
+        "Account 987-654-3210 not found",
+        "Reconnect login 'a@example.com' by 2025-01-02",
+        "request req_59ab12cd failed after 30 s",
+    ]
+    for entry, message in zip(sim.world.get(TEAM, backfill_id).errors, messages, strict=True):
+        entry["error"] = message
+    warehouse.ingest()
+    assert warehouse.rows(
+        "select error_pattern, occurrences, backfills from analytics.error_summary order by 1"
+    ) == [
+        ("Account <id> not found", 2, 1),
+        ("Reconnect login <value> by <date>", 1, 1),
+        ("request <id> failed after <n> s", 1, 1),
+    ]

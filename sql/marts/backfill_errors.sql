@@ -1,4 +1,6 @@
--- One row per distinct error a backfill ever reported: (transfer_run_date, error).
+-- One row per distinct error a backfill ever reported: (transfer_run_date, error), with its
+-- normalised pattern: quoted values, dates, ids and numbers masked, so that
+-- "Account 123-456-7890 not found" and "Account 987-654-3210 not found" are one problem.
 with versions as (
     select * from staging.int_backfill_versions_sequenced
 ),
@@ -39,7 +41,7 @@ report_spans as (
     group by versions.team_id, versions.transfer_backfill_id, versions.error_report_version_id
 ),
 
-final as (
+distinct_errors as (
     select
         report_spans.team_id,
         report_spans.transfer_backfill_id,
@@ -51,6 +53,26 @@ final as (
     from report_spans
     inner join reports on reports.version_id = report_spans.error_report_version_id
     group by report_spans.team_id, report_spans.transfer_backfill_id, reports.transfer_run_date, reports.error
+),
+
+final as (
+    select
+        *,
+        regexp_replace(
+            regexp_replace(
+                regexp_replace(
+                    regexp_replace(
+                        regexp_replace(error, '''[^'']*''|"[^"]*"', '<value>', 'g'),
+                        '\d{4}-\d{2}-\d{2}([T ][0-9:.]+Z?)?', '<date>', 'g'
+                    ),
+                    -- words mixing letters and digits: request ids, hex ids
+                    '\b([A-Za-z_]+\w*\d|\d+[A-Za-z_])\w*\b', '<id>', 'g'
+                ),
+                '\d+(-\d+)+', '<id>', 'g'
+            ),
+            '\d+(\.\d+)?', '<n>', 'g'
+        ) as error_pattern
+    from distinct_errors
 )
 
 select * from final
