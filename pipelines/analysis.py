@@ -1,0 +1,83 @@
+"""Load the analytics tables into pandas and draw the plots of notebooks/backfill_health.ipynb.
+
+The notebook only calls these functions, so that its logic is tested and reusable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from .publish import published_db
+
+TABLES = ("backfills", "backfill_progress", "transfer_failure_rates", "backfill_errors")
+
+
+def load(db_path: str | Path) -> dict[str, pd.DataFrame]:
+    """The analytics tables as DataFrames, read from the published copy when there is one
+    (it never blocks ingest), else from the database itself."""
+    db_path = Path(db_path)
+    source = published_db(db_path) if published_db(db_path).exists() else db_path
+    if not source.exists():
+        raise FileNotFoundError(f"no database at {db_path}: run `make demo` or `backfills ingest` first")
+    with duckdb.connect(str(source), read_only=True) as con:
+        return {table: con.execute(f"select * from analytics.{table}").df() for table in TABLES}
+
+
+def plot_burnup(progress: pd.DataFrame, ax, backfills: int = 12) -> None:
+    """Runs done (completed + failed) of the most recent backfills over time, one line each."""
+    recent = progress.groupby("transfer_backfill_id")["polled_at"].min().nlargest(backfills).index
+    for backfill_id, rows in progress[progress["transfer_backfill_id"].isin(recent)].groupby(
+        "transfer_backfill_id"
+    ):
+        rows = rows.sort_values("polled_at")
+        done = rows["transfer_runs_completed"] + rows["transfer_runs_failed"]
+        ax.step(
+            rows["polled_at"],
+            done,
+            where="post",
+            label=f"{backfill_id} ({rows['transfer_runs_total'].iat[-1]})",
+        )
+    ax.set(title="Burn-up: runs done per backfill", xlabel="poll time (UTC)", ylabel="runs done")
+    ax.legend(title="backfill (runs)", fontsize="x-small", ncol=2)
+
+
+def plot_run_times(backfills: pd.DataFrame, ax) -> None:
+    """Run time of completed backfills per transfer, in hours, with each transfer's median and p95."""
+    done = backfills[(backfills["status"] == "COMPLETED") & backfills["run_seconds"].notna()]
+    groups = sorted(done.groupby("transfer_id"), key=lambda item: item[1]["run_seconds"].median())
+    hours = [rows["run_seconds"] / 3600 for _, rows in groups]
+    labels = [str(transfer) for transfer, _ in groups]
+    if hours:
+        ax.boxplot(hours, tick_labels=labels, vert=False, whis=(5, 95))
+        for y, values in enumerate(hours, start=1):
+            ax.plot(values.quantile(0.95), y, "r|", markersize=14)
+    ax.set(
+        title="Run time of completed backfills (box: median and quartiles; red: p95)",
+        xlabel="hours",
+        ylabel="transfer",
+    )
+
+
+def plot_failure_rates(rates: pd.DataFrame, ax) -> None:
+    """Share of transfer runs that failed, per transfer, worst at the top."""
+    ordered = rates.assign(failure_rate=rates["failure_rate"].fillna(0)).sort_values("failure_rate")
+    ax.barh(ordered["transfer_id"].astype(str), 100 * ordered["failure_rate"])
+    ax.set(title="Failed transfer runs per transfer", xlabel="% of runs failed", ylabel="transfer")
+
+
+def plot_error_patterns(errors: pd.DataFrame, ax, patterns: int = 6) -> None:
+    """New errors per day, stacked by their most frequent normalised patterns."""
+    if errors.empty:
+        ax.set(title="Error patterns over time: no errors yet")
+        return
+    top = errors["error_pattern"].value_counts().index[:patterns]
+    daily = errors.assign(
+        day=errors["first_seen_at"].dt.tz_convert("UTC").dt.date,
+        pattern=errors["error_pattern"].where(errors["error_pattern"].isin(top), "other"),
+    ).pivot_table(index="day", columns="pattern", values="error", aggfunc="count", fill_value=0)
+    daily.plot.bar(stacked=True, ax=ax, width=0.8)
+    ax.set(title="New errors per day by pattern", xlabel="day first seen (UTC)", ylabel="errors")
+    ax.legend(fontsize="x-small", loc="upper left", labels=[label[:60] for label in daily.columns])
