@@ -66,12 +66,16 @@ def prepare_db_path(db_path: Path) -> Path:
 
 
 def open_pipeline(db_path: Path) -> dlt.Pipeline:
-    return dlt.pipeline(
+    pipeline = dlt.pipeline(
         pipeline_name=PIPELINE_NAME,
         destination=dlt.destinations.duckdb(str(db_path)),
         dataset_name=DATASET_NAME,
         pipelines_dir=str(working_dir(db_path)),
     )
+    # The baseline comes from the tables themselves, never from dlt's pipeline state: syncing
+    # that state with the destination on every run would cost time and buy nothing.
+    pipeline.config.restore_from_destination = False
+    return pipeline
 
 
 def ingest(

@@ -2,8 +2,9 @@
 
 - `sql/staging/*.sql` become views and `sql/intermediate/*.sql` tables, both in schema `staging`;
   `sql/marts/*.sql` become tables in schema `analytics`, the contract BI tools read.
-- The build order comes from the SQL itself: sqlglot lists the `staging.*` / `analytics.*`
-  relations each model reads, and the models are built in topological order.
+- The build order comes from the SQL itself: sqlglot's tokenizer finds the `staging.*` /
+  `analytics.*` relations each model reads (comments and strings skipped), and the models are
+  built in topological order.
 - `{{ name }}` in a model is replaced by a variable (`[models]` in `.dlt/config.toml`,
   `MODELS__<NAME>`), e.g. `{{ stall_after_hours }}`.
 - The YAML file beside a mart is its data dictionary and declares its data tests (grain,
@@ -25,7 +26,8 @@ from typing import Any
 import dlt
 import sqlglot
 import yaml
-from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
+from sqlglot.tokens import TokenType
 
 from .supermetrics.errors import ModelError
 
@@ -37,6 +39,8 @@ LAYERS = {  # folder -> (schema, materialization)
 }
 DEFAULT_VARIABLES = {"stall_after_hours": 2.0}
 _VARIABLE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_DIALECT = DuckDB()
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Raw tables dlt creates only when they first receive rows; models need them from the start.
 _RAW_BOOTSTRAP = (
     "create table if not exists {raw}.backfill_versions__error_report (transfer_run_date date, "
@@ -86,7 +90,7 @@ def discover(sql_dir: Path = SQL_DIR, values: dict[str, Any] | None = None) -> l
     for folder, (schema, materialized) in LAYERS.items():
         for path in sorted((sql_dir / folder).glob("*.sql")):
             doc_path = path.with_suffix(".yml")
-            doc = yaml.safe_load(doc_path.read_text()) if doc_path.exists() else None
+            doc = yaml.load(doc_path.read_text(), Loader=_YAML_LOADER) if doc_path.exists() else None
             model = Model(path.stem, schema, materialized, _substitute(path.read_text(), values, path), doc)
             models[model.relation] = model
     for model in models.values():
@@ -110,10 +114,14 @@ def _substitute(sql: str, values: dict[str, Any], path: Path) -> str:
 
 def _dependencies(model: Model, known: set[str]) -> set[str]:
     try:
-        tree = sqlglot.parse_one(model.sql, read="duckdb")
-    except sqlglot.errors.ParseError as exc:
+        tokens = _DIALECT.tokenize(model.sql)
+    except sqlglot.errors.TokenError as exc:
         raise ModelError(f"{model.name}.sql does not parse: {str(exc).splitlines()[0]}") from None
-    read = {f"{t.db}.{t.name}" for t in tree.find_all(exp.Table) if t.db in ("staging", "analytics")}
+    read = {
+        f"{schema.text}.{name.text}"
+        for schema, dot, name in zip(tokens, tokens[1:], tokens[2:], strict=False)
+        if dot.token_type == TokenType.DOT and schema.text.lower() in ("staging", "analytics")
+    }
     unknown = read - known
     if unknown:
         raise ModelError(f"{model.name}.sql reads {', '.join(sorted(unknown))}, which no model builds")
@@ -142,15 +150,20 @@ def build(pipeline: dlt.Pipeline, raw_dataset: str, sql_dir: Path = SQL_DIR) -> 
 
 
 def run_data_tests(client: Any, models: list[Model], section: str) -> tuple[list[str], int]:
-    """Run the checks of one YAML section (`tests` or `warnings`); returns (what broke, how many ran)."""
-    broken, count = [], 0
-    for model in models:
-        for description, sql in data_tests(model, section):
-            count += 1
-            bad = client.execute_sql(sql)[0][0]
-            if bad:
-                broken.append(f"{model.relation}: {description} ({bad} rows)")
-    return broken, count
+    """Run the checks of one YAML section (`tests` or `warnings`); returns (what broke, how many ran).
+
+    All checks go to the database as one query: a round trip each would cost more than the checks.
+    """
+    checks = [
+        (f"{m.relation}: {description}", sql) for m in models for description, sql in data_tests(m, section)
+    ]
+    if not checks:
+        return [], 0
+    union = "\nunion all\n".join(
+        f"select {n} as check_number, ({sql}) as bad" for n, (_, sql) in enumerate(checks)
+    )
+    rows = client.execute_sql(f"select check_number, bad from ({union}) where bad > 0 order by check_number")
+    return [f"{checks[n][0]} ({bad} rows)" for n, bad in rows or []], len(checks)
 
 
 def data_tests(model: Model, section: str = "tests") -> list[tuple[str, str]]:
