@@ -8,6 +8,7 @@ with RunLock(db):                      # overlapping cron ticks never run at onc
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -66,6 +67,11 @@ def prepare_db_path(db_path: Path) -> Path:
 
 
 def open_pipeline(db_path: Path) -> dlt.Pipeline:
+    return _pipeline_for(Path(db_path).resolve())
+
+
+@functools.cache  # one per database and process: `watch` and the demo reuse it run after run
+def _pipeline_for(db_path: Path) -> dlt.Pipeline:
     pipeline = dlt.pipeline(
         pipeline_name=PIPELINE_NAME,
         destination=dlt.destinations.duckdb(str(db_path)),

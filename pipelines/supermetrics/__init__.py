@@ -96,11 +96,12 @@ LOOKUP_COLUMNS = _columns(
 )
 
 
-def _rows_or_schema(rows: list[dict[str, Any]]) -> Iterator[Any]:
-    """The rows; or, when there are none, a marker that still creates the table on a first run."""
+def _rows_or_schema(rows: list[dict[str, Any]], first_run: bool) -> Iterator[Any]:
+    """The rows; on a first run with none, a marker that still creates the table. (Later runs
+    skip empty tables: a load job per empty table would cost more than the poll.)"""
     if rows:
         yield from rows
-    else:
+    elif first_run:
         yield dlt.mark.materialize_table_schema()
 
 
@@ -147,6 +148,7 @@ def supermetrics(
         backoff_factor=backoff_factor,
         max_retry_after=max_retry_after,
     )
+    first_run = baseline is None or baseline.next_poll_id == 1
     collector = Collector(
         client,
         [int(t) for t in team_ids],
@@ -158,7 +160,7 @@ def supermetrics(
 
     @dlt.resource(name=settings.POLLS, write_disposition="append", columns=POLL_COLUMNS)
     def polls() -> Iterator[dict[str, Any]]:
-        yield from _rows_or_schema(collector.rows.polls)
+        yield from _rows_or_schema(collector.rows.polls, first_run)
 
     @dlt.resource(
         name=settings.VERSIONS,
@@ -167,14 +169,14 @@ def supermetrics(
         nested_hints={"error_report": dlt.mark.make_nested_hints(columns=ERROR_REPORT_COLUMNS)},
     )
     def backfill_versions() -> Iterator[dict[str, Any]]:
-        yield from _rows_or_schema(collector.rows.versions)
+        yield from _rows_or_schema(collector.rows.versions, first_run)
 
     @dlt.resource(name=settings.LISTING_EVENTS, write_disposition="append", columns=EVENT_COLUMNS)
     def listing_events() -> Iterator[dict[str, Any]]:
-        yield from _rows_or_schema(collector.rows.listing_events)
+        yield from _rows_or_schema(collector.rows.listing_events, first_run)
 
     @dlt.resource(name=settings.LOOKUPS, write_disposition="append", columns=LOOKUP_COLUMNS)
     def backfill_lookups() -> Iterator[dict[str, Any]]:
-        yield from _rows_or_schema(collector.rows.lookups)
+        yield from _rows_or_schema(collector.rows.lookups, first_run)
 
     return [polls, backfill_versions, listing_events, backfill_lookups]
