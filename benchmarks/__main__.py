@@ -12,7 +12,7 @@ from pathlib import Path
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 os.environ.setdefault("RUNTIME__LOG_LEVEL", "CRITICAL")
 
-from . import models_bench  # noqa: E402
+from . import ingest_bench, models_bench  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
@@ -20,7 +20,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 def main() -> None:
     polls = int(sys.argv[1]) if len(sys.argv) > 1 else 365 * 288
     with tempfile.TemporaryDirectory() as work_dir:
-        lines = models_bench.report(models_bench.run(Path(work_dir), polls=polls))
+        lines = ingest_bench.report(ingest_bench.run(Path(work_dir)))
+        lines += [""] + models_bench.report(models_bench.run(Path(work_dir), polls=polls))
     header = [
         "# Benchmarks",
         "",
