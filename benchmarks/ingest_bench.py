@@ -359,11 +359,21 @@ def report(result: dict) -> list[str]:
             f"| {name} | {times['empty'] * 1000:.0f} ms | {times['full'] * 1000:.0f} ms | "
             f"{per_row:.0f} µs | {times['full'] / rest['full']:.2f}x |"
         )
-    ratio = per_poll_results[next(iter(APPROACHES))]["full"] / rest["full"]
+    full = per_poll_results[next(iter(APPROACHES))]["full"]
+    ingest_only = per_poll_results["this pipeline, ingest only (no models, no publish)"]["full"]
+    ratio = full / rest["full"]
     lines += [
         "",
         f"Target: at most 1.5x the dlt rest_api append pipeline: {'met' if ratio <= 1.5 else 'MISSED'} "
         f"({ratio:.2f}x).",
+        "",
+        f"Where the time goes: the ingest itself (HTTP, validation, change detection against the stored "
+        f"history, dlt's load) takes {ingest_only * 1000:.0f} ms, {ingest_only / rest['full']:.2f}x the "
+        f"rest_api pipeline although it stores only what changed; rebuilding all 16 models with their data "
+        f"tests and publishing the BI copy add {(full - ingest_only) * 1000:.0f} ms. Most of both is fixed "
+        "per-run overhead (dlt's configuration resolution, one transaction of 16 `create table as`), not "
+        "per-row work. Meeting 1.5x needs incremental models (append the new poll's progress rows instead "
+        "of rebuilding the history) or a rebuild every few polls.",
         "",
         "Start-up of a fresh process (paid once per cron run, best of 3):",
         "",
@@ -404,6 +414,11 @@ def report(result: dict) -> list[str]:
         "",
         f"Target: within 10%: {'met' if ratio <= 1.1 else 'MISSED'} for the whole command, "
         f"{'met' if ingest_ratio <= 1.1 else 'MISSED'} for the ingest alone.",
+        "",
+        "The ingest reads only the listed and pending backfills' latest versions, so it stays flat. The "
+        "growth is DuckDB's working memory while the model rebuild sorts and joins the year's 2.1 million "
+        "versions (window functions, the as-of join of backfill_progress). Bounding it needs incremental "
+        "models, or a DuckDB `memory_limit` for the build, which trades memory for rebuild time.",
     ]
     lines += [
         "",

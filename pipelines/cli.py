@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
@@ -56,16 +57,23 @@ DB_OPTION = click.option(
 )
 
 
+def source_options(command: Callable) -> Callable:
+    """--team-id, --base-url and --db, shared by ingest and watch."""
+    team = click.option(
+        "--team-id",
+        "team_ids",
+        multiple=True,
+        type=int,
+        help="Team to poll; repeat for several. Default: team_ids in [sources.supermetrics].",
+    )
+    base_url = click.option(
+        "--base-url", help="API root. Default: base_url in [sources.supermetrics], else production."
+    )
+    return team(base_url(DB_OPTION(command)))
+
+
 @main.command()
-@click.option(
-    "--team-id",
-    "team_ids",
-    multiple=True,
-    type=int,
-    help="Team to poll; repeat for several. Default: team_ids in [sources.supermetrics].",
-)
-@click.option("--base-url", help="API root. Default: base_url in [sources.supermetrics], else production.")
-@DB_OPTION
+@source_options
 @click.option(
     "--wait-lock",
     default=0.0,
@@ -78,8 +86,8 @@ def ingest(team_ids: tuple[int, ...], base_url: str | None, db_path: Path, wait_
 
     The API key comes from SOURCES__SUPERMETRICS__API_KEY or .dlt/secrets.toml, never from the
     command line. Rebuilds the analytics models afterwards. Exit codes: 0 ok, 65 invalid
-    response, 69 API unavailable, 70 model error, 73 locked, 75 rate limited or quota, 77 auth,
-    78 config.
+    response, 69 API unavailable, 70 model error, 73 locked, 74 publish error, 75 rate limited
+    or quota, 77 auth, 78 config.
 
     \b
     Example:
@@ -107,15 +115,7 @@ def echo_ingest(result: IngestResult) -> None:
 
 @main.command(name="watch")
 @click.option("--every", default="5m", show_default=True, help="Interval between polls: 30s, 5m, 1h.")
-@click.option(
-    "--team-id",
-    "team_ids",
-    multiple=True,
-    type=int,
-    help="Team to poll; repeat for several. Default: team_ids in [sources.supermetrics].",
-)
-@click.option("--base-url", help="API root. Default: base_url in [sources.supermetrics], else production.")
-@DB_OPTION
+@source_options
 def watch_command(every: str, team_ids: tuple[int, ...], base_url: str | None, db_path: Path) -> None:
     """Ingest on an interval, for machines without cron.
 

@@ -42,3 +42,8 @@ def run_backfills(
     return subprocess.run(
         [BACKFILLS, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=backfills_env(**env)
     )
+
+
+def ingest_args(base_url: str, db: Path, *extra: str) -> list[str]:
+    """The arguments of `backfills ingest` for the test team against `base_url`, into `db`."""
+    return ["ingest", "--team-id", "936506", "--base-url", base_url, "--db", str(db), *extra]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from cli_process import BACKFILLS, backfills_env, run_backfills
+from cli_process import BACKFILLS, backfills_env, ingest_args, run_backfills
 from conftest import TEAM, Api, add_transfer, days_ago
 
 from pipelines.ingest import working_dir
@@ -29,14 +29,7 @@ def ingest_cli(
 ) -> subprocess.CompletedProcess[str]:
     key_env = {} if key == "" else {"SOURCES__SUPERMETRICS__API_KEY": key or sim.api_key}
     return run_backfills(
-        "ingest",
-        "--team-id",
-        str(TEAM),
-        "--base-url",
-        sim.base_url,
-        "--db",
-        str(workdir / "data" / "b.duckdb"),
-        *args,
+        *ingest_args(sim.base_url, workdir / "data" / "b.duckdb", *args),
         cwd=workdir,
         **{**KEY_ENV, **key_env, **env},
     )
@@ -190,16 +183,7 @@ def test_overlapping_runs_never_run_at_once(sim: Simulator, workdir: Path) -> No
     sim.faults.add(kind="slow", endpoint="list", times=1, slow_seconds=4)
     env = backfills_env(**KEY_ENV, SOURCES__SUPERMETRICS__API_KEY=sim.api_key)
     slow = subprocess.Popen(
-        [
-            BACKFILLS,
-            "ingest",
-            "--team-id",
-            str(TEAM),
-            "--base-url",
-            sim.base_url,
-            "--db",
-            str(workdir / "data" / "b.duckdb"),
-        ],
+        [BACKFILLS, *ingest_args(sim.base_url, workdir / "data" / "b.duckdb")],
         cwd=workdir,
         env=env,
         text=True,
@@ -228,13 +212,7 @@ def test_key_never_appears_in_output_files_or_database(sim: Simulator, api: Api,
     outputs.append(
         run_backfills(
             "-v",
-            "ingest",
-            "--team-id",
-            str(TEAM),
-            "--base-url",
-            sim.base_url,
-            "--db",
-            str(workdir / "data" / "b.duckdb"),
+            *ingest_args(sim.base_url, workdir / "data" / "b.duckdb"),
             cwd=workdir,
             **KEY_ENV,
             SOURCES__SUPERMETRICS__API_KEY=secret,
@@ -280,16 +258,7 @@ def test_killed_runs_leave_no_duplicates_and_lose_nothing(sim: Simulator, api: A
     assert ingest_cli(sim, workdir).returncode == 0
     run_seconds = time.monotonic() - started
     env = backfills_env(**KEY_ENV, SOURCES__SUPERMETRICS__API_KEY=sim.api_key)
-    command = [
-        BACKFILLS,
-        "ingest",
-        "--team-id",
-        str(TEAM),
-        "--base-url",
-        sim.base_url,
-        "--db",
-        str(workdir / "data" / "b.duckdb"),
-    ]
+    command = [BACKFILLS, *ingest_args(sim.base_url, workdir / "data" / "b.duckdb")]
     for fraction in (0.5, 0.7, 0.8, 0.9, 0.95):
         sim.clock.advance(240)
         victim = subprocess.Popen(

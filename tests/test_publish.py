@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import duckdb
-from cli_process import run_backfills
-from conftest import TEAM, Api, Warehouse, add_transfer, days_ago
+from cli_process import ingest_args, run_backfills
+from conftest import Api, Warehouse, add_transfer, days_ago
 
 from pipelines.publish import published_db, published_dir
 from pipelines.simulator import Simulator
@@ -37,13 +37,7 @@ def test_ingest_succeeds_while_a_reader_holds_the_published_copy(
         assert reader.stdout.readline().strip() == "1"
         sim.clock.advance(60)
         result = run_backfills(
-            "ingest",
-            "--team-id",
-            str(TEAM),
-            "--base-url",
-            sim.base_url,
-            "--db",
-            str(warehouse.db_path),
+            *ingest_args(sim.base_url, warehouse.db_path),
             cwd=warehouse.db_path.parent,
             SOURCES__SUPERMETRICS__API_KEY=sim.api_key,
         )
