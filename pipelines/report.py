@@ -4,6 +4,8 @@ Sections: what is incomplete (progress, failure rate, ETA, stalls), what finishe
 24 hours, the transfers that fail most, the most frequent error patterns, and the last poll of
 each team. "Now" is the latest poll, so the report reads the same on a simulator's clock.
 
+It reads the copy published for BI tools, so it never makes a scheduled ingest wait.
+
 Error messages come from the API and are untrusted: every text value is cleaned of control
 characters and terminal escape sequences before it is printed, whatever the format.
 """
@@ -63,21 +65,18 @@ def clean(text: str) -> str:
 def gather(db_path: Path) -> tuple[dict[str, list[dict[str, Any]]], Path]:
     """Every section's rows, and the file they were read from.
 
-    Reads the database itself; while an ingest holds it, the copy published for BI tools.
+    Reads the copy published for BI tools when there is one, so that a report never makes a
+    scheduled ingest wait or fail; otherwise the database itself.
     """
-    source = db_path
+    source = published_db(db_path) if published_db(db_path).exists() else db_path
+    if not source.exists():
+        raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
     try:
-        con = duckdb.connect(str(db_path), read_only=True)
-    except duckdb.IOException as exc:
-        if not db_path.exists():
-            raise ConfigError(f"there is no database at {db_path}: run backfills ingest first") from None
-        if not published_db(db_path).exists():
-            raise LockedError(
-                f"the database {db_path} is busy and nothing is published yet: "
-                f"try again in a moment ({str(exc).splitlines()[0]})"
-            ) from None
-        source = published_db(db_path)
         con = duckdb.connect(str(source), read_only=True)
+    except duckdb.IOException as exc:
+        raise LockedError(
+            f"the database {source} is busy: try again in a moment ({str(exc).splitlines()[0]})"
+        ) from None
     with con:
         have = {
             t

@@ -83,7 +83,7 @@ def test_json_and_csv_for_scripts(busy: Warehouse) -> None:
     assert date.fromisoformat(rows[0]["finished_at"][:10]) == date(2026, 1, 5)
 
 
-def test_report_reads_the_published_copy_while_the_database_is_busy(busy: Warehouse) -> None:
+def test_report_reads_the_published_copy_so_a_busy_database_is_no_matter(busy: Warehouse) -> None:
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -102,7 +102,6 @@ def test_report_reads_the_published_copy_while_the_database_is_busy(busy: Wareho
     finally:
         holder.communicate("")
     assert result.returncode == 0, result.stderr
-    assert "is busy; this is the published copy" in result.stderr
     assert "Incomplete backfills (2)" in result.stdout
 
 
