@@ -67,3 +67,36 @@ def test_rounds_store_the_same_history_as_separate_runs(
     assert any(row[4] == "failed" for row in separate["lookups"]), "with lookups to retry"
     for name in QUERIES:
         assert rounds[name] == separate[name], name
+
+
+def test_lookups_cut_short_stay_pending_for_the_next_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SOURCES__SUPERMETRICS__API_KEY", "sim-key")
+    with Simulator(speed=0) as sim:
+        ids = []
+        for n in range(3):
+            transfer = sim.world.add_transfer(936506).id
+            day = (sim.clock.now() - timedelta(days=n + 1)).date()
+            ids.append(sim.world.create(936506, transfer, day, day, 789).id)
+        db = tmp_path / "cut.duckdb"
+        ingest(db, team_ids=[936506], base_url=sim.base_url, build_models=False)
+        for backfill_id in ids:
+            sim.world.cancel(936506, backfill_id, 789)
+        sim.faults.add(kind="503", endpoint="get", times=2)  # the first lookup fails twice: the API is down
+        ingest(
+            db,
+            team_ids=[936506],
+            base_url=sim.base_url,
+            rounds=2,
+            build_models=False,
+            between_rounds=lambda: sim.clock.advance(300),
+        )
+    with duckdb.connect(str(db), read_only=True) as con:
+        lookups = con.execute(
+            "select poll_id, transfer_backfill_id, outcome from supermetrics.backfill_lookups "
+            "order by poll_id, transfer_backfill_id"
+        ).fetchall()
+    # round one stopped after the failed lookup; round two looked up all three
+    assert lookups == [(2, ids[0], "failed")] + [(3, backfill_id, "final") for backfill_id in ids]

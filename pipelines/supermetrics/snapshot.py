@@ -24,6 +24,7 @@ from .errors import (
     ApiError,
     ApiUnavailableError,
     AuthError,
+    InvalidResponseError,
     MonitorError,
     RateLimitError,
     RequestRejectedError,
@@ -179,14 +180,14 @@ class Collector:
         """Each backfill that left the list, once, by id. A failed lookup is retried next run."""
         team_id = result.team_id
         known.pending_lookups = set()
-        for backfill_id in backfill_ids:
+        for position, backfill_id in enumerate(backfill_ids):
             what = f"looking up backfill {backfill_id} of team {team_id}"
             row = {"poll_id": result.poll_id, "team_id": team_id, "transfer_backfill_id": backfill_id}
             try:
                 response = self.client.get_backfill(team_id, backfill_id)
                 record = parse_backfill(envelope_data(response.body, what), f"{what}: data")
                 if record.backfill_id != backfill_id:
-                    raise ApiError(f"{what}: the answer is about backfill {record.backfill_id}")
+                    raise InvalidResponseError(f"{what}: the answer is about backfill {record.backfill_id}")
             except ApiError as error:
                 if isinstance(error, RequestRejectedError) and error.http_status == 404:
                     outcome = "not_found"
@@ -197,6 +198,7 @@ class Collector:
                     self.report.warnings.append(f"{error} (will retry on the next run)")
                 self._rows.lookups.append({**row, **_lookup_error(outcome, error)})
                 if outcome == "failed" and _stops_the_run(error):
+                    known.pending_lookups.update(backfill_ids[position + 1 :])  # not tried: still pending
                     return False
                 continue
             self.report.warnings.extend(record.warnings)
