@@ -15,17 +15,39 @@ from typing import NoReturn
 import click
 
 from . import report as report_module
+from .database import connect
 from .ingest import IngestResult, rebuild_models
 from .ingest import ingest as run_ingest
 from .models import BuildResult
 from .publish import PublishResult
 from .simulator import DEFAULT_API_KEY, DEFAULT_TEAM_ID, FAULT_KINDS, Simulator, Workload, parse_fault
-from .supermetrics.errors import ConfigError, LockedError, MonitorError
+from .supermetrics.errors import ConfigError, MonitorError
 from .supermetrics.settings import DEFAULT_DB_PATH
 from .watch import parse_interval, watch
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Cli(click.Group):
+    """Any error ends in one line on stderr; -v shows the traceback of an unexpected one."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except MonitorError as error:
+            fail(error)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if ctx.obj and ctx.obj.get("verbose"):
+                raise
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            click.echo(
+                f"backfills: unexpected error: {type(exc).__name__}: {detail} (-v shows the traceback)",
+                err=True,
+            )
+            sys.exit(1)
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log more, and show tracebacks of unexpected errors.")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
@@ -438,13 +460,10 @@ def query(sql: str, db_path: Path) -> None:
 
     if not db_path.exists():
         fail(ConfigError(f"there is no database at {db_path}: run backfills ingest (or demo) first"))
-    try:
-        with duckdb.connect(str(db_path), read_only=True) as con:
+    with connect(db_path, read_only=True) as con:
+        try:
             relation = con.sql(sql)
-            if relation is None:
-                return
+        except duckdb.Error as exc:
+            fail(ConfigError(f"the query failed: {str(exc).splitlines()[0]}"))
+        if relation is not None:
             click.echo(relation.df().to_string(index=False, max_colwidth=80))
-    except duckdb.IOException as exc:
-        fail(LockedError(f"the database {db_path} is busy: {str(exc).splitlines()[0]}"))
-    except duckdb.Error as exc:
-        fail(ConfigError(f"the query failed: {str(exc).splitlines()[0]}"))

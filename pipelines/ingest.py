@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,18 +22,18 @@ from dlt.common.exceptions import TerminalException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import models
+from .database import LOCK_MESSAGE, connect, locked
 from .lock import RunLock
 from .models import BuildResult
 from .publish import PublishResult, publish, published_dir
 from .supermetrics import supermetrics
 from .supermetrics.baseline import read_baseline
-from .supermetrics.errors import ConfigError, LockedError, MonitorError, PublishError
+from .supermetrics.errors import ConfigError, MonitorError, PublishError
 from .supermetrics.settings import DATASET_NAME, PIPELINE_NAME
 from .supermetrics.snapshot import RunReport
 
 log = logging.getLogger(__name__)
 RESERVED_DB_NAMES = (DATASET_NAME, "analytics", "staging", "main")
-_LOCK_MESSAGE = re.compile(r"Could not set lock on file|Conflicting lock is held", re.IGNORECASE)
 
 
 @dataclass
@@ -104,7 +102,7 @@ def ingest(
     with RunLock(db_path, wait_lock):
         pipeline = open_pipeline(db_path)
         finish_pending_loads(pipeline, db_path)
-        with _duckdb(db_path) as con:
+        with connect(db_path) as con:
             baseline = read_baseline(con, DATASET_NAME)
         report = RunReport()
         overrides = {k: v for k, v in (("team_ids", team_ids), ("base_url", base_url)) if v}
@@ -126,7 +124,7 @@ def rebuild_models(db_path: Path, wait_lock: float = 0.0) -> tuple[BuildResult, 
     if not db_path.exists():
         raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
     with RunLock(db_path, wait_lock):
-        with _duckdb(db_path) as con:
+        with connect(db_path) as con:
             empty = read_baseline(con, DATASET_NAME).next_poll_id == 1
         if empty:
             raise ConfigError(f"{db_path} holds no polls yet: run backfills ingest first")
@@ -149,8 +147,8 @@ def _build_models(pipeline: dlt.Pipeline, db_path: Path) -> BuildResult:
     except MonitorError:
         raise
     except Exception as exc:
-        if _LOCK_MESSAGE.search(_chain_text(exc)):
-            raise _locked(db_path) from None
+        if LOCK_MESSAGE.search(_chain_text(exc)):
+            raise locked(db_path) from None
         raise
 
 
@@ -199,30 +197,9 @@ def _run(pipeline: dlt.Pipeline, db_path: Path, step: object) -> None:
         cause = _monitor_error(failed)
         if cause is not None:
             raise cause from None
-        if _LOCK_MESSAGE.search(_chain_text(failed)):
-            raise _locked(db_path) from None
+        if LOCK_MESSAGE.search(_chain_text(failed)):
+            raise locked(db_path) from None
         raise
-
-
-@contextmanager
-def _duckdb(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    try:
-        con = duckdb.connect(str(db_path))
-    except duckdb.IOException as exc:
-        if _LOCK_MESSAGE.search(str(exc)):
-            raise _locked(db_path) from None
-        raise
-    try:
-        yield con
-    finally:
-        con.close()
-
-
-def _locked(db_path: Path) -> LockedError:
-    return LockedError(
-        f"the database {db_path} is open in another process (a BI tool or a DuckDB shell?): "
-        "close it and run again; anything already polled is kept and loads on the next run"
-    )
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

@@ -21,10 +21,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
+from .database import connect
 from .publish import published_db
-from .supermetrics.errors import ConfigError, LockedError
+from .supermetrics.errors import ConfigError
 
 SECTIONS = {
     "incomplete": """
@@ -71,13 +70,7 @@ def gather(db_path: Path) -> tuple[dict[str, list[dict[str, Any]]], Path]:
     source = published_db(db_path) if published_db(db_path).exists() else db_path
     if not source.exists():
         raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
-    try:
-        con = duckdb.connect(str(source), read_only=True)
-    except duckdb.IOException as exc:
-        raise LockedError(
-            f"the database {source} is busy: try again in a moment ({str(exc).splitlines()[0]})"
-        ) from None
-    with con:
+    with connect(source, read_only=True) as con:
         have = {
             t
             for (t,) in con.execute(
