@@ -137,11 +137,20 @@ def test_config_errors(sim: Simulator, workdir: Path) -> None:
     assert no_teams.returncode == 78 and "team_ids" in no_teams.stderr
     clash = ingest_cli(sim, workdir, "--db", str(workdir / "supermetrics.duckdb"))
     assert clash.returncode == 78 and "may not be named supermetrics.duckdb" in clash.stderr
+    empty_teams = run_backfills(
+        "ingest",
+        "--db",
+        str(workdir / "y.duckdb"),
+        cwd=workdir,
+        SOURCES__SUPERMETRICS__API_KEY="k",
+        SOURCES__SUPERMETRICS__TEAM_IDS="[]",
+    )
+    assert empty_teams.returncode == 78 and "at least one positive team id" in empty_teams.stderr
     (workdir / "junk.duckdb").write_text("not a database")
     junk = ingest_cli(sim, workdir, "--db", str(workdir / "junk.duckdb"))
     assert junk.returncode == 78 and "cannot open the database" in junk.stderr
     assert (workdir / "junk.duckdb").read_text() == "not a database"  # left alone
-    for result in (missing_key, plain_http, no_teams, clash, junk):
+    for result in (missing_key, plain_http, no_teams, clash, empty_teams, junk):
         assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
 
 

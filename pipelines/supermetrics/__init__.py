@@ -15,6 +15,7 @@ from dlt.sources import DltResource
 
 from . import settings
 from .client import SupermetricsClient
+from .errors import ConfigError
 from .snapshot import Baseline, Collector, RunReport
 
 
@@ -96,6 +97,19 @@ LOOKUP_COLUMNS = _columns(
 )
 
 
+def _team_ids(team_ids: list[int]) -> list[int]:
+    """Positive, distinct team ids in the given order; anything else is a config error."""
+    try:
+        ids = list(dict.fromkeys(int(t) for t in team_ids))
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"team_ids must be a list of team ids, such as [936506], not {team_ids!r}"
+        ) from None
+    if not ids or min(ids) < 1:
+        raise ConfigError(f"team_ids must hold at least one positive team id, not {team_ids!r}")
+    return ids
+
+
 def _rows_or_schema(rows: list[dict[str, Any]], first_run: bool) -> Iterator[Any]:
     """The rows; on a first run with none, a marker that still creates the table. (Later runs
     skip empty tables: a load job per empty table would cost more than the poll.)"""
@@ -151,7 +165,7 @@ def supermetrics(
     first_run = baseline is None or baseline.next_poll_id == 1
     collector = Collector(
         client,
-        [int(t) for t in team_ids],
+        _team_ids(team_ids),
         baseline or Baseline(),
         report or RunReport(),
         rounds=rounds,
