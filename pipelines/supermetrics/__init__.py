@@ -15,86 +15,15 @@ from dlt.sources import DltResource
 
 from . import settings
 from .client import SupermetricsClient
+from .columns import (
+    ERROR_REPORT_COLUMNS,
+    EVENT_COLUMNS,
+    LOOKUP_COLUMNS,
+    POLL_COLUMNS,
+    VERSION_COLUMNS,
+)
 from .errors import ConfigError
 from .snapshot import Baseline, Collector, RunReport
-
-
-def _columns(**types: str) -> list[dict[str, Any]]:
-    """Column hints for every field, so that columns exist even when all their values are null."""
-    return [{"name": name, "data_type": data_type, "nullable": True} for name, data_type in types.items()]
-
-
-POLL_COLUMNS = _columns(
-    poll_id="bigint",
-    team_id="bigint",
-    polled_at="timestamp",
-    received_at="timestamp",
-    outcome="text",
-    http_status="bigint",
-    error_code="text",
-    error_class="text",
-    error_message="text",
-    request_id="text",
-    backfills_listed="bigint",
-    possibly_truncated="bool",
-    backfills_left="bigint",
-    duration_ms="double",
-    rate_limit_remaining="bigint",
-)
-BACKFILL_COLUMNS = _columns(
-    transfer_backfill_id="bigint",
-    transfer_id="bigint",
-    range_start_date="date",
-    range_end_date="date",
-    status="text",
-    created_time="timestamp",
-    created_user_id="bigint",
-    start_time="timestamp",
-    end_time="timestamp",
-    removed_time="timestamp",
-    removed_user_id="bigint",
-    transfer_runs_total="bigint",
-    transfer_runs_created="bigint",
-    transfer_runs_completed="bigint",
-    transfer_runs_failed="bigint",
-)
-VERSION_COLUMNS = (
-    _columns(
-        poll_id="bigint",
-        team_id="bigint",
-        observed_at="timestamp",
-        source="text",
-    )
-    + BACKFILL_COLUMNS
-    + _columns(
-        error_count="bigint",
-        state_hash="text",
-        error_report_hash="text",
-        error_report_poll_id="bigint",
-        extra_fields="text",
-    )
-)
-ERROR_REPORT_COLUMNS = _columns(transfer_run_date="date", error="text")
-EVENT_COLUMNS = _columns(
-    poll_id="bigint",
-    team_id="bigint",
-    transfer_backfill_id="bigint",
-    event="text",
-    observed_at="timestamp",
-)
-LOOKUP_COLUMNS = _columns(
-    poll_id="bigint",
-    team_id="bigint",
-    transfer_backfill_id="bigint",
-    looked_up_at="timestamp",
-    outcome="text",
-    status="text",
-    http_status="bigint",
-    error_code="text",
-    error_message="text",
-    request_id="text",
-    duration_ms="double",
-)
 
 
 def _team_ids(team_ids: list[int]) -> list[int]:
