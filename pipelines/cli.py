@@ -115,10 +115,7 @@ def ingest(team_ids: tuple[int, ...], base_url: str | None, db_path: Path, wait_
     Example:
         */5 * * * * cd /srv/backfills && .venv/bin/backfills ingest --team-id 936506
     """
-    try:
-        result = run_ingest(db_path, team_ids=list(team_ids) or None, base_url=base_url, wait_lock=wait_lock)
-    except MonitorError as error:
-        fail(error)
+    result = run_ingest(db_path, team_ids=list(team_ids) or None, base_url=base_url, wait_lock=wait_lock)
     echo_ingest(result)
 
 
@@ -172,10 +169,7 @@ def watch_command(every: str, team_ids: tuple[int, ...], base_url: str | None, d
     def on_failure(error: MonitorError) -> None:
         click.echo(f"backfills: {error.failure_class}: {error} (next try in {every})", err=True)
 
-    try:
-        watch(seconds, run_once, on_failure, stop)
-    except MonitorError as error:
-        fail(error)
+    watch(seconds, run_once, on_failure, stop)
 
 
 def echo_build(built: BuildResult, published: PublishResult) -> None:
@@ -204,10 +198,7 @@ def models(db_path: Path, wait_lock: float) -> None:
     Example:
         MODELS__STALL_AFTER_HOURS=4 backfills models --db data/backfills.duckdb
     """
-    try:
-        echo_build(*rebuild_models(db_path, wait_lock))
-    except MonitorError as error:
-        fail(error)
+    echo_build(*rebuild_models(db_path, wait_lock))
 
 
 def _parse_start(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
@@ -374,10 +365,7 @@ def report(db_path: Path, output_format: str, section: str) -> None:
         backfills report
         backfills report --format csv --section transfers > transfers.csv
     """
-    try:
-        sections, _ = report_module.gather(db_path)
-    except MonitorError as error:
-        fail(error)
+    sections, _ = report_module.gather(db_path)
     if output_format == "json":
         click.echo(report_module.render_json(sections))
     elif output_format == "csv":
@@ -417,17 +405,14 @@ def demo(db_path: Path, days: float, seed: int) -> None:
     from .demo import EXAMPLE_QUERIES, run_demo
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    try:
-        with Progress(*columns, transient=True, disable=not sys.stdout.isatty()) as progress:
-            task = progress.add_task(f"polling {days:g} simulated days", total=None)
-            result = run_demo(
-                db_path,
-                days=days,
-                seed=seed,
-                on_run=lambda done, total: progress.update(task, completed=done, total=total),
-            )
-    except MonitorError as error:
-        fail(error)
+    with Progress(*columns, transient=True, disable=not sys.stdout.isatty()) as progress:
+        task = progress.add_task(f"polling {days:g} simulated days", total=None)
+        result = run_demo(
+            db_path,
+            days=days,
+            seed=seed,
+            on_run=lambda done, total: progress.update(task, completed=done, total=total),
+        )
     click.echo(
         f"{result.polls} polls over {days:g} simulated days, {len(result.failed_polls)} failed "
         "(an injected outage: see analytics.polls)\n"
