@@ -13,9 +13,8 @@ current_state as (
     select * from staging.int_backfill_current_state
 ),
 
-polls as (
-    select * from staging.stg_supermetrics__polls
-    where outcome = 'ok'
+team_clock as (
+    select * from staging.int_team_clock
 ),
 
 version_observations as (
@@ -83,13 +82,6 @@ status_stretches as (
     group by team_id, transfer_backfill_id, stretch_number
 ),
 
-team_clock as (
-    select
-        team_id,
-        max(polled_at) as latest_poll_at
-    from polls
-    group by team_id
-),
 
 final as (
     select

@@ -19,18 +19,10 @@ errors as (
     select * from analytics.backfill_errors
 ),
 
-polls as (
-    select * from staging.stg_supermetrics__polls
-    where outcome = 'ok'
+team_clock as (
+    select * from staging.int_team_clock
 ),
 
-team_clock as (
-    select
-        team_id,
-        max(polled_at) as latest_poll_at
-    from polls
-    group by team_id
-),
 
 version_facts as (
     select
