@@ -187,6 +187,13 @@ def _config_message(exc: ConfigurationException) -> str:
             f"missing configuration: {names}. Set it under [sources.supermetrics] in .dlt/config.toml "
             f"(api_key in .dlt/secrets.toml) or as SOURCES__SUPERMETRICS__{missing[0].upper()}"
         )
+    field = getattr(exc, "field_name", None)
+    if field == "team_ids":
+        return f"team_ids must be a list of team ids, such as team_ids = [936506], not {exc.field_value!r}"
+    if field:
+        return (
+            f"the configured {field} = {exc.field_value!r} is not of type {getattr(exc.hint, '__name__', exc.hint)}"
+        )
     return f"bad configuration: {str(exc).splitlines()[0]}"
 
 

@@ -146,11 +146,22 @@ def test_config_errors(sim: Simulator, workdir: Path) -> None:
         SOURCES__SUPERMETRICS__TEAM_IDS="[]",
     )
     assert empty_teams.returncode == 78 and "at least one positive team id" in empty_teams.stderr
+    not_a_list = run_backfills(
+        "ingest",
+        "--db",
+        str(workdir / "z.duckdb"),
+        cwd=workdir,
+        SOURCES__SUPERMETRICS__API_KEY="k",
+        SOURCES__SUPERMETRICS__TEAM_IDS="936506",
+    )
+    assert not_a_list.returncode == 78 and "team_ids must be a list of team ids" in not_a_list.stderr
+    not_a_number = ingest_cli(sim, workdir, SOURCES__SUPERMETRICS__MAX_ATTEMPTS="many")
+    assert not_a_number.returncode == 78 and "max_attempts = 'many' is not of type int" in not_a_number.stderr
     (workdir / "junk.duckdb").write_text("not a database")
     junk = ingest_cli(sim, workdir, "--db", str(workdir / "junk.duckdb"))
     assert junk.returncode == 78 and "cannot open the database" in junk.stderr
     assert (workdir / "junk.duckdb").read_text() == "not a database"  # left alone
-    for result in (missing_key, plain_http, no_teams, clash, empty_teams, junk):
+    for result in (missing_key, plain_http, no_teams, clash, empty_teams, not_a_list, not_a_number, junk):
         assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
 
 
