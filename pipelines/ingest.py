@@ -191,9 +191,8 @@ def _config_message(exc: ConfigurationException) -> str:
     if field == "team_ids":
         return f"team_ids must be a list of team ids, such as team_ids = [936506], not {exc.field_value!r}"
     if field:
-        return (
-            f"the configured {field} = {exc.field_value!r} is not of type {getattr(exc.hint, '__name__', exc.hint)}"
-        )
+        expected = getattr(exc.hint, "__name__", exc.hint)
+        return f"the configured {field} = {exc.field_value!r} is not of type {expected}"
     return f"bad configuration: {str(exc).splitlines()[0]}"
 
 
