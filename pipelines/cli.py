@@ -414,7 +414,7 @@ def demo(db_path: Path, days: float, seed: int) -> None:
             on_run=lambda done, total: progress.update(task, completed=done, total=total),
         )
     click.echo(
-        f"{result.polls} polls over {days:g} simulated days, {len(result.failed_polls)} failed "
+        f"{result.polls} polls over {days:g} simulated days, {result.failed_polls} failed "
         "(an injected outage: see analytics.polls)\n"
     )
     sections, _ = report_module.gather(db_path)

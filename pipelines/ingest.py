@@ -109,7 +109,7 @@ def ingest(
         source = _make_source(
             baseline=baseline, report=report, rounds=rounds, between_rounds=between_rounds, **overrides
         )
-        _run(pipeline, db_path, lambda: pipeline.run(source, loader_file_format="parquet"))
+        _run(db_path, lambda: pipeline.run(source, loader_file_format="parquet"))
         # rebuilt after every run, a failed poll's included: it shows in analytics.polls at once
         built = _build_models(pipeline, db_path) if build_models else None
         published = _publish(db_path) if build_models else None
@@ -162,7 +162,7 @@ def finish_pending_loads(pipeline: dlt.Pipeline, db_path: Path) -> None:
         return
     log.warning("loading data a previous run left pending")
     try:
-        _run(pipeline, db_path, pipeline.run)
+        _run(db_path, pipeline.run)
     except MonitorError:
         raise
     except PipelineStepFailed as failed:
@@ -196,9 +196,10 @@ def _config_message(exc: ConfigurationException) -> str:
     return f"bad configuration: {str(exc).splitlines()[0]}"
 
 
-def _run(pipeline: dlt.Pipeline, db_path: Path, step: object) -> None:
+def _run(db_path: Path, step: Callable[[], object]) -> None:
+    """Run a dlt step; our own errors and a locked database come out as their `MonitorError`."""
     try:
-        step()  # type: ignore[operator]
+        step()
     except PipelineStepFailed as failed:
         cause = _monitor_error(failed)
         if cause is not None:

@@ -230,10 +230,8 @@ def render_rich(sections: dict[str, list[dict[str, Any]]], console: Any) -> None
             table.add_column(header, overflow="fold")
         for row in sections[name]:
             cells = [Text(value(row)) for _, value in columns]  # Text: never parsed as markup
-            if "status" in row:
-                style = "bold red" if row.get("is_stalled") else styles.get(row["status"], "")
-                for cell in cells[2:3]:
-                    cell.stylize(style)
+            if "status" in row:  # the third column of the sections that have one
+                cells[2].stylize("bold red" if row.get("is_stalled") else styles.get(row["status"], ""))
             table.add_row(*cells)
         console.print()
         console.print(table)
