@@ -2,8 +2,11 @@
 
 with RunLock(db):                      # overlapping cron ticks never run at once
     finish pending load packages       # a killed run's data loads before anything new
+    settle loads                       # a job dlt loaded twice counts once (pipelines.settle)
     baseline = read from the database  # the only source of truth for change detection
     poll the API, load what changed    # the dlt source
+    settle loads
+    build the models, publish          # a failed build is recorded and published too
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from .database import LOCK_MESSAGE, connect, locked
 from .lock import RunLock
 from .models import BuildResult
 from .publish import PublishResult, publish, published_dir
+from .settle import discard, settle
 from .supermetrics import supermetrics
 from .supermetrics.baseline import read_baseline
-from .supermetrics.errors import ConfigError, MonitorError, PublishError
+from .supermetrics.errors import ConfigError, ModelError, MonitorError, PublishError
 from .supermetrics.settings import DATASET_NAME, PIPELINE_NAME
 from .supermetrics.snapshot import RunReport
 
@@ -103,6 +107,7 @@ def ingest(
         pipeline = open_pipeline(db_path)
         finish_pending_loads(pipeline, db_path)
         with connect(db_path) as con:
+            settle_loads(con)
             baseline = read_baseline(con, DATASET_NAME)
         report = RunReport()
         overrides = {k: v for k, v in (("team_ids", team_ids), ("base_url", base_url)) if v}
@@ -110,9 +115,11 @@ def ingest(
             baseline=baseline, report=report, rounds=rounds, between_rounds=between_rounds, **overrides
         )
         _run(db_path, lambda: pipeline.run(source, loader_file_format="parquet"))
-        # rebuilt after every run, a failed poll's included: it shows in analytics.polls at once
-        built = _build_models(pipeline, db_path) if build_models else None
-        published = _publish(db_path) if build_models else None
+        with connect(db_path) as con:
+            settle_loads(con)
+        built, published = None, None
+        if build_models:  # after every run, a failed poll's included: it shows in analytics.polls at once
+            built, published = _build_and_publish(pipeline, db_path)
     if report.errors:
         raise report.errors[0]
     return IngestResult(report, db_path, built, published, time.monotonic() - started)
@@ -124,12 +131,32 @@ def rebuild_models(db_path: Path, wait_lock: float = 0.0) -> tuple[BuildResult, 
     if not db_path.exists():
         raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
     with RunLock(db_path, wait_lock):
+        pipeline = open_pipeline(db_path)
+        finish_pending_loads(pipeline, db_path)
         with connect(db_path) as con:
+            settle_loads(con)
             empty = read_baseline(con, DATASET_NAME).next_poll_id == 1
         if empty:
             raise ConfigError(f"{db_path} holds no polls yet: run backfills ingest first")
-        built = _build_models(open_pipeline(db_path), db_path)
-        return built, _publish(db_path)
+        return _build_and_publish(pipeline, db_path)
+
+
+def settle_loads(con: duckdb.DuckDBPyConnection) -> None:
+    """Make every completed load count once; say so when a killed run had doubled rows."""
+    settled = settle(con, DATASET_NAME)
+    if settled.removed:
+        log.warning(settled.describe())
+
+
+def _build_and_publish(pipeline: dlt.Pipeline, db_path: Path) -> tuple[BuildResult, PublishResult]:
+    """Build the models and publish. A failed build is published too (analytics.model_builds says
+    it failed, the other tables stay those of the last good build), then raised."""
+    try:
+        built = _build_models(pipeline, db_path)
+    except ModelError:
+        _publish(db_path)
+        raise
+    return built, _publish(db_path)
 
 
 def _publish(db_path: Path) -> PublishResult:
@@ -168,8 +195,15 @@ def finish_pending_loads(pipeline: dlt.Pipeline, db_path: Path) -> None:
     except PipelineStepFailed as failed:
         if not _is_terminal(failed):
             raise
+        load_ids = list(pipeline.list_normalized_load_packages())
         pipeline.abort_packages()
-        log.warning("dropped a pending load package that cannot load: %s", _root_cause(failed))
+        with connect(db_path) as con:  # nothing half-loaded stays behind
+            removed = discard(con, DATASET_NAME, load_ids)
+        log.warning(
+            "dropped a pending load package that cannot load (%d row(s) it had loaded removed): %s",
+            removed,
+            _root_cause(failed),
+        )
 
 
 def _make_source(**kwargs: object) -> dlt.sources.DltSource:

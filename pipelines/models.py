@@ -11,6 +11,8 @@
   not_null, accepted_values, relationships, expressions).
 - Everything runs in one transaction: a failed build or data test leaves the previous tables
   in place for readers, and raises `ModelError`.
+- Every build, failed ones included, adds a row to `analytics.model_builds` (a failed build's
+  after its rollback), so readers can tell that the tables are stale and since when.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,17 @@ from sqlglot.tokens import TokenType
 
 from .supermetrics.errors import ModelError
 
-SQL_DIR = Path(os.environ.get("BACKFILLS_SQL_DIR", Path(__file__).resolve().parents[1] / "sql"))
+
+
+def _sql_dir() -> Path:
+    """BACKFILLS_SQL_DIR, else the SQL shipped in the wheel (pipelines/sql), else the checkout's sql/."""
+    if "BACKFILLS_SQL_DIR" in os.environ:
+        return Path(os.environ["BACKFILLS_SQL_DIR"])
+    installed = Path(__file__).resolve().parent / "sql"
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[1] / "sql"
+
+
+SQL_DIR = _sql_dir()
 LAYERS = {  # folder -> (schema, materialization)
     "staging": ("staging", "view"),
     "intermediate": ("staging", "table"),
@@ -45,6 +58,11 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _RAW_BOOTSTRAP = (
     "create table if not exists {raw}.backfill_versions__error_report (transfer_run_date date, "
     "error varchar, _dlt_parent_id varchar not null, _dlt_list_idx bigint not null, _dlt_id varchar not null)"
+)
+BUILDS = "analytics.model_builds"
+_BUILDS_TABLE = (
+    f"create table if not exists {BUILDS} (started_at timestamptz not null, finished_at timestamptz not null, "
+    "outcome varchar not null, error varchar, models bigint, tests bigint, through_poll_id bigint)"
 )
 
 
@@ -88,7 +106,10 @@ def discover(sql_dir: Path = SQL_DIR, values: dict[str, Any] | None = None) -> l
     values = variables() if values is None else values
     models: dict[str, Model] = {}
     for folder, (schema, materialized) in LAYERS.items():
-        for path in sorted((sql_dir / folder).glob("*.sql")):
+        paths = sorted((sql_dir / folder).glob("*.sql"))
+        if not paths:  # an install without its SQL must not build nothing in silence
+            raise ModelError(f"no models in {sql_dir / folder}: the SQL models are missing from this install")
+        for path in paths:
             doc_path = path.with_suffix(".yml")
             doc = yaml.load(doc_path.read_text(), Loader=_YAML_LOADER) if doc_path.exists() else None
             model = Model(path.stem, schema, materialized, _substitute(path.read_text(), values, path), doc)
@@ -129,24 +150,63 @@ def _dependencies(model: Model, known: set[str]) -> set[str]:
 
 
 def build(pipeline: dlt.Pipeline, raw_dataset: str, sql_dir: Path = SQL_DIR) -> BuildResult:
-    """Rebuild every model and run every data test, atomically. Raises `ModelError`."""
-    started = time.monotonic()
-    models = discover(sql_dir)
-    with pipeline.sql_client() as client, client.begin_transaction():
-        client.execute_sql(_RAW_BOOTSTRAP.format(raw=raw_dataset))
-        for schema in sorted({m.schema for m in models}):
-            client.execute_sql(f"create schema if not exists {schema}")
-        for model in models:
-            kind = "view" if model.materialized == "view" else "table"
-            try:
-                client.execute_sql(f"create or replace {kind} {model.relation} as\n{model.sql}")
-            except Exception as exc:  # the database's own message says what is wrong with the SQL
-                raise ModelError(f"building {model.relation} failed: {_first_line(exc)}") from None
-        failures, tests = run_data_tests(client, models, "tests")
-        if failures:
-            raise ModelError(f"{len(failures)} of {tests} data tests failed: {'; '.join(failures)}")
-        warnings, checks = run_data_tests(client, models, "warnings")
-    return BuildResult([m.relation for m in models], tests + checks, warnings, time.monotonic() - started)
+    """Rebuild every model and run every data test, atomically. Raises `ModelError`.
+
+    The outcome, failed or not, is recorded in `analytics.model_builds`.
+    """
+    started, started_at = time.monotonic(), datetime.now(UTC)
+    with pipeline.sql_client() as client:
+        try:
+            models = discover(sql_dir)
+            with client.begin_transaction():
+                tests, warnings = _build_all(client, models, raw_dataset)
+                _record(client, raw_dataset, started_at, "ok", None, len(models), tests)
+        except ModelError as error:
+            _record_failure(client, raw_dataset, started_at, str(error))
+            raise
+    return BuildResult([m.relation for m in models], tests, warnings, time.monotonic() - started)
+
+
+def _build_all(client: Any, models: list[Model], raw_dataset: str) -> tuple[int, list[str]]:
+    """Every model in order, then the data tests; returns (checks run, warnings)."""
+    client.execute_sql(_RAW_BOOTSTRAP.format(raw=raw_dataset))
+    for schema in sorted({m.schema for m in models}):
+        client.execute_sql(f"create schema if not exists {schema}")
+    for model in models:
+        kind = "view" if model.materialized == "view" else "table"
+        try:
+            client.execute_sql(f"create or replace {kind} {model.relation} as\n{model.sql}")
+        except Exception as exc:  # the database's own message says what is wrong with the SQL
+            raise ModelError(f"building {model.relation} failed: {_first_line(exc)}") from None
+    failures, tests = run_data_tests(client, models, "tests")
+    if failures:
+        raise ModelError(f"{len(failures)} of {tests} data tests failed: {'; '.join(failures)}")
+    warnings, checks = run_data_tests(client, models, "warnings")
+    return tests + checks, warnings
+
+
+def _record(
+    client: Any, raw_dataset: str, started_at: datetime, outcome: str, error: str | None, models: int, tests: int
+) -> None:
+    client.execute_sql("create schema if not exists analytics")
+    client.execute_sql(_BUILDS_TABLE)
+    client.execute_sql(
+        f"insert into {BUILDS} select ?, now(), ?, ?, ?, ?, (select max(poll_id) from {raw_dataset}.polls)",
+        started_at,
+        outcome,
+        error,
+        models,
+        tests,
+    )
+
+
+def _record_failure(client: Any, raw_dataset: str, started_at: datetime, error: str) -> None:
+    """After the build's rollback: say that it failed, so that readers know the tables are stale."""
+    try:
+        with client.begin_transaction():
+            _record(client, raw_dataset, started_at, "failed", error, 0, 0)
+    except Exception:  # the build's own error is the one to report
+        pass
 
 
 def run_data_tests(client: Any, models: list[Model], section: str) -> tuple[list[str], int]:

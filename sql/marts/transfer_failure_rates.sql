@@ -23,12 +23,17 @@ observed_runs as (
 ),
 
 last_errors as (
+    -- the error first seen most recently; ties (one poll reports several) go to the latest run
+    -- date, then the error text, so that the answer never depends on row order
     select
         team_id,
         transfer_id,
-        arg_max(error, first_seen_at) as last_error
+        error as last_error
     from errors
-    group by team_id, transfer_id
+    qualify row_number() over (
+        partition by team_id, transfer_id
+        order by first_seen_at desc, transfer_run_date desc, error desc
+    ) = 1
 ),
 
 per_transfer as (

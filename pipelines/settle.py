@@ -1,0 +1,143 @@
+"""Exactly-once effect for dlt's at-least-once loads: every loaded row counts once.
+
+dlt loads a job at least once. A run killed after a job's insert committed, but before dlt moved
+the job's file out of `started_jobs/`, loads that file again on the next run: the same rows, with
+the same `_dlt_id`, twice (and a second `_dlt_loads` row when the kill came after the package's
+commit). So every run, after loading and before anything reads the raw tables, *settles* the
+loads that completed since the last time, in one transaction:
+
+- for each load id in `_dlt_loads` not yet in `_settled_loads`, keep one copy of every row of that
+  load (root tables by `_dlt_load_id`, child tables through their parent's `_dlt_id`) and one
+  `_dlt_loads` row;
+- record the load id in `_settled_loads`.
+
+A kill during this transaction rolls it back and the next run settles again. The work per run is
+the rows of the new loads only; a database made before this existed has nothing settled, so its
+first run checks (and repairs) all of its history once.
+
+A load package that can never load (dlt aborts it) may have loaded some of its jobs: `discard`
+removes those rows, so that nothing half-loaded stays behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+SETTLED = "_settled_loads"
+
+
+@dataclass
+class SettleResult:
+    loads: int = 0  # load ids settled by this call
+    removed: dict[str, int] = field(default_factory=dict)  # table -> extra copies deleted
+
+    def describe(self) -> str:
+        tables = ", ".join(f"{table} {count}" for table, count in sorted(self.removed.items()))
+        return (
+            f"removed {sum(self.removed.values())} duplicated row(s) ({tables}) that a run killed "
+            f"during its load had stored twice"
+        )
+
+
+def settle(con: duckdb.DuckDBPyConnection, dataset: str) -> SettleResult:
+    """Settle every completed load not settled yet. Returns what was removed."""
+    result = SettleResult()
+    tables = _dlt_tables(con, dataset)
+    if "_dlt_loads" not in tables:
+        return result
+    ds = _quote(dataset)
+    con.execute("begin transaction")
+    try:
+        con.execute(
+            f"create table if not exists {ds}.{SETTLED} (load_id varchar primary key, settled_at timestamptz)"
+        )
+        con.execute(
+            f"""create temp table unsettled as
+            select distinct load_id from {ds}._dlt_loads
+            where load_id not in (select load_id from {ds}.{SETTLED})"""
+        )
+        result.loads = con.execute("select count(*) from unsettled").fetchone()[0]
+        if result.loads:
+            for table, parent in tables.items():
+                removed = _deduplicate(con, ds, table, parent)
+                if removed:
+                    result.removed[table] = removed
+            con.execute(f"insert into {ds}.{SETTLED} select load_id, now() from unsettled")
+        con.execute("drop table unsettled")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return result
+
+
+def _deduplicate(con: duckdb.DuckDBPyConnection, ds: str, table: str, parent: str | None) -> int:
+    """Delete all but one copy of each row of the unsettled loads in one table; returns how many."""
+    if table == "_dlt_loads":
+        key, rows = "load_id", f"select rowid, load_id from {ds}._dlt_loads semi join unsettled using (load_id)"
+    elif parent is None:
+        key = "_dlt_id"
+        rows = f"select rowid, _dlt_id from {ds}.{_quote(table)} where _dlt_load_id in (from unsettled)"
+    else:  # a child table: its rows of a load are those whose parent row belongs to it
+        key = "_dlt_id"
+        rows = (
+            f"select rowid, _dlt_id from {ds}.{_quote(table)} where _dlt_parent_id in "
+            f"(select _dlt_id from {ds}.{_quote(parent)} where _dlt_load_id in (from unsettled))"
+        )
+    extra = f"""
+        select rowid from (
+            select rowid, row_number() over (partition by {key} order by rowid) as copy from ({rows})
+        ) where copy > 1"""
+    return con.execute(f"delete from {ds}.{_quote(table)} where rowid in ({extra})").fetchone()[0]
+
+
+def discard(con: duckdb.DuckDBPyConnection, dataset: str, load_ids: list[str]) -> int:
+    """Delete every row of these (aborted) loads; returns how many root rows went."""
+    if not load_ids:
+        return 0
+    ds, removed = _quote(dataset), 0
+    tables = _dlt_tables(con, dataset)
+    con.execute("begin transaction")
+    try:
+        for table, parent in tables.items():  # children first: they find their rows through the parent
+            if parent is not None:
+                con.execute(
+                    f"delete from {ds}.{_quote(table)} where _dlt_parent_id in (select _dlt_id from "
+                    f"{ds}.{_quote(parent)} where _dlt_load_id in (select unnest(?)))",
+                    [load_ids],
+                )
+        for table, parent in tables.items():
+            if parent is None and table != "_dlt_loads":
+                removed += con.execute(
+                    f"delete from {ds}.{_quote(table)} where _dlt_load_id in (select unnest(?))", [load_ids]
+                ).fetchone()[0]
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return removed
+
+
+def _dlt_tables(con: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, str | None]:
+    """The dataset's tables holding loaded rows: table -> its parent for child tables (else None),
+    children first, plus `_dlt_loads`."""
+    columns: dict[str, set[str]] = {}
+    for table, column in con.execute(
+        "select table_name, column_name from information_schema.columns where table_schema = ?", [dataset]
+    ).fetchall():
+        columns.setdefault(table, set()).add(column)
+    tables: dict[str, str | None] = {}
+    for table in sorted(columns, key=lambda t: -t.count("__")):
+        if "_dlt_parent_id" in columns[table] and "_dlt_id" in columns[table]:
+            tables[table] = table.rsplit("__", 1)[0]
+        elif "_dlt_load_id" in columns[table] and "_dlt_id" in columns[table]:
+            tables[table] = None
+    if "_dlt_loads" in columns:
+        tables["_dlt_loads"] = None
+    return tables
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
