@@ -35,7 +35,6 @@ from sqlglot.tokens import TokenType
 from .supermetrics.errors import ModelError
 
 
-
 def _sql_dir() -> Path:
     """BACKFILLS_SQL_DIR, else the SQL shipped in the wheel (pipelines/sql), else the checkout's sql/."""
     if "BACKFILLS_SQL_DIR" in os.environ:
@@ -61,8 +60,9 @@ _RAW_BOOTSTRAP = (
 )
 BUILDS = "analytics.model_builds"
 _BUILDS_TABLE = (
-    f"create table if not exists {BUILDS} (started_at timestamptz not null, finished_at timestamptz not null, "
-    "outcome varchar not null, error varchar, models bigint, tests bigint, through_poll_id bigint)"
+    f"create table if not exists {BUILDS} (started_at timestamptz not null, "
+    "finished_at timestamptz not null, outcome varchar not null, error varchar, models bigint, "
+    "tests bigint, through_poll_id bigint)"
 )
 
 
@@ -186,7 +186,13 @@ def _build_all(client: Any, models: list[Model], raw_dataset: str) -> tuple[int,
 
 
 def _record(
-    client: Any, raw_dataset: str, started_at: datetime, outcome: str, error: str | None, models: int, tests: int
+    client: Any,
+    raw_dataset: str,
+    started_at: datetime,
+    outcome: str,
+    error: str | None,
+    models: int,
+    tests: int,
 ) -> None:
     client.execute_sql("create schema if not exists analytics")
     client.execute_sql(_BUILDS_TABLE)

@@ -76,7 +76,10 @@ def settle(con: duckdb.DuckDBPyConnection, dataset: str) -> SettleResult:
 def _deduplicate(con: duckdb.DuckDBPyConnection, ds: str, table: str, parent: str | None) -> int:
     """Delete all but one copy of each row of the unsettled loads in one table; returns how many."""
     if table == "_dlt_loads":
-        key, rows = "load_id", f"select rowid, load_id from {ds}._dlt_loads semi join unsettled using (load_id)"
+        key, rows = (
+            "load_id",
+            f"select rowid, load_id from {ds}._dlt_loads semi join unsettled using (load_id)",
+        )
     elif parent is None:
         key = "_dlt_id"
         rows = f"select rowid, _dlt_id from {ds}.{_quote(table)} where _dlt_load_id in (from unsettled)"

@@ -173,7 +173,11 @@ def test_killed_runs_leave_the_database_equal_to_an_uninterrupted_twin(
             killed[mode] += 1
         else:
             victim = subprocess.Popen(
-                [BACKFILLS, *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                [BACKFILLS, *args],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             if mode == "sigkill_in_load":
                 killed[mode] += kill_while_loading(victim, chaos)
