@@ -369,6 +369,7 @@ def report(db_path: Path, output_format: str, section: str) -> None:
     if output_format == "json":
         click.echo(report_module.render_json(sections))
     elif output_format == "csv":
+        click.echo(str(report_module.verdict(sections)), err=True)  # the CSV itself stays parseable
         click.echo(report_module.render_csv(sections[section]), nl=False)
     elif sys.stdout.isatty():
         from rich.console import Console
@@ -376,6 +377,40 @@ def report(db_path: Path, output_format: str, section: str) -> None:
         report_module.render_rich(sections, Console())
     else:
         click.echo(report_module.render_plain(sections))
+
+
+@main.command()
+@DB_OPTION
+@click.option(
+    "--max-age",
+    default="20m",
+    show_default=True,
+    help="Critical when a team's newest successful poll is older than this: 90s, 20m, 2h.",
+)
+def check(db_path: Path, max_age: str) -> None:
+    """Say in one line whether the numbers are current; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+
+    CRITICAL when the last model build failed or a team's newest successful poll is older than
+    --max-age; WARNING when a team's latest poll failed but its data is still within --max-age.
+    Reads the copy published for BI tools, so it never gets in the way of a scheduled ingest.
+    The exit codes are those of Nagios plugins; for cron wrappers, anything but 0 is a problem.
+
+    \b
+    Example:
+        backfills check --max-age 20m || notify-team "backfill monitor: $(backfills check)"
+    """
+    try:
+        limit = timedelta(seconds=parse_interval(max_age))
+        sections, _ = report_module.gather(db_path)
+    except ValueError as exc:  # UNKNOWN, not a usage error's 2, which would read as CRITICAL
+        click.echo(f"UNKNOWN: --max-age: {exc}")
+        sys.exit(3)
+    except MonitorError as error:
+        click.echo(f"UNKNOWN: {error}")
+        sys.exit(3)
+    status = report_module.verdict(sections, max_age=limit)
+    click.echo(str(status))
+    sys.exit(status.exit_code)
 
 
 @main.command()

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import duckdb
+
 from .database import connect
 from .ingest import ingest, rebuild_models, working_dir
 from .publish import PublishResult, published_dir
@@ -45,16 +47,38 @@ def marker(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".demo")
 
 
+def fingerprint(db_path: Path) -> str:
+    """What the demo leaves in its marker: the database's polls as the demo left them."""
+    with connect(db_path, read_only=True) as con:
+        try:
+            count, last, received = con.execute(
+                "select count(*), max(poll_id), max(received_at) from supermetrics.polls"
+            ).fetchone()
+        except duckdb.CatalogException:
+            return "made by backfills demo: no polls yet\n"
+    return f"made by backfills demo: {count} polls, the last {last} received at {received}\n"
+
+
 def prepare(db_path: Path) -> None:
-    """Start from nothing, but never delete a database the demo did not make."""
-    if db_path.exists() and not marker(db_path).exists():
-        raise ConfigError(f"{db_path} exists and was not made by backfills demo: choose another --db")
+    """Start from nothing, but never delete a database that holds anything the demo did not make.
+
+    The rule: the demo deletes `db_path` only when its marker file (`<db>.demo`) describes the
+    database's polls exactly as they are. Any ingest into it afterwards adds polls, so the demo
+    then refuses, and the history is kept.
+    """
+    if db_path.exists():
+        if not marker(db_path).exists():
+            raise ConfigError(f"{db_path} exists and was not made by backfills demo: choose another --db")
+        if marker(db_path).read_text() != fingerprint(db_path):
+            raise ConfigError(
+                f"{db_path} holds polls that backfills demo did not make (an ingest wrote to it): "
+                "it is kept; choose another --db"
+            )
     for path in (db_path, db_path.with_name(db_path.name + ".wal"), marker(db_path)):
         path.unlink(missing_ok=True)
     shutil.rmtree(working_dir(db_path), ignore_errors=True)
     shutil.rmtree(published_dir(db_path), ignore_errors=True)
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    marker(db_path).write_text("made by backfills demo: it may delete and remake this database\n")
 
 
 def run_demo(
@@ -91,6 +115,7 @@ def run_demo(
                     between_rounds=next_poll,
                     build_models=False,
                 )
+            marker(db_path).write_text(fingerprint(db_path))
             next_poll()
             if on_run:
                 on_run(run + 1, runs)

@@ -1,5 +1,8 @@
 """`backfills report`: the state of things, read from the analytics tables.
 
+The first line says how current the numbers are (`pipelines.freshness`): the age of each team's
+newest successful poll, and whether the last poll or the last model build failed.
+
 Sections: what is incomplete (progress, failure rate, ETA, stalls), what finished in the last
 24 hours, the transfers that fail most, the most frequent error patterns, and the last poll of
 each team. "Now" is the latest poll, so the report reads the same on a simulator's clock.
@@ -15,15 +18,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
-import unicodedata
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from .database import connect
+from .freshness import Verdict, assess
 from .publish import published_db
 from .supermetrics.errors import ConfigError
+from .text import clean, duration
 
 SECTIONS = {
     "incomplete": """
@@ -51,18 +54,19 @@ SECTIONS = {
         select team_id, poll_id, polled_at, outcome, backfills_listed, error_message
         from analytics.polls qualify row_number() over (partition by team_id order by poll_id desc) = 1
         order by team_id""",
+    "freshness": "select * from analytics.freshness order by team_id",
 }
-_ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
-
-
-def clean(text: str) -> str:
-    """Neutralise terminal escape sequences and control characters in untrusted text."""
-    text = _ESCAPES.sub("", text)
-    return "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
+# The latest build, and when the last good one ended: whether the tables above are current.
+_LAST_BUILD = """
+    select outcome, started_at, finished_at, error,
+        (select max(finished_at) from analytics.model_builds where outcome = 'ok') as last_ok_finished_at
+    from analytics.model_builds order by finished_at desc limit 1"""
+DEFAULT_MAX_AGE = timedelta(minutes=20)
 
 
 def gather(db_path: Path) -> tuple[dict[str, list[dict[str, Any]]], Path]:
-    """Every section's rows, and the file they were read from.
+    """Every section's rows (and `last_build`: the latest model build), and the file they were
+    read from.
 
     Reads the copy published for BI tools when there is one, so that a report never makes a
     scheduled ingest wait or fail; otherwise the database itself.
@@ -77,28 +81,34 @@ def gather(db_path: Path) -> tuple[dict[str, list[dict[str, Any]]], Path]:
                 "select table_name from information_schema.tables where table_schema = 'analytics'"
             ).fetchall()
         }
-        if not {"backfills", "polls"} <= have:
+        if not {"backfills", "polls", "freshness", "model_builds"} <= have:
             raise ConfigError(f"{source} has no analytics tables yet: run backfills ingest first")
-        sections = {}
-        for name, sql in SECTIONS.items():
-            cursor = con.execute(sql)
-            columns = [d[0] for d in cursor.description]
-            sections[name] = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        sections = {name: _rows(con, sql) for name, sql in SECTIONS.items()}
+        sections["last_build"] = _rows(con, _LAST_BUILD)
+    now = datetime.now(UTC)
+    for team in sections["freshness"]:  # as of this reading: it grows while nothing runs
+        received = team["last_ok_received_at"]
+        team["newest_ok_poll_age_seconds"] = None if received is None else (now - received).total_seconds()
     return sections, source
 
 
+def _rows(con: Any, sql: str) -> list[dict[str, Any]]:
+    cursor = con.execute(sql)
+    columns = [d[0] for d in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def verdict(
+    sections: dict[str, list[dict[str, Any]]],
+    now: datetime | None = None,
+    max_age: timedelta = DEFAULT_MAX_AGE,
+) -> Verdict:
+    """How current the gathered numbers are (see `pipelines.freshness`)."""
+    last_build = sections["last_build"][0] if sections["last_build"] else None
+    return assess(sections["freshness"], last_build, now or datetime.now(UTC), max_age)
+
+
 # -- plain values --------------------------------------------------------------------------------
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(seconds)
-    if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    if seconds < 86_400:
-        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86_400}d {seconds % 86_400 // 3600:02d}h"
 
 
 def text(value: Any) -> str:
@@ -199,8 +209,8 @@ TABLES = {  # section -> (title, [(header, value function)])
 }
 
 
-def render_plain(sections: dict[str, list[dict[str, Any]]]) -> str:
-    out = [headline(sections), ""]
+def render_plain(sections: dict[str, list[dict[str, Any]]], status: Verdict | None = None) -> str:
+    out = [str(status or verdict(sections)), headline(sections), ""]
     for name, (title, columns) in TABLES.items():
         rows = [[value(row) for _, value in columns] for row in sections[name]]
         out.append(f"{title} ({len(rows)})")
@@ -212,10 +222,13 @@ def render_plain(sections: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(out)
 
 
-def render_rich(sections: dict[str, list[dict[str, Any]]], console: Any) -> None:
+def render_rich(sections: dict[str, list[dict[str, Any]]], console: Any, status: Verdict | None = None) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    status = status or verdict(sections)
+    level_styles = {"OK": "bold green", "WARNING": "bold yellow"}
+    console.print(Text(str(status), style=level_styles.get(status.level, "bold red")))
     console.print(Text(headline(sections), style="bold"))
     styles = {
         "FAILED": "red",
@@ -237,7 +250,7 @@ def render_rich(sections: dict[str, list[dict[str, Any]]], console: Any) -> None
         console.print(table)
 
 
-def render_json(sections: dict[str, list[dict[str, Any]]]) -> str:
+def render_json(sections: dict[str, list[dict[str, Any]]], status: Verdict | None = None) -> str:
     def default(value: Any) -> Any:
         if isinstance(value, datetime):
             return value.isoformat()
@@ -245,11 +258,12 @@ def render_json(sections: dict[str, list[dict[str, Any]]]) -> str:
             return value.total_seconds()
         return str(value)
 
+    status = status or verdict(sections)
     cleaned = {
         name: [{k: clean(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
         for name, rows in sections.items()
     }
-    return json.dumps(cleaned, default=default, indent=2)
+    return json.dumps({"status": {"level": status.level, "line": status.line}, **cleaned}, default=default, indent=2)
 
 
 def render_csv(rows: list[dict[str, Any]]) -> str:

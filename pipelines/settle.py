@@ -62,7 +62,7 @@ def settle(con: duckdb.DuckDBPyConnection, dataset: str) -> SettleResult:
         if result.loads:
             for table, parent in tables.items():
                 removed = _deduplicate(con, ds, table, parent)
-                if removed:
+                if removed and table != "_dlt_loads":  # dlt's bookkeeping: not worth a word
                     result.removed[table] = removed
             con.execute(f"insert into {ds}.{SETTLED} select load_id, now() from unsettled")
         con.execute("drop table unsettled")

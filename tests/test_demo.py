@@ -69,3 +69,27 @@ def test_query_command(tmp_path: Path) -> None:
     assert result.returncode == 0 and result.stdout.split() == ["polls", "24"]
     bad = run_backfills("query", "--db", str(tmp_path / "demo.duckdb"), "select nope", cwd=tmp_path)
     assert bad.returncode == 78 and bad.stderr.startswith("backfills: config error: the query failed")
+
+
+def test_demo_keeps_a_demo_database_that_ingest_wrote_to(tmp_path: Path) -> None:
+    """Made by the demo, then used for real: the demo must not delete that history."""
+    from cli_process import ingest_args, start_simulator
+
+    db = tmp_path / "data" / "demo.duckdb"
+    assert run_backfills("demo", "--db", str(db), "--days", "0.1", cwd=tmp_path).returncode == 0
+    simulator, base_url = start_simulator("--speed", "0", "--no-workload")
+    try:
+        ingested = run_backfills(
+            *ingest_args(base_url, db), cwd=tmp_path, SOURCES__SUPERMETRICS__API_KEY="sim-key"
+        )
+    finally:
+        simulator.terminate()
+        simulator.wait()
+    assert ingested.returncode == 0, ingested.stderr
+    before = db.read_bytes()
+    again = run_backfills("demo", "--db", str(db), "--days", "0.1", cwd=tmp_path)
+    assert again.returncode == 78, again.stderr
+    assert "holds polls that backfills demo did not make" in again.stderr
+    assert db.read_bytes() == before
+    with duckdb.connect(str(db), read_only=True) as con:  # the demo's 24 polls and the real one
+        assert con.execute("select count(*) from supermetrics.polls").fetchone()[0] == 25
