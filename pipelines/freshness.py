@@ -52,7 +52,9 @@ def assess(
     active = [t for t in teams if t["last_received_at"] >= newest - RETIRED_AFTER]
     if last_build and last_build["outcome"] == "failed":
         since = last_build["last_ok_finished_at"]
-        tables = f"the tables are those of the build {_ago(since, now)}" if since else "no build succeeded yet"
+        tables = (
+            f"the tables are those of the build {_ago(since, now)}" if since else "no build succeeded yet"
+        )
         return Verdict(
             "CRITICAL",
             f"models stale: the last model build failed {_ago(last_build['finished_at'], now)} "
@@ -103,4 +105,5 @@ def _stale_team(team: dict[str, Any], now: datetime, max_age: timedelta) -> str:
 
 
 def _failing_team(team: dict[str, Any]) -> str:
-    return f"the last {team['failed_polls_since_ok']} poll(s) of team {team['team_id']} failed ({_last_failure(team)})"
+    failed = team["failed_polls_since_ok"]
+    return f"the last {failed} poll(s) of team {team['team_id']} failed ({_last_failure(team)})"

@@ -222,7 +222,9 @@ def render_plain(sections: dict[str, list[dict[str, Any]]], status: Verdict | No
     return "\n".join(out)
 
 
-def render_rich(sections: dict[str, list[dict[str, Any]]], console: Any, status: Verdict | None = None) -> None:
+def render_rich(
+    sections: dict[str, list[dict[str, Any]]], console: Any, status: Verdict | None = None
+) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -263,7 +265,9 @@ def render_json(sections: dict[str, list[dict[str, Any]]], status: Verdict | Non
         name: [{k: clean(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
         for name, rows in sections.items()
     }
-    return json.dumps({"status": {"level": status.level, "line": status.line}, **cleaned}, default=default, indent=2)
+    return json.dumps(
+        {"status": {"level": status.level, "line": status.line}, **cleaned}, default=default, indent=2
+    )
 
 
 def render_csv(rows: list[dict[str, Any]]) -> str:
