@@ -12,7 +12,8 @@
 - Everything runs in one transaction: a failed build or data test leaves the previous tables
   in place for readers, and raises `ModelError`.
 - Every build, failed ones included, adds a row to `analytics.model_builds` (a failed build's
-  after its rollback), so readers can tell that the tables are stale and since when.
+  after its rollback), so readers can tell that the tables are stale and since when. Rows older
+  than `BUILD_LOG_DAYS` go, so that the log does not grow with every 5-minute run.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ _RAW_BOOTSTRAP = (
     "error varchar, _dlt_parent_id varchar not null, _dlt_list_idx bigint not null, _dlt_id varchar not null)"
 )
 BUILDS = "analytics.model_builds"
+BUILD_LOG_DAYS = 30
 _BUILDS_TABLE = (
     f"create table if not exists {BUILDS} (started_at timestamptz not null, "
     "finished_at timestamptz not null, outcome varchar not null, error varchar, models bigint, "
@@ -105,11 +107,10 @@ def discover(sql_dir: Path = SQL_DIR, values: dict[str, Any] | None = None) -> l
     """Every model under `sql_dir`, in build order."""
     values = variables() if values is None else values
     models: dict[str, Model] = {}
+    if not any(sql_dir.glob("*/*.sql")):  # an install without its SQL must not build nothing in silence
+        raise ModelError(f"no SQL models in {sql_dir}: the models are missing from this install")
     for folder, (schema, materialized) in LAYERS.items():
-        paths = sorted((sql_dir / folder).glob("*.sql"))
-        if not paths:  # an install without its SQL must not build nothing in silence
-            raise ModelError(f"no models in {sql_dir / folder}: the SQL models are missing from this install")
-        for path in paths:
+        for path in sorted((sql_dir / folder).glob("*.sql")):
             doc_path = path.with_suffix(".yml")
             doc = yaml.load(doc_path.read_text(), Loader=_YAML_LOADER) if doc_path.exists() else None
             model = Model(path.stem, schema, materialized, _substitute(path.read_text(), values, path), doc)
@@ -196,6 +197,10 @@ def _record(
 ) -> None:
     client.execute_sql("create schema if not exists analytics")
     client.execute_sql(_BUILDS_TABLE)
+    client.execute_sql(  # old rows go, but never the last good build: "stale since" needs it
+        f"delete from {BUILDS} where finished_at < now() - interval {BUILD_LOG_DAYS} day "
+        f"and finished_at < (select max(finished_at) from {BUILDS} where outcome = 'ok')"
+    )
     client.execute_sql(
         f"insert into {BUILDS} select ?, now(), ?, ?, ?, ?, (select max(poll_id) from {raw_dataset}.polls)",
         started_at,
@@ -297,7 +302,25 @@ def dictionary_markdown(sql_dir: Path = SQL_DIR) -> str:
             f"| `{name}` | {' '.join(str(text).split())} |" for name, text in model.doc["columns"].items()
         ]
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + _BUILD_LOG_DOC)
+
+
+_BUILD_LOG_DOC = [
+    f"## `{BUILDS}`",
+    "",
+    "Not a model: the runner's log of every build, failed ones included (a failed build's row is",
+    "written after its rollback, so it is there while the other tables are the last good build's).",
+    f"Rows older than {BUILD_LOG_DAYS} days are deleted, except the last good build.",
+    "",
+    "| column | meaning |",
+    "| --- | --- |",
+    "| `started_at`, `finished_at` | When the build began and ended, by this machine's clock. |",
+    "| `outcome` | 'ok' or 'failed'. |",
+    "| `error` | The one-line error of a failed build (the failing data tests, or the model that failed). |",
+    "| `models`, `tests` | Models built and data tests run (0 when the build failed). |",
+    "| `through_poll_id` | The newest poll in the raw tables at build time. |",
+    "",
+]
 
 
 if __name__ == "__main__":  # make docs

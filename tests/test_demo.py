@@ -77,7 +77,8 @@ def test_demo_keeps_a_demo_database_that_ingest_wrote_to(tmp_path: Path) -> None
 
     db = tmp_path / "data" / "demo.duckdb"
     assert run_backfills("demo", "--db", str(db), "--days", "0.1", cwd=tmp_path).returncode == 0
-    simulator, base_url = start_simulator("--speed", "0", "--no-workload")
+    # another simulated world, later than the demo's days: a real ingest's history goes on from there
+    simulator, base_url = start_simulator("--speed", "0", "--no-workload", "--start", "2026-02-01T00:00:00Z")
     try:
         ingested = run_backfills(
             *ingest_args(base_url, db), cwd=tmp_path, SOURCES__SUPERMETRICS__API_KEY="sim-key"

@@ -48,8 +48,10 @@ def backfills_report(warehouse: Warehouse, *args: str) -> subprocess.CompletedPr
 def test_plain_text_when_not_a_terminal(busy: Warehouse) -> None:
     result = backfills_report(busy)
     assert result.returncode == 0, result.stderr
+    status, headline, *_ = result.stdout.splitlines()
+    assert status.startswith("OK: every team (1) polled successfully within ")  # the numbers' age first
+    assert headline == "2 incomplete, 1 running, 1 failed; 0 stalled; 1 finished in the last 24 h"
     out = result.stdout
-    assert out.startswith("2 incomplete, 1 running, 1 failed; 0 stalled; 1 finished in the last 24 h")
     for title in (
         "Incomplete backfills (2)",
         "Finished in the last 24 hours (1)",
@@ -73,12 +75,17 @@ def test_rich_tables_on_a_terminal_carry_no_escapes_from_the_data(busy: Warehous
 
 def test_json_and_csv_for_scripts(busy: Warehouse) -> None:
     data = json.loads(backfills_report(busy, "--format", "json").stdout)
-    assert set(data) == set(report.SECTIONS)
+    assert list(data)[0] == "status" and data["status"]["level"] == "OK"
+    assert set(data) == {"status", "last_build", *report.SECTIONS}
+    assert [(t["team_id"], t["last_poll_id"], t["last_outcome"]) for t in data["freshness"]] == [
+        (TEAM, 3, "ok")
+    ]
+    assert data["last_build"][0]["outcome"] == "ok"
     assert {b["status"] for b in data["incomplete"]} == {"RUNNING", "FAILED"}
     assert all("\x1b" not in json.dumps(row, ensure_ascii=False) for row in data["transfers"])
-    rows = list(
-        csv.DictReader(io.StringIO(backfills_report(busy, "--format", "csv", "--section", "finished").stdout))
-    )
+    finished = backfills_report(busy, "--format", "csv", "--section", "finished")
+    assert finished.stderr.startswith("OK: ")  # the status goes beside the CSV, not into it
+    rows = list(csv.DictReader(io.StringIO(finished.stdout)))
     assert [r["status"] for r in rows] == ["COMPLETED"]
     assert date.fromisoformat(rows[0]["finished_at"][:10]) == date(2026, 1, 5)
 
