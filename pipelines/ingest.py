@@ -105,9 +105,9 @@ def ingest(
     db_path = prepare_db_path(Path(db_path))
     with RunLock(db_path, wait_lock):
         pipeline = open_pipeline(db_path)
-        finish_pending_loads(pipeline, db_path)
+        reloaded = finish_pending_loads(pipeline, db_path)
         with connect(db_path) as con:
-            settle_loads(con)
+            settle_loads(con, reloaded)
             baseline = read_baseline(con, DATASET_NAME)
         report = RunReport()
         overrides = {k: v for k, v in (("team_ids", team_ids), ("base_url", base_url)) if v}
@@ -132,18 +132,18 @@ def rebuild_models(db_path: Path, wait_lock: float = 0.0) -> tuple[BuildResult, 
         raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
     with RunLock(db_path, wait_lock):
         pipeline = open_pipeline(db_path)
-        finish_pending_loads(pipeline, db_path)
+        reloaded = finish_pending_loads(pipeline, db_path)
         with connect(db_path) as con:
-            settle_loads(con)
+            settle_loads(con, reloaded)
             empty = read_baseline(con, DATASET_NAME).next_poll_id == 1
         if empty:
             raise ConfigError(f"{db_path} holds no polls yet: run backfills ingest first")
         return _build_and_publish(pipeline, db_path)
 
 
-def settle_loads(con: duckdb.DuckDBPyConnection) -> None:
+def settle_loads(con: duckdb.DuckDBPyConnection, reloaded: list[str] | None = None) -> None:
     """Make every completed load count once; say so when a killed run had doubled rows."""
-    settled = settle(con, DATASET_NAME)
+    settled = settle(con, DATASET_NAME, reloaded)
     if settled.removed:
         log.warning(settled.describe())
 
@@ -179,15 +179,18 @@ def _build_models(pipeline: dlt.Pipeline, db_path: Path) -> BuildResult:
         raise
 
 
-def finish_pending_loads(pipeline: dlt.Pipeline, db_path: Path) -> None:
-    """Load what a killed or failed run left behind, before reading the baseline.
+def finish_pending_loads(pipeline: dlt.Pipeline, db_path: Path) -> list[str]:
+    """Load what a killed or failed run left behind, before reading the baseline. Returns the
+    load ids of the packages that were pending in dlt's load folder: they may have been loaded
+    before, and are settled again.
 
     A package that can never load (a terminal failure) would block every later run: it is
     dropped with a warning naming why.
     """
     if not pipeline.has_pending_data:
-        return
+        return []
     log.warning("loading data a previous run left pending")
+    pending = list(pipeline.list_normalized_load_packages())
     try:
         _run(db_path, pipeline.run)
     except MonitorError:
@@ -204,6 +207,7 @@ def finish_pending_loads(pipeline: dlt.Pipeline, db_path: Path) -> None:
             removed,
             _root_cause(failed),
         )
+    return pending
 
 
 def _make_source(**kwargs: object) -> dlt.sources.DltSource:

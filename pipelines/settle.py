@@ -13,7 +13,9 @@ loads that completed since the last time, in one transaction:
 
 A kill during this transaction rolls it back and the next run settles again. The work per run is
 the rows of the new loads only; a database made before this existed has nothing settled, so its
-first run checks (and repairs) all of its history once.
+first run checks (and repairs) all of its history once. A package that dlt loads again although
+its load was settled (a power cut can undo dlt's file moves but not a committed transaction) is
+passed in as `recheck` and settled again.
 
 A load package that can never load (dlt aborts it) may have loaded some of its jobs: `discard`
 removes those rows, so that nothing half-loaded stays behind.
@@ -41,8 +43,9 @@ class SettleResult:
         )
 
 
-def settle(con: duckdb.DuckDBPyConnection, dataset: str) -> SettleResult:
-    """Settle every completed load not settled yet. Returns what was removed."""
+def settle(con: duckdb.DuckDBPyConnection, dataset: str, recheck: list[str] | None = None) -> SettleResult:
+    """Settle every completed load not settled yet, and the loads in `recheck` (packages dlt has
+    just loaded again). Returns what was removed."""
     result = SettleResult()
     tables = _dlt_tables(con, dataset)
     if "_dlt_loads" not in tables:
@@ -55,8 +58,10 @@ def settle(con: duckdb.DuckDBPyConnection, dataset: str) -> SettleResult:
         )
         con.execute(
             f"""create temp table unsettled as
-            select distinct load_id from {ds}._dlt_loads
-            where load_id not in (select load_id from {ds}.{SETTLED})"""
+            select load_id from {ds}._dlt_loads where load_id not in (select load_id from {ds}.{SETTLED})
+            union
+            select unnest(?::varchar[])""",
+            [recheck or []],
         )
         result.loads = con.execute("select count(*) from unsettled").fetchone()[0]
         if result.loads:
@@ -64,7 +69,11 @@ def settle(con: duckdb.DuckDBPyConnection, dataset: str) -> SettleResult:
                 removed = _deduplicate(con, ds, table, parent)
                 if removed and table != "_dlt_loads":  # dlt's bookkeeping: not worth a word
                     result.removed[table] = removed
-            con.execute(f"insert into {ds}.{SETTLED} select load_id, now() from unsettled")
+            con.execute(f"delete from {ds}.{SETTLED} where load_id in (select load_id from unsettled)")
+            con.execute(
+                f"insert into {ds}.{SETTLED} select load_id, now() from unsettled "
+                f"where load_id in (select load_id from {ds}._dlt_loads)"
+            )
         con.execute("drop table unsettled")
         con.execute("commit")
     except BaseException:
@@ -82,13 +91,16 @@ def _deduplicate(con: duckdb.DuckDBPyConnection, ds: str, table: str, parent: st
         )
     elif parent is None:
         key = "_dlt_id"
-        rows = f"select rowid, _dlt_id from {ds}.{_quote(table)} where _dlt_load_id in (from unsettled)"
+        rows = (
+            f"select rowid, _dlt_id from {ds}.{_quote(table)} "
+            "where _dlt_load_id in (select load_id from unsettled)"
+        )
     else:  # a child table: its rows of a load are those whose parent row belongs to it
         key = "_dlt_id"
-        rows = (
-            f"select rowid, _dlt_id from {ds}.{_quote(table)} where _dlt_parent_id in "
-            f"(select _dlt_id from {ds}.{_quote(parent)} where _dlt_load_id in (from unsettled))"
+        parents = (
+            f"select _dlt_id from {ds}.{_quote(parent)} where _dlt_load_id in (select load_id from unsettled)"
         )
+        rows = f"select rowid, _dlt_id from {ds}.{_quote(table)} where _dlt_parent_id in ({parents})"
     extra = f"""
         select rowid from (
             select rowid, row_number() over (partition by {key} order by rowid) as copy from ({rows})

@@ -12,7 +12,6 @@ row twice, and every data test passes.
 from __future__ import annotations
 
 import random
-import shutil
 import signal
 import subprocess
 import time
@@ -23,6 +22,7 @@ import duckdb
 import pytest
 from cli_process import BACKFILLS, backfills_env, ingest_args, run_backfills
 from conftest import START, TEAM
+from support import put_last_load_back
 
 from pipelines.ingest import ingest, rebuild_models, working_dir
 from pipelines.simulator import Simulator, Workload
@@ -60,24 +60,6 @@ def kill_while_loading(victim: subprocess.Popen, db: Path) -> bool:
             return True
         time.sleep(0.0005)  # watching the folder: the job file is the event
     return False
-
-
-def commit_without_record(db: Path) -> None:
-    """Leave what a run killed between its committed inserts and dlt's bookkeeping leaves: the last
-    package back in `load/normalized/` with its jobs in `started_jobs/`, and no `_dlt_loads` row."""
-    load = working_dir(db) / "supermetrics_backfills" / "load"
-    package = sorted((load / "loaded").iterdir())[-1]
-    pending = load / "normalized" / package.name
-    shutil.move(package, pending)
-    (pending / "package_completed.json").unlink()
-    for job in (pending / "completed_jobs").iterdir():
-        job.rename(pending / "started_jobs" / job.name)
-    with duckdb.connect(str(db)) as con:
-        for (table,) in con.execute(
-            "select table_name from information_schema.tables where table_schema = 'supermetrics' "
-            "and table_name in ('_dlt_loads', '_settled_loads')"
-        ).fetchall():
-            con.execute(f"delete from supermetrics.{table} where load_id = ?", [package.name])
 
 
 def tables(db: Path) -> dict[str, list[tuple]]:
@@ -169,7 +151,7 @@ def test_killed_runs_leave_the_database_equal_to_an_uninterrupted_twin(
         before, mode = poll_count(chaos), MODES[step % len(MODES)]
         if mode == "committed_not_recorded":
             clean_run()
-            commit_without_record(chaos)
+            put_last_load_back(chaos, forget_in_database=True)
             killed[mode] += 1
         else:
             victim = subprocess.Popen(

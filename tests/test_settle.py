@@ -11,6 +11,7 @@ import duckdb
 import pytest
 from cli_process import ingest_args, run_backfills
 from conftest import ROOT, TEAM, Api, add_transfer, days_ago
+from support import put_last_load_back
 
 from pipelines.simulator import Simulator
 
@@ -109,6 +110,26 @@ def test_the_next_run_repairs_rows_a_killed_run_doubled(sim: Simulator, api: Api
 
     again = ingest(sim, db)
     assert again.returncode == 0 and "duplicated" not in again.stderr  # said once, not every run
+
+
+def test_a_load_dlt_repeats_after_it_was_settled_is_settled_again(sim: Simulator, api: Api, db: Path) -> None:
+    """A power cut can undo dlt's file moves but not DuckDB's committed transactions: dlt then loads
+    a package again whose load was already settled."""
+    api.create(add_transfer(sim, failure_rate=1.0), days_ago(3), days_ago(1))
+    assert ingest(sim, db).returncode == 0
+    sim.clock.advance(600)
+    assert ingest(sim, db).returncode == 0
+    before = raw_rows(db)
+    put_last_load_back(db, forget_in_database=False)
+    again = ingest(sim, db)
+    assert again.returncode == 0, again.stderr
+    doubled = "backfill_versions 1, backfill_versions__error_report 3, polls 1"
+    assert f"WARNING: removed 5 duplicated row(s) ({doubled})" in again.stderr
+    after = raw_rows(db)
+    assert after["polls"][:-1] == before["polls"]
+    assert {t: after[t] == before[t] for t in after if t != "polls"} == dict.fromkeys(
+        set(after) - {"polls"}, True
+    )
 
 
 def broken_models(tmp_path: Path) -> Path:

@@ -1,0 +1,35 @@
+"""Helpers shared by tests: the on-disk states that crashes leave."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+
+from pipelines.ingest import working_dir
+
+
+def put_last_load_back(db: Path, *, forget_in_database: bool) -> str:
+    """Make dlt believe its last package was never loaded: the package back in `load/normalized/`
+    with its jobs in `started_jobs/`, as a run killed after its inserts committed leaves it.
+
+    `forget_in_database`: also remove the load's `_dlt_loads` and `_settled_loads` rows, as a kill
+    before dlt's package commit leaves them. Without it, the database is as a power cut after the
+    whole run leaves it when the file system lost dlt's file moves. Returns the load id.
+    """
+    load = working_dir(db) / "supermetrics_backfills" / "load"
+    package = sorted((load / "loaded").iterdir())[-1]
+    pending = load / "normalized" / package.name
+    shutil.move(package, pending)
+    (pending / "package_completed.json").unlink()
+    for job in (pending / "completed_jobs").iterdir():
+        job.rename(pending / "started_jobs" / job.name)
+    if forget_in_database:
+        with duckdb.connect(str(db)) as con:
+            for (table,) in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'supermetrics' "
+                "and table_name in ('_dlt_loads', '_settled_loads')"
+            ).fetchall():
+                con.execute(f"delete from supermetrics.{table} where load_id = ?", [package.name])
+    return package.name
