@@ -7,7 +7,8 @@ growing while nothing runs: a dead cron job shows as stale, not as current.
 
 Levels and `backfills check` exit codes follow the Nagios plugin convention:
 
-- OK (0): every active team had a successful poll within `max_age`, and the last build succeeded;
+- OK (0): every active team had a successful poll within `max_age`, and the last build succeeded
+  (the line gives each team's newest successful poll, or their range for many teams);
 - WARNING (1): within `max_age`, but a team's latest poll failed;
 - CRITICAL (2): the last model build failed, or a team's newest successful poll is older than
   `max_age` (or it never had one);
@@ -26,6 +27,7 @@ from typing import Any
 from .text import clean, duration, shorten
 
 RETIRED_AFTER = timedelta(days=7)
+SHOWN_TEAMS = 3  # more teams than this: the range of their ages, to keep one line
 EXIT_CODES = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
 
 
@@ -64,18 +66,21 @@ def assess(
     if stale:
         return Verdict("CRITICAL", "; ".join(_stale_team(t, now, max_age) for t in stale))
     failing = [t for t in active if t["last_outcome"] == "failed"]
-    worst = max(_age(t, now) for t in active)
     built = f"models built {_ago(last_build['finished_at'], now)}" if last_build else "models not built yet"
+    ages = _newest_ok_polls(active, now)
     if failing:
-        return Verdict(
-            "WARNING",
-            "; ".join(_failing_team(t) for t in failing)
-            + f"; newest successful polls within {duration(worst.total_seconds())}, {built}",
-        )
-    return Verdict(
-        "OK",
-        f"every team ({len(active)}) polled successfully within {duration(worst.total_seconds())}; {built}",
-    )
+        return Verdict("WARNING", "; ".join([*(_failing_team(t) for t in failing), ages, built]))
+    return Verdict("OK", f"{ages}; {built}")
+
+
+def _newest_ok_polls(teams: list[dict[str, Any]], now: datetime) -> str:
+    """Each team's newest successful poll, or their range when there are many teams."""
+    if len(teams) <= SHOWN_TEAMS:
+        each = ", ".join(f"team {t['team_id']} {_ago(t['last_ok_received_at'], now)}" for t in teams)
+        return f"newest successful poll of {each}"
+    ages = sorted(_age(t, now).total_seconds() for t in teams)
+    between = f"{duration(ages[0])} and {_ago_seconds(ages[-1])}"
+    return f"newest successful polls of {len(teams)} teams between {between}"
 
 
 def _age(team: dict[str, Any], now: datetime) -> timedelta | None:
@@ -84,7 +89,11 @@ def _age(team: dict[str, Any], now: datetime) -> timedelta | None:
 
 
 def _ago(moment: datetime, now: datetime) -> str:
-    return f"{duration(max((now - moment).total_seconds(), 0))} ago"
+    return _ago_seconds((now - moment).total_seconds())
+
+
+def _ago_seconds(seconds: float) -> str:
+    return f"{duration(max(seconds, 0))} ago"
 
 
 def _last_failure(team: dict[str, Any]) -> str:

@@ -46,14 +46,14 @@ def build(outcome: str = "ok", minutes_ago: float = 3, last_ok_minutes_ago: floa
         pytest.param(
             [team(1), team(2, ok_minutes_ago=8)],
             build(),
-            "OK: every team (2) polled successfully within 8m 00s; models built 3m 00s ago",
+            "OK: newest successful poll of team 1 3m 00s ago, team 2 8m 00s ago; models built 3m 00s ago",
             id="fresh",
         ),
         pytest.param(
             [team(1, ok_minutes_ago=12, failed_since=2, last_minutes_ago=2)],
             build(minutes_ago=2),
             "WARNING: the last 2 poll(s) of team 1 failed (API unavailable: HTTP 503 after 5 attempts); "
-            "newest successful polls within 12m 00s, models built 2m 00s ago",
+            "newest successful poll of team 1 12m 00s ago; models built 2m 00s ago",
             id="failing-but-within-max-age",
         ),
         pytest.param(
@@ -93,8 +93,14 @@ def build(outcome: str = "ok", minutes_ago: float = 3, last_ok_minutes_ago: floa
         pytest.param(
             [team(1), team(2, ok_minutes_ago=60 * 24 * 30, last_minutes_ago=60 * 24 * 30)],
             build(),
-            "OK: every team (1) polled successfully within 3m 00s; models built 3m 00s ago",
+            "OK: newest successful poll of team 1 3m 00s ago; models built 3m 00s ago",
             id="a-team-not-polled-for-a-month-is-retired",
+        ),
+        pytest.param(
+            [team(n, ok_minutes_ago=n) for n in range(1, 6)],
+            build(),
+            "OK: newest successful polls of 5 teams between 1m 00s and 5m 00s ago; models built 3m 00s ago",
+            id="many-teams-in-one-line",
         ),
         pytest.param([], None, "UNKNOWN: no poll recorded yet: run backfills ingest", id="nothing-yet"),
     ],
