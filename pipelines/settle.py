@@ -54,7 +54,7 @@ def settle(con: duckdb.DuckDBPyConnection, dataset: str, recheck: list[str] | No
     con.execute("begin transaction")
     try:
         con.execute(
-            f"create table if not exists {ds}.{SETTLED} (load_id varchar primary key, settled_at timestamptz)"
+            f"create table if not exists {ds}.{SETTLED} (load_id varchar not null, settled_at timestamptz)"
         )
         con.execute(
             f"""create temp table unsettled as
