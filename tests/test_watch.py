@@ -19,13 +19,36 @@ from pipelines.supermetrics.errors import ApiUnavailableError, ConfigError
 from pipelines.watch import parse_interval, watch
 
 
-def start_watch(sim: Simulator, db: Path, every: str) -> subprocess.Popen[str]:
+class Watch:
+    """`backfills watch` as a subprocess whose stdout is read line by line without read-ahead:
+    a buffered reader would swallow lines that `communicate()` (reading the pipe itself) then
+    never sees."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+
+    def read_until(self, needle: str) -> None:
+        while line := self.process.stdout.readline():  # unbuffered: one line, nothing more
+            self.lines.append(line.decode())
+            if needle in self.lines[-1]:
+                return
+        raise AssertionError(f"{needle!r} never came: {''.join(self.lines)}")
+
+    def stop(self, signum: int) -> tuple[str, str]:
+        """Send `signum`; returns the rest of stdout and all of stderr once the process ended."""
+        self.process.send_signal(signum)
+        stdout, stderr = self.process.communicate(timeout=60)
+        return stdout.decode(), stderr.decode()
+
+
+def start_watch(sim: Simulator, db: Path, every: str) -> Watch:
     env = backfills_env(
         SOURCES__SUPERMETRICS__API_KEY=sim.api_key,
         SOURCES__SUPERMETRICS__MAX_ATTEMPTS="2",
         SOURCES__SUPERMETRICS__BACKOFF_FACTOR="0",
     )
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [
             BACKFILLS,
             "watch",
@@ -40,18 +63,11 @@ def start_watch(sim: Simulator, db: Path, every: str) -> subprocess.Popen[str]:
         ],
         cwd=db.parent,
         env=env,
-        text=True,
+        bufsize=0,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-
-
-def read_until(stream, needle: str, seen: list[str]) -> None:
-    for line in stream:  # blocks on the process's output: bounded by the test timeout
-        seen.append(line)
-        if needle in line:
-            return
-    raise AssertionError(f"{needle!r} never came: {''.join(seen)}")
+    return Watch(process)
 
 
 def test_watch_carries_on_after_a_failed_poll_and_stops_on_sigterm(
@@ -60,15 +76,13 @@ def test_watch_carries_on_after_a_failed_poll_and_stops_on_sigterm(
     api.create(add_transfer(sim), days_ago(2), days_ago(1))
     sim.faults.add(kind="503", endpoint="list", times=2)  # the first poll fails, both attempts
     db = tmp_path / "watch.duckdb"
-    process = start_watch(sim, db, "1s")
-    out: list[str] = []
-    read_until(process.stdout, f"team {TEAM}: poll 2,", out)  # poll 1 failed, poll 2 went through
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 0
+    watching = start_watch(sim, db, "1s")
+    watching.read_until(f"team {TEAM}: poll 2,")  # poll 1 failed, poll 2 went through
+    stdout, stderr = watching.stop(signal.SIGTERM)
+    assert watching.process.returncode == 0
     assert "API unavailable: listing backfills" in stderr and "(next try in 1s)" in stderr
     assert "SIGTERM: stopping after the current run" in stderr
-    runs = sum(line.startswith("-- ") for line in out + stdout.splitlines())
+    runs = sum(line.startswith("-- ") for line in watching.lines + stdout.splitlines(keepends=True))
     with duckdb.connect(str(db), read_only=True) as con:
         outcomes = [
             o for (o,) in con.execute("select outcome from supermetrics.polls order by poll_id").fetchall()
@@ -81,12 +95,10 @@ def test_sigint_during_a_run_lets_it_finish(sim: Simulator, api: Api, tmp_path: 
     api.create(add_transfer(sim), days_ago(2), days_ago(1))
     sim.faults.add(kind="slow", endpoint="list", times=1, slow_seconds=3)
     db = tmp_path / "watch.duckdb"
-    process = start_watch(sim, db, "1h")
-    out: list[str] = []
-    read_until(process.stdout, "-- ", out)  # the first run has started and waits on the slow answer
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 0, stderr
+    watching = start_watch(sim, db, "1h")
+    watching.read_until("-- ")  # the first run has started and waits on the slow answer
+    stdout, stderr = watching.stop(signal.SIGINT)
+    assert watching.process.returncode == 0, stderr
     assert f"team {TEAM}: poll 1," in stdout  # the run in progress finished and loaded
     assert "SIGINT: stopping after the current run" in stderr and "Traceback" not in stderr
     with duckdb.connect(str(db), read_only=True) as con:
