@@ -63,10 +63,13 @@ def settle(con: duckdb.DuckDBPyConnection, dataset: str, recheck: list[str] | No
             select unnest(?::varchar[])""",
             [recheck or []],
         )
-        result.loads = con.execute("select count(*) from unsettled").fetchone()[0]
-        if result.loads:
+        load_ids = [load_id for (load_id,) in con.execute("select load_id from unsettled").fetchall()]
+        result.loads = len(load_ids)
+        if load_ids:
+            # literals, not a subquery: DuckDB then skips the row groups of older loads (zone maps)
+            listed = ", ".join("'" + load_id.replace("'", "''") + "'" for load_id in load_ids)
             for table, parent in tables.items():
-                removed = _deduplicate(con, ds, table, parent)
+                removed = _deduplicate(con, ds, table, parent, listed)
                 if removed and table != "_dlt_loads":  # dlt's bookkeeping: not worth a word
                     result.removed[table] = removed
             con.execute(f"delete from {ds}.{SETTLED} where load_id in (select load_id from unsettled)")
