@@ -85,24 +85,19 @@ def settle(con: duckdb.DuckDBPyConnection, dataset: str, recheck: list[str] | No
     return result
 
 
-def _deduplicate(con: duckdb.DuckDBPyConnection, ds: str, table: str, parent: str | None) -> int:
-    """Delete all but one copy of each row of the unsettled loads in one table; returns how many."""
+def _deduplicate(
+    con: duckdb.DuckDBPyConnection, ds: str, table: str, parent: str | None, load_ids: str
+) -> int:
+    """Delete all but one copy of each row of the loads `load_ids` (SQL literals) in one table;
+    returns how many."""
     if table == "_dlt_loads":
-        key, rows = (
-            "load_id",
-            f"select rowid, load_id from {ds}._dlt_loads semi join unsettled using (load_id)",
-        )
+        key, rows = "load_id", f"select rowid, load_id from {ds}._dlt_loads where load_id in ({load_ids})"
     elif parent is None:
         key = "_dlt_id"
-        rows = (
-            f"select rowid, _dlt_id from {ds}.{_quote(table)} "
-            "where _dlt_load_id in (select load_id from unsettled)"
-        )
+        rows = f"select rowid, _dlt_id from {ds}.{_quote(table)} where _dlt_load_id in ({load_ids})"
     else:  # a child table: its rows of a load are those whose parent row belongs to it
         key = "_dlt_id"
-        parents = (
-            f"select _dlt_id from {ds}.{_quote(parent)} where _dlt_load_id in (select load_id from unsettled)"
-        )
+        parents = f"select _dlt_id from {ds}.{_quote(parent)} where _dlt_load_id in ({load_ids})"
         rows = f"select rowid, _dlt_id from {ds}.{_quote(table)} where _dlt_parent_id in ({parents})"
     extra = f"""
         select rowid from (
