@@ -99,6 +99,8 @@ def _deduplicate(
         key = "_dlt_id"
         parents = f"select _dlt_id from {ds}.{_quote(parent)} where _dlt_load_id in ({load_ids})"
         rows = f"select rowid, _dlt_id from {ds}.{_quote(table)} where _dlt_parent_id in ({parents})"
+    if con.execute(f"select count(*) - count(distinct {key}) from ({rows})").fetchone()[0] == 0:
+        return 0  # the usual case: a cheap count, and no delete that would scan the whole table
     extra = f"""
         select rowid from (
             select rowid, row_number() over (partition by {key} order by rowid) as copy from ({rows})
