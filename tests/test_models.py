@@ -124,7 +124,13 @@ def test_failures_retry_and_distinct_errors(sim: Simulator, api: Api, warehouse:
         0,
     )
     assert done["error_count"] == 3  # the API forgot them on retry; the history did not
-    assert done["failure_rate"] == 0 and done["run_seconds"] == 680
+    # 6 runs executed, 3 failed: the honest rate; the API's counters of the last attempt say 0
+    assert (done["runs_failed_all_attempts"], done["failure_rate"], done["failure_rate_current_attempt"]) == (
+        3,
+        0.5,
+        0,
+    )
+    assert done["run_seconds"] == 680
     assert stretches(warehouse, backfill_id) == [
         ("CREATED", at(0), at(460), 460),
         ("FAILED", at(460), at(470), 10),
@@ -152,6 +158,31 @@ def test_failures_retry_and_distinct_errors(sim: Simulator, api: Api, warehouse:
         date(2026, 1, 5),
     )
     assert day == {"runs_completed": 3, "runs_failed": 3}
+
+
+def test_failures_of_a_retried_attempt_count_from_zero(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    """FAILED f=6 -> (retry) RUNNING f=2 -> FAILED f=6: 12 runs failed, though the counter never
+    goes above 6 (the API resets it on a retry)."""
+    transfer = add_transfer(sim, failure_rate=1.0, run_seconds=100)
+    backfill_id = api.create(transfer, days_ago(6), days_ago(1))["transfer_backfill_id"]
+    poll_at(sim, warehouse, 0)
+    poll_at(sim, warehouse, 790)  # 6 runs done at T+120+110k, k = 6 at T+780: FAILED at T+790
+    sim.world.retry(TEAM, backfill_id)  # RUNNING at once: runs done at T+900, 1010, ..., 1450
+    poll_at(sim, warehouse, 1015)  # the new attempt: 2 failed
+    poll_at(sim, warehouse, 1460)  # FAILED again with 6
+    failed = backfill(warehouse, backfill_id)
+    assert (failed["status"], failed["transfer_runs_failed"], failed["runs_failed_all_attempts"]) == (
+        "FAILED",
+        6,
+        12,
+    )
+    assert failed["failure_rate"] == 1.0
+    rates = one(warehouse, "select * from analytics.transfer_failure_rates where transfer_id = ?", transfer)
+    assert (rates["runs_completed"], rates["runs_failed"]) == (0, 12)
+    day = one(warehouse, "select runs_failed from analytics.daily_activity where day = ?", date(2026, 1, 5))
+    assert day == {"runs_failed": 12}
 
 
 def test_stall_after_a_configurable_time(

@@ -36,14 +36,31 @@ sequenced as (
     )
 ),
 
+attempts as (
+    select
+        *,
+        -- a retry starts a new attempt, and the API resets transfer_runs_failed for it: seen as the
+        -- status leaving FAILED, or the failed count dropping (retried again between two polls)
+        coalesce(
+            previous_status = 'FAILED' and status <> 'FAILED'
+            or transfer_runs_failed < previous_runs_failed,
+            false
+        ) as is_new_attempt
+    from sequenced
+),
+
 final as (
     select
         * exclude (version_id, error_report_poll_id, previous_runs_completed, previous_runs_failed),
         coalesce(status <> previous_status or runs_done <> previous_runs_done, true) as is_progress,
-        -- a retry resets the failed count: runs only ever add up, so drops count as zero
+        -- completed runs only ever add up (a retry re-runs only the failed days)
         greatest(transfer_runs_completed - previous_runs_completed, 0) as runs_completed_delta,
-        greatest(transfer_runs_failed - previous_runs_failed, 0) as runs_failed_delta
-    from sequenced
+        -- a new attempt's failures count from zero: its whole counter is new
+        case
+            when is_new_attempt then transfer_runs_failed
+            else greatest(transfer_runs_failed - previous_runs_failed, 0)
+        end as runs_failed_delta
+    from attempts
 )
 
 select * from final

@@ -32,7 +32,9 @@ version_facts as (
         max(case when is_progress then observed_at end) as last_progress_at,
         -- the first time it was seen RUNNING, and the runs done by then: the start of the rate
         arg_min(observed_at, poll_id) filter (where status = 'RUNNING') as first_running_at,
-        arg_min(runs_done, poll_id) filter (where status = 'RUNNING') as runs_done_at_first_running
+        arg_min(runs_done, poll_id) filter (where status = 'RUNNING') as runs_done_at_first_running,
+        -- every failure observed, those of attempts a retry reset included
+        cast(sum(runs_failed_delta) as bigint) as runs_failed_all_attempts
     from versions
     group by team_id, transfer_backfill_id
 ),
@@ -72,6 +74,7 @@ joined as (
         version_facts.last_progress_at,
         version_facts.first_running_at,
         version_facts.runs_done_at_first_running,
+        version_facts.runs_failed_all_attempts,
         greatest(last_listed.last_listed_at, current_state.confirmed_at) as last_seen_at,
         case
             when current_state.current_status in ('COMPLETED', 'CANCELLED')
@@ -157,7 +160,9 @@ final as (
         transfer_runs_completed,
         transfer_runs_failed,
         round(100.0 * runs_done / nullif(transfer_runs_total, 0), 2) as progress_pct,
-        transfer_runs_failed / nullif(runs_done, 0) as failure_rate,
+        runs_failed_all_attempts,
+        runs_failed_all_attempts / nullif(transfer_runs_completed + runs_failed_all_attempts, 0) as failure_rate,
+        transfer_runs_failed / nullif(runs_done, 0) as failure_rate_current_attempt,
         error_count_ever as error_count,
         runs_per_hour,
         case
