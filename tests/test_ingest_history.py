@@ -7,6 +7,7 @@ SCHEDULED at T+60, RUNNING at T+120, has k runs done at T+120+110k, and finishes
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from conftest import START, TEAM, Api, Warehouse, add_transfer, days_ago
@@ -278,6 +279,33 @@ def test_invalid_body_fails_the_poll_and_loads_nothing_from_it(
         ("failed", "invalid response")
     ]
     assert warehouse.count("backfill_versions") == 0 and warehouse.count("listing_events") == 0
+
+
+@pytest.mark.parametrize("kind", ["missing_field", "html", "bad_json"])
+@pytest.mark.parametrize("endpoint", ["list", "get"])
+def test_an_invalid_200_keeps_the_servers_time_and_status(
+    sim: Simulator, api: Api, warehouse: Warehouse, kind: str, endpoint: str
+) -> None:
+    """The answer came, with a Date header: the log says when by the API's clock, and that it was a 200."""
+    backfill_id = api.create(add_transfer(sim), days_ago(2), days_ago(1))["transfer_backfill_id"]
+    warehouse.ingest()
+    sim.clock.advance(300)
+    if endpoint == "get":  # the backfill leaves the list; its lookup gets the broken answer
+        sim.world.cancel(TEAM, backfill_id, 789)
+    sim.faults.add(kind=kind, endpoint=endpoint, times=2)
+    if endpoint == "list":
+        with pytest.raises(InvalidResponseError):
+            warehouse.ingest()
+    else:
+        warehouse.ingest()  # a failed lookup is a warning, tried again next run
+    expected = ("failed", 200, START + timedelta(seconds=300))  # the simulator's clock, not this machine's
+    if endpoint == "list":
+        row = warehouse.rows(
+            "select outcome, http_status, polled_at from supermetrics.polls where poll_id = 2"
+        )
+    else:
+        row = warehouse.rows("select outcome, http_status, looked_up_at from supermetrics.backfill_lookups")
+    assert row == [expected]
 
 
 def test_several_teams_in_one_run(sim: Simulator, api: Api, warehouse: Warehouse) -> None:

@@ -154,7 +154,11 @@ class SupermetricsClient:
         except ValueError:
             kind = response.headers.get("Content-Type", "no content type")
             snippet = content[:60].decode("utf-8", "replace").replace("\n", " ")
-            raise InvalidResponseError(f"{what}: the answer is not JSON ({kind}): {snippet!r}") from None
+            raise InvalidResponseError(
+                f"{what}: the answer is not JSON ({kind}): {snippet!r}",
+                http_status=response.status_code,
+                server_time=_server_time(response),
+            ) from None
         meta = body.get("meta") if isinstance(body, dict) else None
         request_id = meta.get("request_id") if isinstance(meta, dict) else None
         return ApiResponse(

@@ -151,10 +151,12 @@ class Collector:
     def _poll_team(self, result: TeamResult, known: TeamBaseline) -> bool:
         """One team's poll and lookups. False when the run must stop."""
         rows, poll_id, team_id = self._rows, result.poll_id, result.team_id
+        response = None
         try:
             response = self.client.list_backfills(team_id)
             records = parse_listing(response.body, f"listing backfills of team {team_id}")
         except ApiError as error:
+            _keep_answer_facts(error, response)
             rows.polls.append(_failed_poll(poll_id, team_id, error))
             self.report.errors.append(error)
             return not _stops_the_run(error)
@@ -183,12 +185,14 @@ class Collector:
         for position, backfill_id in enumerate(backfill_ids):
             what = f"looking up backfill {backfill_id} of team {team_id}"
             row = {"poll_id": result.poll_id, "team_id": team_id, "transfer_backfill_id": backfill_id}
+            response = None
             try:
                 response = self.client.get_backfill(team_id, backfill_id)
                 record = parse_backfill(envelope_data(response.body, what), f"{what}: data")
                 if record.backfill_id != backfill_id:
                     raise InvalidResponseError(f"{what}: the answer is about backfill {record.backfill_id}")
             except ApiError as error:
+                _keep_answer_facts(error, response)
                 if isinstance(error, RequestRejectedError) and error.http_status == 404:
                     outcome = "not_found"
                 else:
@@ -255,6 +259,14 @@ class Collector:
             record.state_hash, record.error_report_hash, row["error_report_poll_id"], errors
         )
         return 1
+
+
+def _keep_answer_facts(error: ApiError, response: ApiResponse | None) -> None:
+    """A 200 whose body is not the documented shape still came from the server: keep its status
+    and its clock (the Date header) for the poll log, not this machine's."""
+    if response is not None:
+        error.http_status = error.http_status or response.http_status
+        error.server_time = error.server_time or response.server_time
 
 
 def _event(poll_id: int, team_id: int, backfill_id: int, event: str, observed_at: datetime) -> dict[str, Any]:
