@@ -251,6 +251,29 @@ def test_hidden_by_the_cap_stays_incomplete(sim: Simulator, api: Api, warehouse:
     assert warehouse.rows("select bool_and(possibly_truncated) from analytics.polls") == [(True,)]
 
 
+def test_a_lookup_that_finds_the_state_unchanged_still_saw_its_errors(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    failing = add_transfer(sim, failure_rate=1.0, run_seconds=100)
+    backfill_id = api.create(failing, days_ago(1), days_ago(1))["transfer_backfill_id"]
+    poll_at(sim, warehouse, 240)  # one run done at T+220 (its error), FAILED at T+230
+    quiet = add_transfer(sim)
+    for n in range(100):  # 100 newer backfills push it off the capped list
+        api.create(quiet, days_ago(n + 2), days_ago(n + 2))
+    poll_at(sim, warehouse, 300)  # left the list; the lookup finds it FAILED, exactly as stored
+    assert warehouse.rows("select outcome, status from supermetrics.backfill_lookups") == [
+        ("incomplete", "FAILED")
+    ]
+    assert warehouse.count("backfill_versions") == 1 + 100  # no new version of it
+    errors = warehouse.rows(
+        "select first_seen_at, last_seen_at from analytics.backfill_errors where transfer_backfill_id = ?",
+        backfill_id,
+    )
+    assert errors == [(at(240), at(300))]  # last seen by the lookup at T+300
+    summary = warehouse.rows("select last_seen_at from analytics.error_summary")
+    assert summary == [(at(300),)]
+
+
 def test_contract_columns_exist(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
     api.create(add_transfer(sim), days_ago(2), days_ago(1))
     warehouse.ingest()

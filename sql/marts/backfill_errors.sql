@@ -13,6 +13,10 @@ progress as (
     select * from analytics.backfill_progress
 ),
 
+lookups as (
+    select * from staging.stg_supermetrics__backfill_lookups
+),
+
 version_last_listed as (
     select
         team_id,
@@ -23,6 +27,22 @@ version_last_listed as (
     group by team_id, transfer_backfill_id, version_poll_id
 ),
 
+version_last_looked_up as (
+    -- a lookup that found the state unchanged stores no version, but it saw that version's report
+    select
+        answered.team_id,
+        answered.transfer_backfill_id,
+        versions.poll_id as version_poll_id,
+        max(answered.looked_up_at) as last_looked_up_at
+    from (select * from lookups where outcome in ('final', 'incomplete')) as answered
+    asof inner join versions
+        on
+            versions.team_id = answered.team_id
+            and versions.transfer_backfill_id = answered.transfer_backfill_id
+            and answered.poll_id >= versions.poll_id
+    group by answered.team_id, answered.transfer_backfill_id, versions.poll_id
+),
+
 report_spans as (
     -- each stored error report, from the first to the last time a poll or lookup saw it
     select
@@ -31,13 +51,24 @@ report_spans as (
         versions.error_report_version_id,
         any_value(versions.transfer_id) as transfer_id,
         min(versions.observed_at) as first_seen_at,
-        max(greatest(versions.observed_at, version_last_listed.last_listed_at)) as last_seen_at
+        max(
+            greatest(
+                versions.observed_at,
+                version_last_listed.last_listed_at,
+                version_last_looked_up.last_looked_up_at
+            )
+        ) as last_seen_at
     from versions
     left join version_last_listed
         on
             version_last_listed.team_id = versions.team_id
             and version_last_listed.transfer_backfill_id = versions.transfer_backfill_id
             and version_last_listed.version_poll_id = versions.poll_id
+    left join version_last_looked_up
+        on
+            version_last_looked_up.team_id = versions.team_id
+            and version_last_looked_up.transfer_backfill_id = versions.transfer_backfill_id
+            and version_last_looked_up.version_poll_id = versions.poll_id
     group by versions.team_id, versions.transfer_backfill_id, versions.error_report_version_id
 ),
 
