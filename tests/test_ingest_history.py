@@ -153,7 +153,14 @@ def test_empty_list_is_a_real_answer(
         ("final", "CANCELLED"),
         ("final", "CANCELLED"),
     ]
-    assert recorder.poll() == 1  # nothing left to look up
+    assert recorder.poll() == 3  # each CANCELLED one once more: a run in flight could still finish
+    assert recorder.poll() == 1  # their counters did not move: nothing left to look up
+    assert warehouse.rows(
+        "select reason, count(*) from supermetrics.backfill_lookups group by 1 order by 1"
+    ) == [
+        ("left", 2),
+        ("recheck", 2),
+    ]
     recorder.assert_every_poll_reconstructs()
 
 
@@ -177,7 +184,11 @@ def test_list_capped_at_100_keeps_the_rest_incomplete(
         (True,),
         (True,),
     ]
-    assert recorder.poll() == 1  # confirmed incomplete: not looked up again
+    assert recorder.poll() == 4  # still hidden by the cap: checked again until it is final
+    assert (
+        warehouse.rows("select reason from supermetrics.backfill_lookups where poll_id = 3")
+        == [("recheck",)] * 3
+    )
     for backfill_id in sorted(b["transfer_backfill_id"] for b in api.listing())[-3:]:
         sim.world.forget(TEAM, backfill_id)  # gone (404), which makes room on the list
     versions_before = warehouse.count("backfill_versions")
@@ -187,6 +198,32 @@ def test_list_capped_at_100_keeps_the_rest_incomplete(
         (106,)
     ]
     recorder.assert_every_poll_reconstructs()
+
+
+def test_rechecks_of_hidden_backfills_keep_to_a_budget_oldest_checked_first(
+    sim: Simulator, api: Api, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCES__SUPERMETRICS__MAX_RECHECKS", "2")
+    transfer = add_transfer(sim)
+    for n in range(100):
+        api.create(transfer, days_ago(n + 1), days_ago(n + 1))
+        sim.clock.advance(1)
+    warehouse.ingest()
+    hidden = sorted(b["transfer_backfill_id"] for b in api.listing())[:3]
+    for n in range(100, 103):  # three newer ones push the three oldest off the list
+        api.create(transfer, days_ago(n + 1), days_ago(n + 1))
+    for _ in range(3):
+        warehouse.ingest()
+    checked = warehouse.rows(
+        "select poll_id, transfer_backfill_id, reason from supermetrics.backfill_lookups order by poll_id, 2"
+    )
+    assert checked == [
+        *[(2, b, "left") for b in hidden],  # leaving the list: always looked up, outside the budget
+        (3, hidden[0], "recheck"),  # all three last checked at poll 2: the two lowest ids
+        (3, hidden[1], "recheck"),
+        (4, hidden[0], "recheck"),  # hidden[2] (poll 2) and hidden[0] (poll 3, lower id than [1])
+        (4, hidden[2], "recheck"),
+    ]
 
 
 def test_lookup_404_is_recorded_as_not_found(
@@ -216,11 +253,11 @@ def test_transient_lookup_failure_is_retried_next_run(
         ("failed", 503)
     ]
     assert warehouse.ingest().report.requests == 2  # the list, and the lookup again
-    assert warehouse.rows("select outcome, status from supermetrics.backfill_lookups order by poll_id") == [
-        ("failed", None),
-        ("final", "CANCELLED"),
-    ]
-    assert warehouse.ingest().report.requests == 1
+    assert warehouse.rows(
+        "select reason, outcome, status from supermetrics.backfill_lookups order by poll_id"
+    ) == [("left", "failed", None), ("retry", "final", "CANCELLED")]
+    assert warehouse.ingest().report.requests == 2  # CANCELLED: once more, in case a run was in flight
+    assert warehouse.ingest().report.requests == 1  # unchanged: done
 
 
 def test_unknown_fields_and_status_are_kept_with_warnings(

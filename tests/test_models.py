@@ -250,6 +250,43 @@ def test_hidden_by_the_cap_stays_incomplete(sim: Simulator, api: Api, warehouse:
     assert warehouse.count("backfill_lookups") == 1
     assert warehouse.rows("select bool_and(possibly_truncated) from analytics.polls") == [(True,)]
 
+    sim.world.cancel(TEAM, 10002, 789)  # cancelled while hidden: only a lookup can tell
+    warehouse.ingest()  # the recheck: CANCELLED
+    warehouse.ingest()  # once more (counters could move), unchanged: done
+    warehouse.ingest()
+    assert warehouse.rows(
+        "select status, is_incomplete from analytics.backfills where transfer_backfill_id = 10002"
+    ) == [("CANCELLED", False)]
+    assert warehouse.rows(
+        "select reason, outcome, status from supermetrics.backfill_lookups order by poll_id"
+    ) == [
+        ("left", "incomplete", "CREATED"),
+        ("recheck", "final", "CANCELLED"),
+        ("recheck", "final", "CANCELLED"),
+    ]
+
+
+def test_a_cancel_with_a_run_in_flight_ends_with_that_run_counted(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    backfill_id = api.create(add_transfer(sim, run_seconds=100), days_ago(10), days_ago(1))[
+        "transfer_backfill_id"
+    ]
+    poll_at(sim, warehouse, 240)  # RUNNING, 1 run done at T+230, the 2nd started at T+240
+    sim.clock.advance(10)
+    api.patch(f"/teams/{TEAM}/backfills/{backfill_id}", {"status": "CANCELLED"})  # the 2nd run is in flight
+    poll_at(sim, warehouse, 260)  # left the list; the lookup: CANCELLED with 1 run done
+    poll_at(sim, warehouse, 400)  # the recheck: 2 runs done, the in-flight one counted
+    poll_at(sim, warehouse, 500)  # unchanged: no more lookups
+    poll_at(sim, warehouse, 600)
+    done = backfill(warehouse, backfill_id)
+    assert (done["status"], done["transfer_runs_completed"], done["end_time"]) == ("CANCELLED", 2, at(250))
+    assert warehouse.rows("select poll_id, outcome from supermetrics.backfill_lookups order by poll_id") == [
+        (2, "final"),
+        (3, "final"),
+        (4, "final"),
+    ]
+
 
 def test_a_lookup_that_finds_the_state_unchanged_still_saw_its_errors(
     sim: Simulator, api: Api, warehouse: Warehouse

@@ -57,6 +57,7 @@ def supermetrics(
     max_attempts: int = settings.MAX_ATTEMPTS,
     backoff_factor: float = settings.BACKOFF_FACTOR_SECONDS,
     max_retry_after: float = settings.MAX_RETRY_AFTER_SECONDS,
+    max_rechecks: int = settings.MAX_RECHECKS_PER_RUN,
     baseline: Baseline | None = None,
     report: RunReport | None = None,
     rounds: int = 1,
@@ -69,6 +70,8 @@ def supermetrics(
         api_key: the API key (a secret: never pass it on a command line).
         base_url: API root; plain http is refused unless the host is loopback.
         request_timeout, max_attempts, backoff_factor, max_retry_after: HTTP retry policy.
+        max_rechecks: lookups per team and run of backfills to confirm again (hidden by the
+            100 cap, or CANCELLED with a run in flight), oldest-checked first.
         baseline: what the destination already holds; None for an empty destination.
         report: filled in with per-team results, errors and warnings while the source runs.
         rounds, between_rounds: poll every team `rounds` times, calling `between_rounds` in
@@ -99,6 +102,7 @@ def supermetrics(
         report or RunReport(),
         rounds=rounds,
         between_rounds=between_rounds,
+        max_rechecks=max_rechecks,
     )
 
     @dlt.resource(name=settings.POLLS, write_disposition="append", columns=POLL_COLUMNS)

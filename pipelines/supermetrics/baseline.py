@@ -10,35 +10,66 @@ from collections import defaultdict
 
 import duckdb
 
-from .settings import LISTING_EVENTS, LOOKUPS, POLLS, VERSIONS
+from .settings import CANCELLED_LOOKUPS, LISTING_EVENTS, LOOKUPS, POLLS, VERSIONS
 from .snapshot import Baseline, KnownBackfill, TeamBaseline
 
 # Per backfill not confirmed finished: listed in the team's last successful poll, pending (left
-# the list, no conclusive lookup since), or confirmed still incomplete / not found (it may be
-# listed again, and must then not look new).
+# the list, no answered lookup since), due for a recheck (the last answer said still incomplete:
+# hidden by the cap; or CANCELLED with counters that moved, fewer than CANCELLED_LOOKUPS times),
+# or not found (it may be listed again, and must then not look new).
 _RELEVANT = f"""
+last_answers as (
+    select
+        team_id,
+        transfer_backfill_id,
+        outcome,
+        status,
+        poll_id,
+        count(*) filter (where status = 'CANCELLED') over backfill as cancelled_lookups
+    from {{ds}}.{LOOKUPS}
+    where outcome in ('final', 'incomplete', 'not_found')
+    window backfill as (partition by team_id, transfer_backfill_id)
+    qualify row_number() over (partition by team_id, transfer_backfill_id order by poll_id desc) = 1
+),
+answered as (
+    select
+        a.*,
+        exists (  -- did that lookup store a new version, i.e. had the state moved?
+            select 1 from {{ds}}.{VERSIONS} as v
+            where v.team_id = a.team_id and v.transfer_backfill_id = a.transfer_backfill_id
+                and v.poll_id = a.poll_id and v.source = 'lookup'
+        ) as changed
+    from last_answers as a
+),
 relevant as (
     select
         e.team_id,
         e.transfer_backfill_id,
         e.event = 'listed' as is_listed,
-        e.event = 'unlisted' and c.outcome is null as is_pending
+        e.event = 'unlisted' and c.outcome is null as is_pending,
+        coalesce(
+            e.event = 'unlisted' and (
+                c.outcome = 'incomplete'
+                or c.status = 'CANCELLED' and c.changed and c.cancelled_lookups < {CANCELLED_LOOKUPS}
+            ),
+            false
+        ) as is_recheck,
+        c.poll_id as checked_poll_id,
+        c.cancelled_lookups
     from (
         select team_id, transfer_backfill_id, event, poll_id
         from {{ds}}.{LISTING_EVENTS}
         qualify row_number() over (partition by team_id, transfer_backfill_id order by poll_id desc) = 1
     ) as e
-    left join (
-        select team_id, transfer_backfill_id, outcome, poll_id
-        from {{ds}}.{LOOKUPS}
-        where outcome in ('final', 'incomplete', 'not_found')
-        qualify row_number() over (partition by team_id, transfer_backfill_id order by poll_id desc) = 1
-    ) as c
+    left join answered as c
         on
             c.team_id = e.team_id
             and c.transfer_backfill_id = e.transfer_backfill_id
             and c.poll_id >= e.poll_id
-    where e.event = 'listed' or c.outcome is distinct from 'final'
+    where
+        e.event = 'listed'
+        or c.outcome is distinct from 'final'
+        or c.status = 'CANCELLED' and c.changed and c.cancelled_lookups < {CANCELLED_LOOKUPS}
 ),
 latest as (
     select v.team_id, v.transfer_backfill_id, v.state_hash, v.error_report_hash, v.error_report_poll_id
@@ -50,8 +81,8 @@ latest as (
 _BACKFILLS = f"""
 with {_RELEVANT}
 select
-    r.team_id, r.transfer_backfill_id, r.is_listed, r.is_pending,
-    l.state_hash, l.error_report_hash, l.error_report_poll_id
+    r.team_id, r.transfer_backfill_id, r.is_listed, r.is_pending, r.is_recheck, r.checked_poll_id,
+    r.cancelled_lookups, l.state_hash, l.error_report_hash, l.error_report_poll_id
 from relevant as r
 left join latest as l using (team_id, transfer_backfill_id)
 """
@@ -85,7 +116,7 @@ def read_baseline(con: duckdb.DuckDBPyConnection, dataset: str) -> Baseline:
         for team_id, backfill_id, run_date, error in con.execute(_ERRORS.format(ds=ds)).fetchall():
             errors[team_id, backfill_id].add((run_date, error))
     teams: dict[int, TeamBaseline] = defaultdict(TeamBaseline)
-    for team_id, backfill_id, is_listed, is_pending, *latest in con.execute(
+    for team_id, backfill_id, is_listed, is_pending, is_recheck, checked, cancelled, *latest in con.execute(
         _BACKFILLS.format(ds=ds)
     ).fetchall():
         team = teams[team_id]
@@ -93,6 +124,10 @@ def read_baseline(con: duckdb.DuckDBPyConnection, dataset: str) -> Baseline:
             team.listed.add(backfill_id)
         elif is_pending:
             team.pending_lookups.add(backfill_id)
+        elif is_recheck:
+            team.rechecks[backfill_id] = checked
+            if cancelled:
+                team.cancelled_lookups[backfill_id] = cancelled
         if latest[0] is not None:  # a 404 lookup leaves a backfill with no version: nothing to diff
             team.known[backfill_id] = KnownBackfill(*latest, frozenset(errors[team_id, backfill_id]))
     return Baseline(next_poll_id=next_poll_id, teams=dict(teams))

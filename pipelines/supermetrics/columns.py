@@ -73,6 +73,7 @@ LOOKUP_COLUMNS = _columns(
     poll_id="bigint",
     team_id="bigint",
     transfer_backfill_id="bigint",
+    reason="text",
     looked_up_at="timestamp",
     outcome="text",
     status="text",

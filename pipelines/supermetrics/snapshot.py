@@ -8,7 +8,11 @@ goes out as `Rows`, so the semantics can be read (and tested) in one place:
 - a `listed` / `unlisted` listing event when a backfill enters or leaves the list;
 - a version row only when a backfill's state differs from its latest stored one, with its
   error report as child rows only when the report itself changed;
-- one lookup by id for each backfill that left the list, and for earlier lookups that failed.
+- one lookup by id for each backfill that left the list, and for earlier lookups that failed;
+- rechecks, at most `max_rechecks` a run per team, oldest-checked first: backfills the 100 cap
+  hides (a lookup said still incomplete) until a lookup confirms a final state, and CANCELLED
+  backfills while their counters still move (a run in flight finishes after a cancel), at most
+  `CANCELLED_LOOKUPS` lookups in all.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from .errors import (
     RateLimitError,
     RequestRejectedError,
 )
-from .settings import FINAL_STATUSES, LIST_LIMIT
+from .settings import CANCELLED_LOOKUPS, FINAL_STATUSES, LIST_LIMIT, MAX_RECHECKS_PER_RUN
 from .validation import BackfillRecord, envelope_data, parse_backfill, parse_listing
 
 
@@ -47,6 +51,10 @@ class KnownBackfill:
 class TeamBaseline:
     listed: set[int] = field(default_factory=set)  # listed in the team's last successful poll
     pending_lookups: set[int] = field(default_factory=set)  # left the list, final state not yet known
+    # to look up again, with the poll of their last answered lookup: hidden by the cap, or
+    # CANCELLED with counters that moved at the last lookup
+    rechecks: dict[int, int] = field(default_factory=dict)
+    cancelled_lookups: dict[int, int] = field(default_factory=dict)  # answered lookups saying CANCELLED
     # latest versions of those and of backfills confirmed still incomplete or not found, which
     # may be listed again
     known: dict[int, KnownBackfill] = field(default_factory=dict)
@@ -117,7 +125,9 @@ class Collector:
         report: RunReport,
         rounds: int = 1,
         between_rounds: Callable[[], None] | None = None,
+        max_rechecks: int = MAX_RECHECKS_PER_RUN,
     ) -> None:
+        self.max_rechecks = max_rechecks
         self.client = client
         self.team_ids = team_ids
         self.baseline = baseline
@@ -175,16 +185,28 @@ class Collector:
         result.ok, result.listed, result.left = True, len(records), len(left)
         rows.polls.append(_ok_poll(poll_id, team_id, response, len(records), len(left)))
         to_look_up = sorted(left | (known.pending_lookups - listed_now))
+        for backfill_id in listed_now:  # listed again: the list says how it is
+            known.rechecks.pop(backfill_id, None)
+        due = sorted((checked, b) for b, checked in known.rechecks.items() if b not in to_look_up)
+        to_look_up += [b for _, b in due[: self.max_rechecks]]
         known.listed = listed_now
         return self._look_up(result, known, to_look_up)
 
     def _look_up(self, result: TeamResult, known: TeamBaseline, backfill_ids: list[int]) -> bool:
-        """Each backfill that left the list, once, by id. A failed lookup is retried next run."""
+        """Look each backfill up by id. A failed lookup is retried next run (a recheck stays due)."""
         team_id = result.team_id
-        known.pending_lookups = set()
+        retries, known.pending_lookups = known.pending_lookups, set()
         for position, backfill_id in enumerate(backfill_ids):
             what = f"looking up backfill {backfill_id} of team {team_id}"
-            row = {"poll_id": result.poll_id, "team_id": team_id, "transfer_backfill_id": backfill_id}
+            reason = (
+                "recheck" if backfill_id in known.rechecks else "retry" if backfill_id in retries else "left"
+            )
+            row = {
+                "poll_id": result.poll_id,
+                "team_id": team_id,
+                "transfer_backfill_id": backfill_id,
+                "reason": reason,
+            }
             response = None
             try:
                 response = self.client.get_backfill(team_id, backfill_id)
@@ -195,22 +217,26 @@ class Collector:
                 _keep_answer_facts(error, response)
                 if isinstance(error, RequestRejectedError) and error.http_status == 404:
                     outcome = "not_found"
+                    known.rechecks.pop(backfill_id, None)
+                    known.cancelled_lookups.pop(backfill_id, None)
                 else:
                     outcome = "failed"
                     result.lookups_failed += 1
-                    known.pending_lookups.add(backfill_id)
+                    if reason != "recheck":  # a recheck keeps its place: oldest-checked first
+                        known.pending_lookups.add(backfill_id)
                     self.report.warnings.append(f"{error} (will retry on the next run)")
                 self._rows.lookups.append({**row, **_lookup_error(outcome, error)})
                 if outcome == "failed" and _stops_the_run(error):
-                    known.pending_lookups.update(backfill_ids[position + 1 :])  # not tried: still pending
+                    untried = set(backfill_ids[position + 1 :]) - set(known.rechecks)
+                    known.pending_lookups.update(untried)  # not tried: still pending
                     return False
                 continue
             self.report.warnings.extend(record.warnings)
             final = record.status in FINAL_STATUSES
-            result.finished += final
-            result.changed += self._version(result, known, record, "lookup", response.observed_at)
-            if final:
-                known.known.pop(backfill_id, None)  # confirmed finished: it cannot come back
+            result.finished += final and backfill_id not in known.cancelled_lookups  # not counted twice
+            changed = self._version(result, known, record, "lookup", response.observed_at)
+            result.changed += changed
+            self._after_answer(known, backfill_id, record.status, bool(changed), result.poll_id)
             self._rows.lookups.append(
                 {
                     **row,
@@ -223,6 +249,25 @@ class Collector:
                 }
             )
         return True
+
+    @staticmethod
+    def _after_answer(
+        known: TeamBaseline, backfill_id: int, status: str, changed: bool, poll_id: int
+    ) -> None:
+        """Whether an answered lookup is looked up again on a later run (see the module docstring)."""
+        if status == "CANCELLED":
+            count = known.cancelled_lookups.get(backfill_id, 0) + 1
+            known.cancelled_lookups[backfill_id] = count
+            still_moving = changed and count < CANCELLED_LOOKUPS
+        else:
+            still_moving = status not in FINAL_STATUSES  # hidden by the cap: not finished yet
+        if still_moving:
+            known.rechecks[backfill_id] = poll_id
+            return
+        known.rechecks.pop(backfill_id, None)
+        known.cancelled_lookups.pop(backfill_id, None)
+        if status in FINAL_STATUSES:
+            known.known.pop(backfill_id, None)  # confirmed finished: it cannot come back
 
     def _version(
         self,

@@ -8,6 +8,7 @@ final as (
         poll_id,
         team_id,
         transfer_backfill_id,
+        reason,
         looked_up_at,
         outcome,
         status,
