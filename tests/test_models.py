@@ -99,6 +99,7 @@ def test_steady_run_durations_rate_and_eta(sim: Simulator, api: Api, warehouse: 
         "backfills_active": 1,
         "runs_completed": 30,
         "runs_failed": 0,
+        "is_fully_observed": False,  # monitoring began at 08:00 that day: a partial day
     }
 
 
@@ -183,6 +184,32 @@ def test_failures_of_a_retried_attempt_count_from_zero(
     assert (rates["runs_completed"], rates["runs_failed"]) == (0, 12)
     day = one(warehouse, "select runs_failed from analytics.daily_activity where day = ?", date(2026, 1, 5))
     assert day == {"runs_failed": 12}
+
+
+def test_days_are_flagged_unless_polls_span_them(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
+    api.create(add_transfer(sim), days_ago(2), days_ago(1))
+    poll_at(sim, warehouse, 0)  # Jan 5, 08:00: monitoring begins
+    poll_at(sim, warehouse, 2 * 86_400)  # Jan 7, 08:00: Jan 6 lies wholly between two successful polls
+    assert warehouse.rows("select day, is_fully_observed from analytics.daily_activity order by day") == [
+        (date(2026, 1, 5), False),
+        (date(2026, 1, 6), True),
+        (date(2026, 1, 7), False),
+    ]
+
+
+def test_waiting_for_a_slot_is_not_stalled(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
+    ids = [
+        api.create(add_transfer(sim, run_seconds=100), days_ago(100), days_ago(1))["transfer_backfill_id"]
+        for _ in range(4)
+    ]
+    poll_at(sim, warehouse, 0)
+    poll_at(sim, warehouse, 120)  # three RUNNING (the team's limit), the fourth SCHEDULED
+    poll_at(sim, warehouse, 120 + 2 * 3600 + 60)  # 2 h later: 100 runs of 110 s are far from done
+    rows = warehouse.rows(
+        "select transfer_backfill_id, status, is_waiting_for_slot, is_stalled from analytics.backfills "
+        "order by transfer_backfill_id"
+    )
+    assert rows == [(b, "RUNNING", False, False) for b in ids[:3]] + [(ids[3], "SCHEDULED", True, False)]
 
 
 def test_stall_after_a_configurable_time(

@@ -23,6 +23,26 @@ team_clock as (
     select * from staging.int_team_clock
 ),
 
+running_per_poll as (
+    select
+        team_id,
+        poll_id,
+        count(*) filter (where status = 'RUNNING') as running
+    from progress
+    group by team_id, poll_id
+),
+
+team_slots as (
+    -- the API does not say how many backfills a team may run at once: the most ever seen RUNNING
+    -- together stands for it, and the latest poll says how many run now
+    select
+        team_id,
+        max(running) as max_running_seen,
+        arg_max(running, poll_id) as running_now
+    from running_per_poll
+    group by team_id
+),
+
 
 version_facts as (
     select
@@ -82,7 +102,11 @@ joined as (
         end as finished_at,
         coalesce(error_counts.error_count, 0) as error_count_ever,
         current_failed_stretch.failed_since,
-        team_clock.latest_poll_at
+        team_clock.latest_poll_at,
+        coalesce(
+            current_state.current_status = 'SCHEDULED' and team_slots.running_now >= team_slots.max_running_seen,
+            false
+        ) as is_waiting_for_slot
     from current_state
     left join version_facts
         on
@@ -101,6 +125,7 @@ joined as (
             current_failed_stretch.team_id = current_state.team_id
             and current_failed_stretch.transfer_backfill_id = current_state.transfer_backfill_id
     left join team_clock on team_clock.team_id = current_state.team_id
+    left join team_slots on team_slots.team_id = current_state.team_id
 ),
 
 rates as (
@@ -170,9 +195,11 @@ final as (
                 then latest_poll_at
                 + to_seconds(cast(round(3600 * (transfer_runs_total - runs_done) / runs_per_hour) as bigint))
         end as eta,
+        is_waiting_for_slot,
         coalesce(
             is_incomplete
             and current_status <> 'FAILED'
+            and not is_waiting_for_slot
             and date_diff('second', last_progress_at, latest_poll_at) > 3600 * {{ stall_after_hours }},
             false
         ) as is_stalled,

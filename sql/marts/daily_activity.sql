@@ -23,6 +23,17 @@ backfill_days as (
     from backfills
 ),
 
+observed as (
+    -- the span the team's successful polls cover: days outside it, or cut by its ends, are partial
+    select
+        team_id,
+        min(polled_at) as first_ok_poll_at,
+        max(polled_at) as last_ok_poll_at
+    from polls
+    where outcome = 'ok'
+    group by team_id
+),
+
 bounds as (
     select
         team_id,
@@ -92,13 +103,19 @@ final as (
         coalesce(finished.backfills_finished, 0) as backfills_finished,
         coalesce(active.backfills_active, 0) as backfills_active,
         coalesce(runs.runs_completed, 0) as runs_completed,
-        coalesce(runs.runs_failed, 0) as runs_failed
+        coalesce(runs.runs_failed, 0) as runs_failed,
+        coalesce(
+            observed.first_ok_poll_at <= timezone('UTC', cast(days.day as timestamp))
+            and observed.last_ok_poll_at >= timezone('UTC', cast(days.day + 1 as timestamp)),
+            false
+        ) as is_fully_observed
     from days
     left join created on created.team_id = days.team_id and created.day = days.day
     left join started on started.team_id = days.team_id and started.day = days.day
     left join finished on finished.team_id = days.team_id and finished.day = days.day
     left join active on active.team_id = days.team_id and active.day = days.day
     left join runs on runs.team_id = days.team_id and runs.day = days.day
+    left join observed on observed.team_id = days.team_id
 )
 
 select * from final
