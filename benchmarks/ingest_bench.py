@@ -196,16 +196,22 @@ def start_up() -> dict[str, float]:
 # -- history growth ------------------------------------------------------------------------------
 
 
+def _one_failed_backfill_with_500_errors() -> Simulator:
+    """A started simulator whose team holds one FAILED backfill with 500 errors: an unchanged state."""
+    sim = Simulator(speed=0).start()
+    transfer = sim.world.add_transfer(TEAM, failure_rate=1.0, median_run_seconds=5).id
+    day = (sim.clock.now() - timedelta(days=1)).date()
+    sim.world.create(TEAM, transfer, day - timedelta(days=499), day, 789)
+    sim.clock.advance(500 * 20)
+    sim.world.sync()
+    os.environ["SOURCES__SUPERMETRICS__API_KEY"] = sim.api_key
+    return sim
+
+
 def history_growth(work: Path, polls: int = 1000, per_run: int = 37) -> dict[str, float]:  # 1 + 27 x 37
     """Database bytes per unchanged poll: a FAILED backfill with 500 errors among others."""
-    sim = Simulator(speed=0).start()
+    sim = _one_failed_backfill_with_500_errors()
     try:
-        transfer = sim.world.add_transfer(TEAM, failure_rate=1.0, median_run_seconds=5).id
-        day = (sim.clock.now() - timedelta(days=1)).date()
-        sim.world.create(TEAM, transfer, day - timedelta(days=499), day, 789)
-        sim.clock.advance(500 * 20)
-        sim.world.sync()
-        os.environ["SOURCES__SUPERMETRICS__API_KEY"] = sim.api_key
         ours_db = work / "growth" / "ours.duckdb"
         ingest(ours_db, team_ids=[TEAM], base_url=sim.base_url)
         first = _checkpointed_size(ours_db)
@@ -241,14 +247,8 @@ def cron_growth(work: Path, runs: int = 400) -> dict[str, float]:
     """Database bytes per unchanged poll when every poll is its own run, as from cron: each run also
     adds its bookkeeping (dlt's `_dlt_loads` row, a `_settled_loads` row, an `analytics.model_builds`
     row). DuckDB grows in whole blocks, so the resolution is one block / runs."""
-    sim = Simulator(speed=0).start()
+    sim = _one_failed_backfill_with_500_errors()
     try:
-        transfer = sim.world.add_transfer(TEAM, failure_rate=1.0, median_run_seconds=5).id
-        day = (sim.clock.now() - timedelta(days=1)).date()
-        sim.world.create(TEAM, transfer, day - timedelta(days=499), day, 789)
-        sim.clock.advance(500 * 20)
-        sim.world.sync()
-        os.environ["SOURCES__SUPERMETRICS__API_KEY"] = sim.api_key
         db = work / "cron-growth" / "ours.duckdb"
         for _ in range(2):  # the first run creates the tables; measure from a steady state
             ingest(db, team_ids=[TEAM], base_url=sim.base_url)

@@ -11,6 +11,7 @@ with RunLock(db):                      # overlapping cron ticks never run at onc
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -154,7 +155,8 @@ def _build_and_publish(pipeline: dlt.Pipeline, db_path: Path) -> tuple[BuildResu
     try:
         built = _build_models(pipeline, db_path)
     except ModelError:
-        _publish(db_path)
+        with contextlib.suppress(PublishError):  # the failed build is the error to report
+            _publish(db_path)
         raise
     return built, _publish(db_path)
 

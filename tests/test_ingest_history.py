@@ -7,6 +7,7 @@ SCHEDULED at T+60, RUNNING at T+120, has k runs done at T+120+110k, and finishes
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -164,17 +165,24 @@ def test_empty_list_is_a_real_answer(
     recorder.assert_every_poll_reconstructs()
 
 
-def test_list_capped_at_100_keeps_the_rest_incomplete(
-    sim: Simulator, api: Api, warehouse: Warehouse, recorder: Recorder
-) -> None:
+def push_three_off_a_full_list(sim: Simulator, api: Api, poll: Callable[[], object]) -> list[int]:
+    """100 backfills, listed by `poll()`; then three newer ones push the three oldest off the
+    capped list. Returns those three."""
     transfer = add_transfer(sim)
     for n in range(100):
         api.create(transfer, days_ago(n + 1), days_ago(n + 1))
         sim.clock.advance(1)
-    recorder.poll()
+    poll()
     oldest_three = sorted(b["transfer_backfill_id"] for b in api.listing())[:3]
-    for n in range(100, 103):  # three newer ones push the three oldest off the list
+    for n in range(100, 103):
         api.create(transfer, days_ago(n + 1), days_ago(n + 1))
+    return oldest_three
+
+
+def test_list_capped_at_100_keeps_the_rest_incomplete(
+    sim: Simulator, api: Api, warehouse: Warehouse, recorder: Recorder
+) -> None:
+    oldest_three = push_three_off_a_full_list(sim, api, recorder.poll)
     assert recorder.poll() == 4
     lookups = warehouse.rows(
         "select transfer_backfill_id, outcome from supermetrics.backfill_lookups order by 1"
@@ -204,14 +212,7 @@ def test_rechecks_of_hidden_backfills_keep_to_a_budget_oldest_checked_first(
     sim: Simulator, api: Api, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SOURCES__SUPERMETRICS__MAX_RECHECKS", "2")
-    transfer = add_transfer(sim)
-    for n in range(100):
-        api.create(transfer, days_ago(n + 1), days_ago(n + 1))
-        sim.clock.advance(1)
-    warehouse.ingest()
-    hidden = sorted(b["transfer_backfill_id"] for b in api.listing())[:3]
-    for n in range(100, 103):  # three newer ones push the three oldest off the list
-        api.create(transfer, days_ago(n + 1), days_ago(n + 1))
+    hidden = push_three_off_a_full_list(sim, api, warehouse.ingest)
     for _ in range(3):
         warehouse.ingest()
     checked = warehouse.rows(
