@@ -108,7 +108,10 @@ def discover(sql_dir: Path = SQL_DIR, values: dict[str, Any] | None = None) -> l
     values = variables() if values is None else values
     models: dict[str, Model] = {}
     if not any(sql_dir.glob("*/*.sql")):  # an install without its SQL must not build nothing in silence
-        raise ModelError(f"no SQL models in {sql_dir}: the models are missing from this install")
+        raise ModelError(
+            f"no SQL models in {sql_dir}: the models are missing from this install; "
+            "reinstall the package, or point BACKFILLS_SQL_DIR at a folder of models"
+        )
     for folder, (schema, materialized) in LAYERS.items():
         for path in sorted((sql_dir / folder).glob("*.sql")):
             doc_path = path.with_suffix(".yml")

@@ -209,8 +209,8 @@ TABLES = {  # section -> (title, [(header, value function)])
 }
 
 
-def render_plain(sections: dict[str, list[dict[str, Any]]], status: Verdict | None = None) -> str:
-    out = [str(status or verdict(sections)), headline(sections), ""]
+def render_plain(sections: dict[str, list[dict[str, Any]]]) -> str:
+    out = [str(verdict(sections)), headline(sections), ""]
     for name, (title, columns) in TABLES.items():
         rows = [[value(row) for _, value in columns] for row in sections[name]]
         out.append(f"{title} ({len(rows)})")
@@ -222,13 +222,11 @@ def render_plain(sections: dict[str, list[dict[str, Any]]], status: Verdict | No
     return "\n".join(out)
 
 
-def render_rich(
-    sections: dict[str, list[dict[str, Any]]], console: Any, status: Verdict | None = None
-) -> None:
+def render_rich(sections: dict[str, list[dict[str, Any]]], console: Any) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    status = status or verdict(sections)
+    status = verdict(sections)
     level_styles = {"OK": "bold green", "WARNING": "bold yellow"}
     console.print(Text(str(status), style=level_styles.get(status.level, "bold red")))
     console.print(Text(headline(sections), style="bold"))
@@ -252,7 +250,7 @@ def render_rich(
         console.print(table)
 
 
-def render_json(sections: dict[str, list[dict[str, Any]]], status: Verdict | None = None) -> str:
+def render_json(sections: dict[str, list[dict[str, Any]]]) -> str:
     def default(value: Any) -> Any:
         if isinstance(value, datetime):
             return value.isoformat()
@@ -260,7 +258,7 @@ def render_json(sections: dict[str, list[dict[str, Any]]], status: Verdict | Non
             return value.total_seconds()
         return str(value)
 
-    status = status or verdict(sections)
+    status = verdict(sections)
     cleaned = {
         name: [{k: clean(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
         for name, rows in sections.items()

@@ -32,7 +32,6 @@ SETTLED = "_settled_loads"
 
 @dataclass
 class SettleResult:
-    loads: int = 0  # load ids settled by this call
     removed: dict[str, int] = field(default_factory=dict)  # table -> extra copies deleted
 
     def describe(self) -> str:
@@ -64,7 +63,6 @@ def settle(con: duckdb.DuckDBPyConnection, dataset: str, recheck: list[str] | No
             [recheck or []],
         )
         load_ids = [load_id for (load_id,) in con.execute("select load_id from unsettled").fetchall()]
-        result.loads = len(load_ids)
         if load_ids:
             # literals, not a subquery: DuckDB then skips the row groups of older loads (zone maps)
             listed = ", ".join("'" + load_id.replace("'", "''") + "'" for load_id in load_ids)

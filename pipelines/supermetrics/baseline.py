@@ -41,19 +41,22 @@ answered as (
         ) as changed
     from last_answers as a
 ),
+rechecked as (
+    select
+        *,
+        -- CANCELLED, and the counters moved at the last lookup: a run in flight may still finish
+        coalesce(status = 'CANCELLED' and changed and cancelled_lookups < {CANCELLED_LOOKUPS}, false)
+            as is_cancel_moving
+    from answered
+),
 relevant as (
     select
         e.team_id,
         e.transfer_backfill_id,
         e.event = 'listed' as is_listed,
         e.event = 'unlisted' and c.outcome is null as is_pending,
-        coalesce(
-            e.event = 'unlisted' and (
-                c.outcome = 'incomplete'
-                or c.status = 'CANCELLED' and c.changed and c.cancelled_lookups < {CANCELLED_LOOKUPS}
-            ),
-            false
-        ) as is_recheck,
+        coalesce(e.event = 'unlisted' and (c.outcome = 'incomplete' or c.is_cancel_moving), false)
+            as is_recheck,
         c.poll_id as checked_poll_id,
         c.cancelled_lookups
     from (
@@ -61,7 +64,7 @@ relevant as (
         from {{ds}}.{LISTING_EVENTS}
         qualify row_number() over (partition by team_id, transfer_backfill_id order by poll_id desc) = 1
     ) as e
-    left join answered as c
+    left join rechecked as c
         on
             c.team_id = e.team_id
             and c.transfer_backfill_id = e.transfer_backfill_id
@@ -69,7 +72,7 @@ relevant as (
     where
         e.event = 'listed'
         or c.outcome is distinct from 'final'
-        or c.status = 'CANCELLED' and c.changed and c.cancelled_lookups < {CANCELLED_LOOKUPS}
+        or c.is_cancel_moving
 ),
 latest as (
     select v.team_id, v.transfer_backfill_id, v.state_hash, v.error_report_hash, v.error_report_poll_id
