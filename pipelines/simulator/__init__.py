@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 from .clock import SimClock
 from .faults import FAULT_KINDS, Fault, FaultInjector, parse_fault
 from .ratelimit import RateLimiter
-from .server import READ_SCOPE, WRITE_SCOPE, ApiKey, SimulatorHTTPServer
+from .server import READ_SCOPE, WRITE_SCOPE, Answered, ApiKey, SimulatorHTTPServer
 from .workload import Workload
-from .world import FINAL_STATUSES, INCOMPLETE_STATUSES, ApiError, Backfill, Timing, World
+from .world import FINAL_STATUSES, INCOMPLETE_STATUSES, ApiError, Backfill, Change, Timing, World
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -29,9 +29,11 @@ __all__ = [
     "INCOMPLETE_STATUSES",
     "READ_SCOPE",
     "WRITE_SCOPE",
+    "Answered",
     "ApiError",
     "ApiKey",
     "Backfill",
+    "Change",
     "Fault",
     "SimClock",
     "Simulator",
@@ -60,6 +62,8 @@ class Simulator:
         max_running: backfills a team runs at once; the rest queue as SCHEDULED.
         rate_limit: requests per hour per key; enforced only when given.
         retention: finished backfills are forgotten (404) this long after they end.
+        keep_ledger: record the truth, for tests: every backfill change (`world.ledger`) and every
+            answer to a read of the API (`answers`). Memory grows with both; off by default.
     """
 
     def __init__(
@@ -76,12 +80,21 @@ class Simulator:
         timing: Timing | None = None,
         rate_limit: int | None = None,
         retention: timedelta | None = None,
+        keep_ledger: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         start = start or DEFAULT_START
         self.clock = SimClock(start - warmup, speed=0)
-        self.world = World(self.clock, seed=seed, max_running=max_running, timing=timing, retention=retention)
+        self.world = World(
+            self.clock,
+            seed=seed,
+            max_running=max_running,
+            timing=timing,
+            retention=retention,
+            keep_ledger=keep_ledger,
+        )
+        self.answers: list[Answered] | None = [] if keep_ledger else None
         self.faults = FaultInjector(seed)
         self.rate_limiter = RateLimiter(limit=rate_limit or 5000, enforce=rate_limit is not None)
         self.api_key = api_key

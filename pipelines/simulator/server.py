@@ -9,7 +9,7 @@ import re
 import socket
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
@@ -51,6 +51,18 @@ class Answer:
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     cut_off: bool = False  # send only half the body, then drop the connection
+
+
+@dataclass(frozen=True)
+class Answered:
+    """One answer to a read of the API, kept in `Simulator.answers` when the ledger is on."""
+
+    at: datetime  # the simulated clock when it was answered
+    endpoint: str  # list, get or latest
+    ids: tuple[int, ...]  # team id, then the backfill or transfer id
+    status: int
+    fault: str | None  # the injected fault's kind, if one was
+    listed: tuple[int, ...] = ()  # a list answer's backfill ids, in order
 
 
 def json_answer(status: int, payload: object, **headers: str) -> Answer:
@@ -128,6 +140,8 @@ class Handler(BaseHTTPRequestHandler):
         if fault is not None:
             early = self._early_fault(sim, fault, request_id)
             if early is not None or fault.kind == "hang":
+                if early is not None:
+                    self._keep(sim, endpoint, ids, early.status, fault)
                 return early
         try:
             key = sim.authenticate(self.headers.get("Authorization"))
@@ -139,11 +153,28 @@ class Handler(BaseHTTPRequestHandler):
             answer = json_answer(200, {"meta": {"request_id": request_id}, "data": payload}, **limit_headers)
         except _RateLimited as limited:
             err = ApiError(429, "TOO_MANY_REQUESTS", "Rate limit exceeded. Retry later.")
+            self._keep(sim, endpoint, ids, err.status, fault)
             return error_answer(err, request_id, **limited.headers)
         except ApiError as err:
             extra = {"WWW-Authenticate": 'Bearer realm="supermetrics"'} if err.status == 401 else {}
+            self._keep(sim, endpoint, ids, err.status, fault)
             return error_answer(err, request_id, **extra)
+        listed = tuple(b["transfer_backfill_id"] for b in payload) if endpoint == "list" else ()
+        self._keep(sim, endpoint, ids, 200, fault, listed)
         return late_fault(fault, answer) if fault is not None else answer
+
+    @staticmethod
+    def _keep(
+        sim: Simulator,
+        endpoint: str,
+        ids: tuple[int, ...],
+        status: int,
+        fault: Fault | None,
+        listed: tuple[int, ...] = (),
+    ) -> None:
+        if sim.answers is not None and endpoint in ("list", "get", "latest"):
+            kind = fault.kind if fault is not None else None
+            sim.answers.append(Answered(sim.clock.now(), endpoint, ids, status, kind, listed))
 
     @staticmethod
     def _route(method: str, path: str) -> tuple[str, tuple[int, ...]] | ApiError:

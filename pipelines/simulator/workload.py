@@ -31,7 +31,13 @@ class Workload:
             for team_id in team_ids:
                 world.add_team(team_id, transfers=self.transfers_per_team)
                 self._schedule_next_creation(world, team_id)
-            world.failure_hooks.append(lambda backfill: self._maybe_retry(world, backfill))
+            teams = set(team_ids)
+
+            def on_failure(backfill: Backfill) -> None:  # several workloads may share one world
+                if backfill.team_id in teams:
+                    self._maybe_retry(world, backfill)
+
+            world.failure_hooks.append(on_failure)
 
     def _schedule_next_creation(self, world: World, team_id: int) -> None:
         mean_gap = 86_400 / self.backfills_per_day

@@ -118,6 +118,15 @@ class Backfill:
         return body
 
 
+@dataclass(frozen=True)
+class Change:
+    """One entry of the world's ledger: a backfill's whole state just after it changed."""
+
+    at: datetime
+    team_id: int
+    state: dict  # as the API would serialise it at that moment
+
+
 @dataclass
 class Team:
     id: int
@@ -146,6 +155,7 @@ class World:
         max_running: int = 3,
         timing: Timing | None = None,
         retention: timedelta | None = None,
+        keep_ledger: bool = False,
     ) -> None:
         self.clock = clock
         self.rng = random.Random(seed)
@@ -155,6 +165,9 @@ class World:
         self.lock = threading.RLock()
         self.teams: dict[int, Team] = {}
         self.failure_hooks: list[Callable[[Backfill], None]] = []
+        # The true history, kept only when asked (tests): every change of every backfill, in time
+        # order, retention and `forget` notwithstanding.
+        self.ledger: list[Change] | None = [] if keep_ledger else None
         self._events: list[tuple[datetime, int, Callable[..., None], tuple]] = []
         self._seq = itertools.count()
         self._now = clock.now()
@@ -298,6 +311,7 @@ class World:
                 created_user_id=user_id,
             )
             team.backfills[backfill.id] = backfill
+            self._record(backfill)
             self.schedule(
                 self._now + self._uniform(self.timing.runs_created_after), self._create_runs, backfill
             )
@@ -318,6 +332,7 @@ class World:
             backfill.end_time = backfill.removed_time = self._now
             backfill.removed_user_id = user_id
             backfill.pending_days.clear()
+            self._record(backfill)
             self._dispatch(self.teams[team_id])
             return backfill
 
@@ -339,6 +354,7 @@ class World:
             backfill.runs_failed = 0
             backfill.errors = []
             backfill.status = "SCHEDULED"  # back in the queue: RUNNING at once when the team has a free slot
+            self._record(backfill)
             self._dispatch(self.teams[team_id])
             return backfill
 
@@ -355,6 +371,7 @@ class World:
         backfill.status = "SCHEDULED"
         backfill.runs_created = backfill.runs_total
         backfill.pending_days = [backfill.range_end - timedelta(days=i) for i in range(backfill.runs_total)]
+        self._record(backfill)
         self.schedule(
             self._now + self._uniform(self.timing.pickup_after), self._dispatch, self.teams[backfill.team_id]
         )
@@ -369,6 +386,7 @@ class World:
         for backfill in queued[: max(0, self.max_running - running)]:
             backfill.status = "RUNNING"
             backfill.start_time = backfill.start_time or self._now  # a retry keeps its first start
+            self._record(backfill)
             self.schedule(self._now + self._uniform(self.timing.gap_between_runs), self._next_run, backfill)
 
     def _next_run(self, backfill: Backfill) -> None:
@@ -387,6 +405,7 @@ class World:
         else:
             backfill.status = "COMPLETED"
             backfill.end_time = self._now
+        self._record(backfill)
         self._dispatch(self.teams[backfill.team_id])
 
     def _run_done(self, backfill: Backfill, day: date) -> None:
@@ -398,8 +417,13 @@ class World:
             )
         else:
             backfill.runs_completed += 1
+        self._record(backfill)
         if backfill.status == "RUNNING":
             self.schedule(self._now + self._uniform(self.timing.gap_between_runs), self._next_run, backfill)
+
+    def _record(self, backfill: Backfill) -> None:
+        if self.ledger is not None:
+            self.ledger.append(Change(self._now, backfill.team_id, backfill.to_api()))
 
     def _run_seconds(self, backfill: Backfill) -> float:
         median = self.teams[backfill.team_id].transfers[backfill.transfer_id].median_run_seconds

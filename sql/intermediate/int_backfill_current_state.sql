@@ -1,6 +1,7 @@
 -- One row per backfill: its latest stored state and whether that state is confirmed.
 -- A backfill that left the list is UNKNOWN until a lookup confirmed its state (COMPLETED,
--- CANCELLED, or still incomplete behind the 100-item cap); a 404 keeps it UNKNOWN.
+-- CANCELLED, or still incomplete behind the 100-item cap); a 404 keeps it UNKNOWN, and a 404
+-- after "still incomplete" makes it UNKNOWN again from that answer (the API forgot it meanwhile).
 with versions as (
     select * from staging.stg_supermetrics__backfill_versions
 ),
@@ -36,6 +37,23 @@ confirmations as (
     group by team_id, transfer_backfill_id
 ),
 
+-- the answered lookups (not_found included) after the backfill's last incomplete confirmation
+answered_after_confirmation as (
+    select
+        lookups.team_id,
+        lookups.transfer_backfill_id,
+        min(lookups.looked_up_at) filter (where lookups.outcome = 'not_found') as forgotten_at,
+        min(lookups.poll_id) filter (where lookups.outcome = 'not_found') as forgotten_at_poll_id,
+        bool_or(lookups.outcome = 'not_found') as is_forgotten
+    from lookups
+    left join confirmations
+        on
+            confirmations.team_id = lookups.team_id
+            and confirmations.transfer_backfill_id = lookups.transfer_backfill_id
+    where lookups.poll_id > coalesce(confirmations.confirmed_at_poll_id, -1)
+    group by lookups.team_id, lookups.transfer_backfill_id
+),
+
 final as (
     select
         latest_versions.* exclude (version_id, error_report_poll_id),
@@ -45,10 +63,25 @@ final as (
         confirmations.confirmed_at,
         case
             when latest_stretches.unlisted_at_poll_id is null then latest_versions.status
-            when confirmations.confirmed_at_poll_id >= latest_stretches.unlisted_at_poll_id
+            when latest_versions.status in ('COMPLETED', 'CANCELLED') then latest_versions.status
+            when
+                confirmations.confirmed_at_poll_id >= latest_stretches.unlisted_at_poll_id
+                and not coalesce(answered_after_confirmation.is_forgotten, false)
                 then latest_versions.status
             else 'UNKNOWN'
-        end as current_status
+        end as current_status,
+        -- when an UNKNOWN backfill stopped being known: it left the list, or it was confirmed
+        -- incomplete behind the cap and then the API answered 404
+        case
+            when confirmations.confirmed_at_poll_id >= latest_stretches.unlisted_at_poll_id
+                then answered_after_confirmation.forgotten_at
+            else latest_stretches.vanished_at
+        end as unknown_since,
+        case
+            when confirmations.confirmed_at_poll_id >= latest_stretches.unlisted_at_poll_id
+                then answered_after_confirmation.forgotten_at_poll_id
+            else latest_stretches.unlisted_at_poll_id
+        end as unknown_since_poll_id
     from latest_versions
     left join latest_stretches
         on
@@ -58,6 +91,10 @@ final as (
         on
             confirmations.team_id = latest_versions.team_id
             and confirmations.transfer_backfill_id = latest_versions.transfer_backfill_id
+    left join answered_after_confirmation
+        on
+            answered_after_confirmation.team_id = latest_versions.team_id
+            and answered_after_confirmation.transfer_backfill_id = latest_versions.transfer_backfill_id
 )
 
 select * from final

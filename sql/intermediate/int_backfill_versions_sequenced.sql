@@ -40,9 +40,10 @@ attempts as (
     select
         *,
         -- a retry starts a new attempt, and the API resets transfer_runs_failed for it: seen as the
-        -- status leaving FAILED, or the failed count dropping (retried again between two polls)
+        -- status going from FAILED back to the queue or to running (not to CANCELLED: a cancel is
+        -- no retry), or the failed count dropping (retried again between two polls)
         coalesce(
-            previous_status = 'FAILED' and status <> 'FAILED'
+            previous_status = 'FAILED' and status in ('CREATED', 'SCHEDULED', 'RUNNING')
             or transfer_runs_failed < previous_runs_failed,
             false
         ) as is_new_attempt

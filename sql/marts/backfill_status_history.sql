@@ -1,8 +1,14 @@
 -- One row per contiguous stretch of one status of a backfill, by observed poll times.
 -- A final status (COMPLETED, CANCELLED) starts when the backfill vanished from the list, not
--- when the lookup confirmed it; an unconfirmed one is an UNKNOWN stretch from that moment.
+-- when the lookup confirmed it, unless a lookup after the vanishing still found it incomplete
+-- (hidden by the 100-item cap): then it starts at the lookup that found it final. An
+-- unconfirmed one is an UNKNOWN stretch from the moment it stopped being known.
 with versions as (
     select * from staging.int_backfill_versions_sequenced
+),
+
+lookups as (
+    select * from staging.stg_supermetrics__backfill_lookups
 ),
 
 stretches as (
@@ -24,7 +30,19 @@ version_observations as (
         versions.poll_id,
         versions.status,
         case
-            when versions.observed_by = 'lookup' and versions.status in ('COMPLETED', 'CANCELLED')
+            when
+                versions.observed_by = 'lookup'
+                and versions.status in ('COMPLETED', 'CANCELLED')
+                and not exists (
+                    select 1
+                    from lookups
+                    where
+                        lookups.team_id = versions.team_id
+                        and lookups.transfer_backfill_id = versions.transfer_backfill_id
+                        and lookups.outcome = 'incomplete'
+                        and lookups.poll_id >= stretches.unlisted_at_poll_id
+                        and lookups.poll_id < versions.poll_id
+                )
                 then coalesce(stretches.vanished_at, versions.observed_at)
             else versions.observed_at
         end as observed_at
@@ -40,9 +58,9 @@ unknown_observations as (
     select
         team_id,
         transfer_backfill_id,
-        unlisted_at_poll_id as poll_id,
+        unknown_since_poll_id as poll_id,
         'UNKNOWN' as status,
-        vanished_at as observed_at
+        unknown_since as observed_at
     from current_state
     where current_status = 'UNKNOWN'
 ),

@@ -32,15 +32,26 @@ running_per_poll as (
     group by team_id, poll_id
 ),
 
-team_slots as (
-    -- the API does not say how many backfills a team may run at once: the most ever seen RUNNING
-    -- together stands for it, and the latest poll says how many run now
+running_now as (
+    -- the current states, lookups included: the oldest backfills, the running ones among them,
+    -- are the first a full list (100 items) hides
     select
         team_id,
-        max(running) as max_running_seen,
-        arg_max(running, poll_id) as running_now
-    from running_per_poll
+        count(*) filter (where current_status = 'RUNNING') as running_now
+    from current_state
     group by team_id
+),
+
+team_slots as (
+    -- the API does not say how many backfills a team may run at once: the most ever seen RUNNING
+    -- together stands for it
+    select
+        running_now.team_id,
+        greatest(max(running_per_poll.running), running_now.running_now) as max_running_seen,
+        running_now.running_now
+    from running_now
+    left join running_per_poll on running_per_poll.team_id = running_now.team_id
+    group by running_now.team_id, running_now.running_now
 ),
 
 

@@ -11,16 +11,26 @@ polls as (
     select * from staging.stg_supermetrics__polls
 ),
 
+current_state as (
+    select * from staging.int_backfill_current_state
+),
+
 backfill_days as (
     select
-        team_id,
-        cast(timezone('UTC', created_time) as date) as created_date,
-        cast(timezone('UTC', start_time) as date) as started_date,
-        cast(timezone('UTC', finished_at) as date) as finished_date,
-        -- active until it finished, or until it vanished if its end is unknown
-        cast(timezone('UTC', coalesce(finished_at, case when status = 'UNKNOWN' then vanished_at end)) as date)
-            as active_until_date
+        backfills.team_id,
+        cast(timezone('UTC', backfills.created_time) as date) as created_date,
+        cast(timezone('UTC', backfills.start_time) as date) as started_date,
+        cast(timezone('UTC', backfills.finished_at) as date) as finished_date,
+        -- active until it finished, or until it stopped being known if its end is unknown
+        cast(timezone('UTC', coalesce(
+            backfills.finished_at,
+            case when backfills.status = 'UNKNOWN' then current_state.unknown_since end
+        )) as date) as active_until_date
     from backfills
+    left join current_state
+        on
+            current_state.team_id = backfills.team_id
+            and current_state.transfer_backfill_id = backfills.transfer_backfill_id
 ),
 
 observed as (
