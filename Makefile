@@ -5,12 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help test demo lint simulate bench docs clean lock
+.PHONY: help test demo lint simulate bench ground-truth docs clean lock
 
 help:
 	@echo "make demo      run the whole pipeline on the local simulator"
 	@echo "make test      run the test suite"
 	@echo "make lint      ruff check"
+	@echo "make bench     measure speed and memory (docs/benchmarks.md)"
+	@echo "make ground-truth  the models against the simulator's true history, 4 h and 2 days"
 	@echo "make simulate  serve the simulator on 127.0.0.1:8765 at 600x speed"
 	@echo "make docs      regenerate docs/models.md from sql/marts/*.yml"
 	@echo "make lock      re-pin constraints.txt from the current .venv"
@@ -37,6 +39,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# the short audit of make test and two simulated days, with the per-table counts printed
+ground-truth: $(STAMP)
+	$(BIN)/python -m pytest -s -m '' tests/test_ground_truth.py
 
 docs: $(STAMP)
 	$(BIN)/python -m pipelines.models

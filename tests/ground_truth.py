@@ -31,6 +31,7 @@ TOLERANCES = {
     "reset_unseen": "failures (and their errors) that a retry reset before any sighting showed them",
     "after_last_sighting": "a change after the backfill was last shown (hidden by the 100 cap, or forgotten)",
     "forgotten": "the API forgot the backfill (404) before a lookup confirmed its final state",
+    "stale_team": "the team's latest polls failed or were skipped (a run stops at an outage)",
     "day_boundary": "runs done before midnight and first seen after it count on the later day",
 }
 

@@ -124,10 +124,13 @@ class Audit:
         """Why a change after the backfill's last sighting is allowed to be missing, or None:
         the monitor must confirm how a backfill ended unless the API forgot it (404), it is hidden
         behind the 100 cap (rechecked in turn, max_rechecks a run), its lookup failed in the last
-        run, or it was CANCELLED and looked up CANCELLED_LOOKUPS times already."""
+        run, it was CANCELLED and looked up CANCELLED_LOOKUPS times already, or its team's latest
+        polls failed."""
         backfill = seen.truth
         if seen.status == "UNKNOWN" and any(a.status == 404 for a in backfill.lookups):
             return "forgotten"
+        if self.truth.last_ok_poll(backfill.team_id) < self.truth.end:
+            return "stale_team"
         hidden = seen.vanished is not None and seen.status not in FINAL
         cancelled_lookups = sum(
             s.state["status"] == "CANCELLED" for s in backfill.sightings if s.by == "lookup"
@@ -461,7 +464,7 @@ class Audit:
                 table, key, "first_seen_at", row["first_seen_at"], first, true_first, "between_sightings"
             )
             self.check(table, key, "last_seen_at", row["last_seen_at"], last, last, None)
-        for backfill_id, seen in self.seen.items():
+        for seen in self.seen.values():
             unseen = len(seen.truth.errors()) - len(seen.errors())
             if unseen:
                 self.tallies[table].explain(
@@ -474,8 +477,8 @@ class Audit:
         table = "error_summary"
         pattern_of = {r["error"]: r["error_pattern"] for r in self.tables["backfill_errors"]}
         groups: dict[str, list] = defaultdict(list)
-        for backfill_id, seen in self.seen.items():
-            for (day, error), (first, last) in seen.errors().items():
+        for seen in self.seen.values():
+            for (_, error), (first, last) in seen.errors().items():
                 groups[pattern_of.get(error, "?")].append((seen.truth, error, first, last))
         model = self.keyed(table, "error_pattern")
         self.missing_or_extra(table, model, {(p,): g for p, g in groups.items()})
@@ -496,8 +499,28 @@ class Audit:
     def daily_activity(self) -> None:
         table = "daily_activity"
         model = self.keyed(table, "team_id", "day")
-        expected: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        truth_runs: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        seen_counts: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        true_counts: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        # why the sightings and the truth may differ on a (team, day, column): a class per cause
+        causes: dict[tuple, set[str | None]] = defaultdict(set)
+        for backfill in self.truth.backfills.values():
+            team, final, seen = backfill.team_id, backfill.final, self.seen.get(backfill.id)
+            for column, at, shown in (
+                ("backfills_created", ts(final["created_time"]), seen and ts(seen.state["created_time"])),
+                ("backfills_started", ts(final["start_time"]), seen and ts(seen.state["start_time"])),
+                (
+                    "backfills_finished",
+                    self._finished_at(final["status"], final),
+                    seen and self._finished_at(seen.status, seen.state),
+                ),
+            ):
+                if at is not None:
+                    true_counts[(team, at.date())][column] += 1
+                if shown != at:
+                    why = "never_listed" if seen is None else self.unseen(seen)
+                    for moment in (at, shown):
+                        if moment is not None:
+                            causes[(team, moment.date(), column)].add(why)
         for seen in self.seen.values():
             team, state = seen.truth.team_id, seen.state
             for column, at in (
@@ -506,84 +529,135 @@ class Audit:
                 ("backfills_finished", self._finished_at(seen.status, state)),
             ):
                 if at is not None:
-                    expected[(team, at.date())][column] += 1
+                    seen_counts[(team, at.date())][column] += 1
             for at, count in seen.completed_deltas():
-                expected[(team, at.date())]["runs_completed"] += count
+                seen_counts[(team, at.date())]["runs_completed"] += count
             for at, count in seen.failed_deltas():
-                expected[(team, at.date())]["runs_failed"] += count
+                seen_counts[(team, at.date())]["runs_failed"] += count
             for at, kind in seen.truth.runs_done():
-                truth_runs[(team, at.date())][f"runs_{kind}"] += 1
+                column = f"runs_{kind}"
+                true_counts[(team, at.date())][column] += 1
+                shown = seen.truth.first_sighting_from(at)
+                if shown is None:
+                    causes[(team, at.date(), column)].add(self._failures_lost(seen))
+                elif shown.at.date() != at.date():
+                    causes[(team, at.date(), column)].add("day_boundary")
+                    causes[(team, shown.at.date(), column)].add("day_boundary")
+                if kind == "failed":
+                    causes[(team, at.date(), column)].add(self._failures_lost(seen))
         for (team, day), row in sorted(model.items()):
-            sums = expected.get((team, day), {})
-            for column in ("backfills_created", "backfills_started", "backfills_finished"):
+            seen_day, true_day = seen_counts.get((team, day), {}), true_counts.get((team, day), {})
+            for column in (
+                "backfills_created",
+                "backfills_started",
+                "backfills_finished",
+                "runs_completed",
+                "runs_failed",
+            ):
+                why = sorted(c for c in causes.get((team, day, column), ()) if c)
                 self.check(
-                    table, (team, day), column, row[column], sums.get(column, 0), sums.get(column, 0), None
+                    table,
+                    (team, day),
+                    column,
+                    row[column],
+                    seen_day.get(column, 0),
+                    true_day.get(column, 0),
+                    why[0] if why else None,
                 )
-            for column in ("runs_completed", "runs_failed"):
-                true = truth_runs.get((team, day), {}).get(column, 0)
-                tolerance = "day_boundary" if column == "runs_completed" else "reset_unseen"
-                self.check(table, (team, day), column, row[column], sums.get(column, 0), true, tolerance)
-            active = self._active(team, day)
-            self.check(table, (team, day), "backfills_active", row["backfills_active"], active, active, None)
+            active, truly_active, why = self._active(team, day)
+            self.check(
+                table, (team, day), "backfills_active", row["backfills_active"], active, truly_active, why
+            )
             start = datetime(day.year, day.month, day.day, tzinfo=self.truth.end.tzinfo)
             polls = self.truth.ok_polls[team]
             full = polls[0].at <= start and polls[-1].at >= start + timedelta(days=1)
             self.check(table, (team, day), "is_fully_observed", row["is_fully_observed"], full, full, None)
 
-    def _active(self, team: int, day) -> int:
-        count = 0
-        for seen in self.seen.values():
-            if seen.truth.team_id != team:
+    def _active(self, team: int, day) -> tuple[int, int, str | None]:
+        """Backfills active on the day (created by its end, not finished before it began): as the
+        sightings show them, truly, and why the two differ."""
+        seen_count, true_count, why = 0, 0, set()
+        for backfill in self.truth.backfills.values():
+            if backfill.team_id != team:
                 continue
-            created = ts(seen.state["created_time"]).date()
+            final, seen = backfill.final, self.seen.get(backfill.id)
+            created = ts(final["created_time"]).date()
+            until = self._finished_at(final["status"], final)
+            truly = created <= day and (until is None or until.date() >= day)
+            true_count += truly
+            if seen is None:
+                why.add("never_listed") if truly else None
+                continue
             until = self._finished_at(seen.status, seen.state) or seen.unknown_since
-            if created <= day and (until is None or until.date() >= day):
-                count += 1
-        return count
+            shown = created <= day and (until is None or until.date() >= day)
+            seen_count += shown
+            if shown != truly:
+                why.add(self.unseen(seen))
+        causes = sorted(c for c in why if c)
+        return seen_count, true_count, causes[0] if causes else None
 
     def transfer_failure_rates(self) -> None:
         table = "transfer_failure_rates"
         model = self.keyed(table, "team_id", "transfer_id")
         groups: dict[tuple, list[Seen]] = defaultdict(list)
-        for seen in self.seen.values():
-            groups[(seen.truth.team_id, seen.state["transfer_id"])].append(seen)
+        never: dict[tuple, int] = defaultdict(int)
+        for backfill in self.truth.backfills.values():
+            key = (backfill.team_id, backfill.first["transfer_id"])
+            if backfill.id in self.seen:
+                groups[key].append(self.seen[backfill.id])
+            else:
+                never[key] += 1
         self.missing_or_extra(table, model, groups)
         for key, group in groups.items():
             row = model.get(key)
             if row is None:
                 continue
+            reasons = sorted({r for s in group if (r := self._failures_lost(s))})
+            why = reasons[0] if reasons else None
             completed = sum(sum(c for _, c in s.completed_deltas()) for s in group)
             failed = sum(sum(c for _, c in s.failed_deltas()) for s in group)
             true_completed = sum(s.truth.final["transfer_runs_completed"] for s in group)
             true_failed = sum(sum(a[0] for a in s.truth.attempts()) for s in group)
             run_seconds = [self._run_seconds(s) for s in group if s.status == "COMPLETED"]
+            true_run_seconds = [
+                self._true_run_seconds(s.truth) for s in group if s.truth.final["status"] == "COMPLETED"
+            ]
             statuses = [s.status for s in group]
-            for column, value in (
-                ("backfills", len(group)),
-                ("backfills_incomplete", sum(s not in (*FINAL, "UNKNOWN") for s in statuses)),
-                ("backfills_completed", statuses.count("COMPLETED")),
-                ("backfills_cancelled", statuses.count("CANCELLED")),
-                ("backfills_failed", statuses.count("FAILED")),
-                ("median_run_seconds", statistics.median(run_seconds) if run_seconds else None),
-                ("last_backfill_created_at", max(ts(s.state["created_time"]) for s in group)),
+            true_statuses = [s.truth.final["status"] for s in group]
+            for column, value, truly, tolerance in (
+                ("backfills", len(group), len(group) + never[key], "never_listed"),
+                (
+                    "backfills_incomplete",
+                    sum(s not in (*FINAL, "UNKNOWN") for s in statuses),
+                    sum(s not in FINAL for s in true_statuses),
+                    why,
+                ),
+                ("backfills_completed", statuses.count("COMPLETED"), true_statuses.count("COMPLETED"), why),
+                ("backfills_cancelled", statuses.count("CANCELLED"), true_statuses.count("CANCELLED"), why),
+                ("backfills_failed", statuses.count("FAILED"), true_statuses.count("FAILED"), why),
+                (
+                    "median_run_seconds",
+                    statistics.median(run_seconds) if run_seconds else None,
+                    statistics.median(true_run_seconds) if true_run_seconds else None,
+                    why,
+                ),
+                ("runs_completed", completed, true_completed, why),
+                ("runs_failed", failed, true_failed, why),
+                (
+                    "failure_rate",
+                    ratio(failed, completed + failed),
+                    ratio(true_failed, true_completed + true_failed),
+                    why,
+                ),
             ):
-                self.check(table, key, column, row[column], value, value, None)
+                self.check(table, key, column, row[column], value, truly, tolerance)
+            created = max(ts(s.state["created_time"]) for s in group)
             self.check(
                 table,
                 key,
-                "runs_completed",
-                row["runs_completed"],
-                completed,
-                true_completed,
-                "after_last_sighting",
-            )
-            self.check(table, key, "runs_failed", row["runs_failed"], failed, true_failed, "reset_unseen")
-            self.check(
-                table,
-                key,
-                "failure_rate",
-                row["failure_rate"],
-                ratio(failed, completed + failed),
-                ratio(true_failed, true_completed + true_failed),
-                "reset_unseen",
+                "last_backfill_created_at",
+                row["last_backfill_created_at"],
+                created,
+                created,
+                None,
             )

@@ -123,15 +123,22 @@ class SupermetricsClient:
         for attempt in range(1, self.max_attempts + 1):
             last = attempt == self.max_attempts
             started = time.monotonic()
+            response = None
             try:
-                response = self._session.get(url, timeout=self.timeout)
+                # streamed, so that the headers (the server's Date) survive a body cut off half-way
+                response = self._session.get(url, timeout=self.timeout, stream=True)
                 self.requests_made += 1
                 content = response.content  # a cut-off body fails here
             except _CONNECTION_ERRORS as exc:
-                self.requests_made += 1
+                if response is None:  # counted above when the headers came
+                    self.requests_made += 1
                 error = ApiUnavailableError(
-                    f"{what}: {_describe_connection_error(exc)} after {attempt} attempt(s)"
+                    f"{what}: {_describe_connection_error(exc)} after {attempt} attempt(s)",
+                    http_status=None if response is None else response.status_code,
+                    server_time=None if response is None else _server_time(response),
                 )
+                if response is not None:
+                    response.close()
                 if last:
                     raise error from None
                 self._wait(self._backoff(attempt), error)
