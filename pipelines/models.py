@@ -285,6 +285,8 @@ def dictionary_markdown(sql_dir: Path = SQL_DIR) -> str:
         "",
         "Generated from `sql/marts/*.yml` by `make docs`; do not edit by hand.",
         "Times are UTC `TIMESTAMPTZ`; poll times are the API's clock (its `Date` header).",
+        "Where these tables can differ from what really happened, and how a test proves that they",
+        "differ nowhere else: docs/ground-truth.md.",
         "",
     ]
     for model in discover(sql_dir, DEFAULT_VARIABLES):

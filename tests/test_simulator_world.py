@@ -194,3 +194,33 @@ def test_bad_create_requests(sim: Simulator, api: Api) -> None:
 def test_unknown_paths_and_methods(sim: Simulator, api: Api) -> None:
     assert api.get("/teams/1/nothing").status_code == 404
     assert api.session.delete(api.url(f"/teams/{TEAM}/backfills"), timeout=10).status_code == 405
+
+
+def test_the_ledger_keeps_every_change_at_its_exact_time_and_the_log_every_answer() -> None:
+    with Simulator(seed=7, speed=0, start=START, teams=(TEAM,), timing=FIXED_TIMING, keep_ledger=True) as sim:
+        api = Api(sim)
+        transfer = add_transfer(sim, run_seconds=100)
+        backfill_id = api.create(transfer, days_ago(2), days_ago(1))["transfer_backfill_id"]  # 2 runs
+        sim.clock.advance(400)
+        assert api.listing() == []
+        api.backfill(backfill_id)
+        sim.world.forget(TEAM, backfill_id)
+        assert api.get(f"/teams/{TEAM}/backfills/{backfill_id}").status_code == 404
+
+    changes = [
+        (c.at - START, c.state["status"], c.state["transfer_runs_completed"]) for c in sim.world.ledger
+    ]
+    seconds = [(int(d.total_seconds()), status, done) for d, status, done in changes]
+    # created at T, SCHEDULED at +60, RUNNING at +120, runs done at +230 and +340, COMPLETED at
+    # +130 + 2*110 = +350; the forgotten backfill stays in the ledger
+    assert seconds == [
+        (0, "CREATED", 0),
+        (60, "SCHEDULED", 0),
+        (120, "RUNNING", 0),
+        (230, "RUNNING", 1),
+        (340, "RUNNING", 2),
+        (350, "COMPLETED", 2),
+    ]
+    answers = [(a.endpoint, a.status, a.listed, int((a.at - START).total_seconds())) for a in sim.answers]
+    assert answers == [("list", 200, (), 400), ("get", 200, (), 400), ("get", 404, (), 400)]
+    assert sim.answers[1].ids == (TEAM, backfill_id)
