@@ -23,6 +23,7 @@ from .publish import PublishResult
 from .simulator import DEFAULT_API_KEY, DEFAULT_TEAM_ID, FAULT_KINDS, Simulator, Workload, parse_fault
 from .supermetrics.errors import ConfigError, MonitorError
 from .supermetrics.settings import DEFAULT_DB_PATH
+from .text import clean, one_line
 from .watch import parse_interval, watch
 
 
@@ -39,9 +40,9 @@ class Cli(click.Group):
         except Exception as exc:
             if ctx.obj and ctx.obj.get("verbose"):
                 raise
-            detail = str(exc).splitlines()[0] if str(exc) else ""
             click.echo(
-                f"backfills: unexpected error: {type(exc).__name__}: {detail} (-v shows the traceback)",
+                f"backfills: unexpected error: {type(exc).__name__}: {one_line(str(exc))} "
+                "(-v shows the traceback)",
                 err=True,
             )
             sys.exit(1)
@@ -64,7 +65,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 def fail(error: MonitorError) -> NoReturn:
     """The one line on stderr and the exit code of a failed command."""
-    click.echo(f"backfills: {error.failure_class}: {error}", err=True)
+    click.echo(f"backfills: {error.failure_class}: {clean(str(error))}", err=True)
     sys.exit(error.exit_code)
 
 
@@ -122,7 +123,7 @@ def ingest(team_ids: tuple[int, ...], base_url: str | None, db_path: Path, wait_
 def echo_ingest(result: IngestResult) -> None:
     report = result.report
     for warning in report.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(f"warning: {clean(warning)}", err=True)
     for team in report.teams:
         click.echo(
             f"team {team.team_id}: poll {team.poll_id}, listed {team.listed}, changed {team.changed}, "
@@ -167,14 +168,14 @@ def watch_command(every: str, team_ids: tuple[int, ...], base_url: str | None, d
         )
 
     def on_failure(error: MonitorError) -> None:
-        click.echo(f"backfills: {error.failure_class}: {error} (next try in {every})", err=True)
+        click.echo(f"backfills: {error.failure_class}: {clean(str(error))} (next try in {every})", err=True)
 
     watch(seconds, run_once, on_failure, stop)
 
 
 def echo_build(built: BuildResult, published: PublishResult) -> None:
     for warning in built.warnings:
-        click.echo(f"warning: data check: {warning}", err=True)
+        click.echo(f"warning: data check: {clean(warning)}", err=True)
     click.echo(f"models: {len(built.models)} rebuilt, {built.tests} data tests run in {built.seconds:.1f} s")
     click.echo(f"published for BI tools: {published.duckdb_path} and {published.parquet_dir}/*.parquet")
 
@@ -486,4 +487,8 @@ def query(sql: str, db_path: Path) -> None:
         except duckdb.Error as exc:
             fail(ConfigError(f"the query failed: {str(exc).splitlines()[0]}"))
         if relation is not None:
-            click.echo(relation.df().to_string(index=False, max_colwidth=80))
+            frame = relation.df()
+            # the values come from outside (error texts): no control character reaches the terminal
+            frame.columns = [clean(str(c)) for c in frame.columns]
+            frame = frame.map(lambda v: clean(v) if isinstance(v, str) else v)
+            click.echo(frame.to_string(index=False, max_colwidth=80))

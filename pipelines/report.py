@@ -9,8 +9,8 @@ each team. "Now" is the latest poll, so the report reads the same on a simulator
 
 It reads the copy published for BI tools, so it never makes a scheduled ingest wait.
 
-Error messages come from the API and are untrusted: every text value is cleaned of control
-characters and terminal escape sequences before it is printed, whatever the format.
+Error messages come from the API and are untrusted: in every text value, control characters
+(and so terminal escape sequences) are shown as visible escapes before it is printed.
 """
 
 from __future__ import annotations

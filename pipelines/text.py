@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-import re
 import unicodedata
 
 MAX_TEXT = 300  # characters of outside text (an API's error message) in one line
-_ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
+_CONTROL = ("Cc", "Cf", "Zl", "Zp")  # Unicode categories: controls, format (bidi), separators
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def clean(text: str) -> str:
-    """Neutralise terminal escape sequences and control characters in untrusted text."""
-    text = _ESCAPES.sub("", text)
-    return "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
+    r"""Untrusted text made safe for a terminal, on one line: control and format characters
+    (ESC, BEL, CR/LF, bidi overrides, ...) are shown as visible escapes, so that no escape
+    sequence can act and nothing is hidden.
+
+    Example:
+        >>> print(clean("\x1b[2Jhi\r\n"))
+        \x1b[2Jhi\r\n
+    """
+    return "".join(_visible(c) if unicodedata.category(c) in _CONTROL else c for c in text)
+
+
+def _visible(char: str) -> str:
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def one_line(text: str, limit: int = MAX_TEXT) -> str:
+    """Untrusted text for one line of output: cleaned, then capped at `limit` characters."""
+    return shorten(clean(text), limit)
 
 
 def shorten(text: str, limit: int = MAX_TEXT) -> str:

@@ -121,11 +121,12 @@ def test_missing_database(tmp_path) -> None:
     ("raw", "shown"),
     [
         ("plain", "plain"),
-        ("\x1b[31mred\x1b[0m", "red"),
-        ("a\x1b]0;title\x07b", "ab"),
-        ("line\r\nbreak", "line  break"),
-        ("bell\x07", "bell "),
-        ("rtl\u202eoverride", "rtl override"),
+        ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),
+        ("a\x1b]0;title\x07b", "a\\x1b]0;title\\x07b"),
+        ("line\r\nbreak", "line\\r\\nbreak"),
+        ("back\x08space", "back\\x08space"),
+        ("rtl\u202eoverride", "rtl\\u202eoverride"),
+        ("café ✓", "café ✓"),
     ],
 )
 def test_clean(raw: str, shown: str) -> None:

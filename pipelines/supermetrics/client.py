@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ..text import shorten
 from . import settings
 from .errors import (
     ApiError,
@@ -214,12 +215,19 @@ def _error_for(response: requests.Response, what: str, attempt: int) -> ApiError
     """Map a non-200 answer to its error class, with a message that says what to do."""
     status = response.status_code
     code, message, request_id = _envelope(response)
-    said = f"HTTP {status}" + (f" {code}" if code else "") + (f" ({message.rstrip('.')})" if message else "")
+    # the API's text is capped in the line (printers make its control characters visible); the
+    # poll log keeps it whole in api_message
+    said = (
+        f"HTTP {status}"
+        + (f" {shorten(code, 60)}" if code else "")
+        + (f" ({shorten(message.rstrip('.'))})" if message else "")
+    )
     kwargs = {
         "http_status": status,
         "error_code": code,
         "request_id": request_id,
         "server_time": _server_time(response),
+        "api_message": message,
     }
     if status == 401:
         return AuthError(

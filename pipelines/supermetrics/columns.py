@@ -21,6 +21,7 @@ POLL_COLUMNS = _columns(
     error_code="text",
     error_class="text",
     error_message="text",
+    api_message="text",
     request_id="text",
     backfills_listed="bigint",
     possibly_truncated="bool",
@@ -80,6 +81,7 @@ LOOKUP_COLUMNS = _columns(
     http_status="bigint",
     error_code="text",
     error_message="text",
+    api_message="text",
     request_id="text",
     duration_ms="double",
 )

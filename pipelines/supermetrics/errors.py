@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ..text import shorten
+
 
 class MonitorError(Exception):
     """Root of the monitor's errors. `str()` is the one line printed on stderr."""
@@ -61,14 +63,16 @@ class ApiError(MonitorError):
         error_code: str | None = None,
         request_id: str | None = None,
         server_time: datetime | None = None,
+        api_message: str | None = None,
     ) -> None:
         if request_id:
-            message = f"{message} (request_id {request_id})"
+            message = f"{message} (request_id {shorten(request_id, 60)})"
         super().__init__(message)
         self.http_status = http_status
         self.error_code = error_code
         self.request_id = request_id
         self.server_time = server_time  # the answer's Date header, when there was an answer
+        self.api_message = api_message  # the API's error.message, whole and as sent (untrusted)
 
 
 class AuthError(ApiError):

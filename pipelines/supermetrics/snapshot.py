@@ -353,6 +353,7 @@ def _failed_poll(poll_id: int, team_id: int, error: ApiError) -> dict[str, Any]:
         "error_code": error.error_code,
         "error_class": error.failure_class,
         "error_message": str(error),
+        "api_message": error.api_message,
         "request_id": error.request_id,
     }
 
@@ -365,5 +366,6 @@ def _lookup_error(outcome: str, error: ApiError) -> dict[str, Any]:
         "http_status": error.http_status,
         "error_code": error.error_code,
         "error_message": str(error),
+        "api_message": error.api_message,
         "request_id": error.request_id,
     }
