@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -13,22 +14,36 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
+from dlt.common.configuration.providers.toml import TomlProviderReadException
 
 from . import report as report_module
 from .database import connect
-from .ingest import IngestResult, rebuild_models
+from .ingest import IngestResult, causes, rebuild_models
 from .ingest import ingest as run_ingest
 from .models import BuildResult
 from .publish import PublishResult
 from .simulator import DEFAULT_API_KEY, DEFAULT_TEAM_ID, FAULT_KINDS, Simulator, Workload, parse_fault
-from .supermetrics.errors import ConfigError, MonitorError
+from .supermetrics.errors import ConfigError, Interrupted, MonitorError, UsageError
 from .supermetrics.settings import DEFAULT_DB_PATH
 from .text import clean, one_line
 from .watch import parse_interval, watch
 
 
 class Cli(click.Group):
-    """Any error ends in one line on stderr; -v shows the traceback of an unexpected one."""
+    """Any error ends in one line on stderr and a documented exit code (README "Exit codes");
+    -v shows the traceback of an unexpected one."""
+
+    def main(self, *args: object, **kwargs: object) -> object:
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as error:  # click says 2; sysexits says 64
+            error.show()
+            sys.exit(UsageError.exit_code)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.exceptions.Abort:  # Ctrl-C at a click prompt
+            fail(Interrupted("stopped by Ctrl-C"))
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -37,8 +52,11 @@ class Cli(click.Group):
             fail(error)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except Exception as exc:
-            if ctx.obj and ctx.obj.get("verbose"):
+        except BaseException as exc:
+            known = known_error(exc)
+            if known is not None:
+                fail(known)
+            if not isinstance(exc, Exception) or (ctx.obj and ctx.obj.get("verbose")):
                 raise
             click.echo(
                 f"backfills: unexpected error: {type(exc).__name__}: {one_line(str(exc))} "
@@ -46,6 +64,25 @@ class Cli(click.Group):
                 err=True,
             )
             sys.exit(1)
+
+
+def known_error(exc: BaseException) -> MonitorError | None:
+    """The monitor's error for a failure raised from inside a library: Ctrl-C anywhere (also
+    wrapped by dlt), an unreadable config file."""
+    for cause in causes(exc):
+        if isinstance(cause, KeyboardInterrupt):
+            return Interrupted(
+                "stopped by Ctrl-C; nothing is half-loaded: the next run finishes or discards the "
+                "interrupted load"
+            )
+        if isinstance(cause, TomlProviderReadException):
+            problem = str(cause).splitlines()[-1]  # the TOML parser's words, with line and column
+            if cause.file_name == "secrets.toml":  # not even one character of a secret
+                problem = re.sub(r"'[^']*'", "'…'", problem)
+            return ConfigError(f"cannot read .dlt/{cause.file_name}: {problem}")
+        if isinstance(cause, MonitorError):
+            return cause
+    return None
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
@@ -485,7 +522,7 @@ def query(sql: str, db_path: Path) -> None:
         try:
             relation = con.sql(sql)
         except duckdb.Error as exc:
-            fail(ConfigError(f"the query failed: {str(exc).splitlines()[0]}"))
+            fail(UsageError(f"the query failed: {str(exc).splitlines()[0]}"))
         if relation is not None:
             frame = relation.df()
             # the values come from outside (error texts): no control character reaches the terminal

@@ -33,7 +33,7 @@ from .publish import PublishResult, publish, published_dir
 from .settle import discard, settle
 from .supermetrics import supermetrics
 from .supermetrics.baseline import read_baseline
-from .supermetrics.errors import ConfigError, ModelError, MonitorError, PublishError
+from .supermetrics.errors import ConfigError, ModelError, MonitorError, PublishError, StorageError
 from .supermetrics.settings import DATASET_NAME, PIPELINE_NAME
 from .supermetrics.snapshot import RunReport
 
@@ -65,7 +65,10 @@ def prepare_db_path(db_path: Path) -> Path:
     try:
         db_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create the folder for the database {db_path}: {exc.strerror}") from None
+        raise StorageError(
+            f"cannot create the database's folder {db_path.parent} ({exc.strerror}): "
+            "choose a writable place with --db or BACKFILLS_DB"
+        ) from None
     return db_path
 
 
@@ -249,7 +252,7 @@ def _run(db_path: Path, step: Callable[[], object]) -> None:
         raise
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
+def causes(exc: BaseException) -> Iterator[BaseException]:
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -258,16 +261,16 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _monitor_error(exc: BaseException) -> MonitorError | None:
-    return next((e for e in _causes(exc) if isinstance(e, MonitorError)), None)
+    return next((e for e in causes(exc) if isinstance(e, MonitorError)), None)
 
 
 def _chain_text(exc: BaseException) -> str:
-    return " | ".join(str(e) for e in _causes(exc))
+    return " | ".join(str(e) for e in causes(exc))
 
 
 def _root_cause(exc: BaseException) -> str:
-    return str(list(_causes(exc))[-1]).splitlines()[0]
+    return str(list(causes(exc))[-1]).splitlines()[0]
 
 
 def _is_terminal(exc: BaseException) -> bool:
-    return any(isinstance(e, TerminalException) for e in _causes(exc))
+    return any(isinstance(e, TerminalException) for e in causes(exc))

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from .supermetrics.errors import LockedError
+from .supermetrics.errors import LockedError, StorageError
 
 
 class RunLock:
@@ -23,7 +23,13 @@ class RunLock:
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write in the database's folder {self.path.parent} ({exc.strerror}): "
+                "choose a writable place with --db or BACKFILLS_DB"
+            ) from None
         deadline = time.monotonic() + self.wait_seconds
         while True:
             try:

@@ -33,7 +33,7 @@ import yaml
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.tokens import TokenType
 
-from .supermetrics.errors import ModelError
+from .supermetrics.errors import ConfigError, ModelError
 
 
 def _sql_dir() -> Path:
@@ -99,7 +99,10 @@ def variables() -> dict[str, Any]:
             try:
                 values[name] = type(default)(configured)
             except (TypeError, ValueError):
-                raise ModelError(f"models.{name} = {configured!r} is not a number") from None
+                raise ConfigError(
+                    f"models.{name} = {configured!r} is not a number: set [models] {name} in "
+                    f".dlt/config.toml or MODELS__{name.upper()}"
+                ) from None
     return values
 
 

@@ -64,7 +64,7 @@ def test_connection_refused_is_unavailable() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     waits = Waits()
-    with pytest.raises(ApiUnavailableError, match="could not connect after 2 attempt"):
+    with pytest.raises(ApiUnavailableError, match="refused the connection after 2 attempt"):
         client(f"http://127.0.0.1:{port}/v1", waits, max_attempts=2).list_backfills(TEAM)
     assert waits == [1]
 

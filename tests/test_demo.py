@@ -68,7 +68,7 @@ def test_query_command(tmp_path: Path) -> None:
     )
     assert result.returncode == 0 and result.stdout.split() == ["polls", "24"]
     bad = run_backfills("query", "--db", str(tmp_path / "demo.duckdb"), "select nope", cwd=tmp_path)
-    assert bad.returncode == 78 and bad.stderr.startswith("backfills: config error: the query failed")
+    assert bad.returncode == 64 and bad.stderr.startswith("backfills: usage error: the query failed")
 
 
 def test_demo_keeps_a_demo_database_that_ingest_wrote_to(tmp_path: Path) -> None:

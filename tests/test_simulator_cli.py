@@ -45,7 +45,7 @@ def test_simulate_rejects_bad_options() -> None:
         env=backfills_env(),
         timeout=30,
     )
-    assert result.returncode == 2
+    assert result.returncode == 64  # a usage error (sysexits EX_USAGE)
     assert "unknown fault kind 'teapot'" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -14,7 +14,7 @@ import dlt
 from dlt.sources import DltResource
 
 from . import settings
-from .client import SupermetricsClient
+from .client import SupermetricsClient, check_setting
 from .columns import (
     ERROR_REPORT_COLUMNS,
     EVENT_COLUMNS,
@@ -58,6 +58,7 @@ def supermetrics(
     backoff_factor: float = settings.BACKOFF_FACTOR_SECONDS,
     max_retry_after: float = settings.MAX_RETRY_AFTER_SECONDS,
     max_rechecks: int = settings.MAX_RECHECKS_PER_RUN,
+    max_run_seconds: float = settings.MAX_RUN_SECONDS,
     baseline: Baseline | None = None,
     report: RunReport | None = None,
     rounds: int = 1,
@@ -70,6 +71,8 @@ def supermetrics(
         api_key: the API key (a secret: never pass it on a command line).
         base_url: API root; plain http is refused unless the host is loopback.
         request_timeout, max_attempts, backoff_factor, max_retry_after: HTTP retry policy.
+        max_run_seconds: a deadline for all of the run's API calls and retry waits together;
+            past it the run stops polling and keeps what it got (exit 69).
         max_rechecks: lookups per team and run of backfills to confirm again (hidden by the
             100 cap, or CANCELLED with a run in flight), oldest-checked first.
         baseline: what the destination already holds; None for an empty destination.
@@ -86,6 +89,7 @@ def supermetrics(
         >>> report = RunReport()
         >>> pipeline.run(supermetrics(team_ids=[936506], report=report))
     """
+    check_setting("max_rechecks", max_rechecks, 0)
     client = SupermetricsClient(
         base_url,
         api_key,
@@ -93,6 +97,7 @@ def supermetrics(
         max_attempts=max_attempts,
         backoff_factor=backoff_factor,
         max_retry_after=max_retry_after,
+        max_run_seconds=max_run_seconds,
     )
     first_run = baseline is None or baseline.next_poll_id == 1
     collector = Collector(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ..text import shorten
+from ..text import one_line, shorten
 from . import settings
 from .errors import (
     ApiError,
@@ -86,6 +87,7 @@ class SupermetricsClient:
         max_attempts: int = settings.MAX_ATTEMPTS,
         backoff_factor: float = settings.BACKOFF_FACTOR_SECONDS,
         max_retry_after: float = settings.MAX_RETRY_AFTER_SECONDS,
+        max_run_seconds: float = settings.MAX_RUN_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not api_key or not api_key.strip():
@@ -93,13 +95,21 @@ class SupermetricsClient:
                 "the API key is empty: set SOURCES__SUPERMETRICS__API_KEY or "
                 "[sources.supermetrics] api_key in .dlt/secrets.toml"
             )
-        if max_attempts < 1:
-            raise ConfigError("max_attempts must be at least 1")
+        for name, value, least, above in (
+            ("request_timeout", timeout, 0, True),
+            ("max_attempts", max_attempts, 1, False),
+            ("backoff_factor", backoff_factor, 0, False),
+            ("max_retry_after", max_retry_after, 0, False),
+            ("max_run_seconds", max_run_seconds, 0, True),
+        ):
+            check_setting(name, value, least, above)
         self.base_url = check_base_url(base_url)
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.backoff_factor = backoff_factor
         self.max_retry_after = max_retry_after
+        self.max_run_seconds = max_run_seconds
+        self.deadline = time.monotonic() + max_run_seconds  # for every call of this run together
         self.sleep = sleep
         self.requests_made = 0
         self._session = requests.Session()
@@ -127,14 +137,14 @@ class SupermetricsClient:
             response = None
             try:
                 # streamed, so that the headers (the server's Date) survive a body cut off half-way
-                response = self._session.get(url, timeout=self.timeout, stream=True)
+                response = self._session.get(url, timeout=self._timeout(what), stream=True)
                 self.requests_made += 1
                 content = response.content  # a cut-off body fails here
             except _CONNECTION_ERRORS as exc:
                 if response is None:  # counted above when the headers came
                     self.requests_made += 1
                 error = ApiUnavailableError(
-                    f"{what}: {_describe_connection_error(exc)} after {attempt} attempt(s)",
+                    f"{what}: {_describe_connection_error(exc, url)} after {attempt} attempt(s)",
                     http_status=None if response is None else response.status_code,
                     server_time=None if response is None else _server_time(response),
                 )
@@ -142,7 +152,7 @@ class SupermetricsClient:
                     response.close()
                 if last:
                     raise error from None
-                self._wait(self._backoff(attempt), error)
+                self._wait(self._backoff(attempt), error, attempt)
                 continue
             duration_ms = (time.monotonic() - started) * 1000
             if response.status_code == 200:
@@ -151,8 +161,18 @@ class SupermetricsClient:
             retry_in = self._retry_delay(response, error, attempt, what)
             if retry_in is None or last:
                 raise error
-            self._wait(retry_in, error)
+            self._wait(retry_in, error, attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _timeout(self, what: str) -> float:
+        """The request's timeout: request_timeout, or less when the run's deadline is nearer."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise ApiUnavailableError(
+                f"{what}: not tried, the run's deadline passed (max_run_seconds = "
+                f"{self.max_run_seconds:g}); what the run got before is kept"
+            )
+        return min(self.timeout, remaining)
 
     def _success(
         self, response: requests.Response, content: bytes, duration_ms: float, what: str
@@ -206,9 +226,37 @@ class SupermetricsClient:
     def _backoff(self, attempt: int) -> float:
         return self.backoff_factor * 2 ** (attempt - 1)
 
-    def _wait(self, seconds: float, error: ApiError) -> None:
-        log.info("%s; retrying in %.1f s", error, seconds)
+    def _wait(self, seconds: float, error: ApiError, attempt: int) -> None:
+        """Say why and for how long, then wait: a retrying run is never silent."""
+        if time.monotonic() + seconds >= self.deadline:
+            raise ApiUnavailableError(
+                f"{error}; no time left to retry before the run's deadline "
+                f"(max_run_seconds = {self.max_run_seconds:g})",
+                http_status=error.http_status,
+                error_code=error.error_code,
+                server_time=error.server_time,
+                api_message=error.api_message,
+            ) from None
+        log.warning(
+            "%s; attempt %d of %d, retrying in %.1f s",
+            one_line(str(error), 600),
+            attempt + 1,
+            self.max_attempts,
+            seconds,
+        )
         self.sleep(seconds)
+
+
+def check_setting(name: str, value: object, least: float, above: bool = False) -> None:
+    """A numeric setting of [sources.supermetrics] within its range, or a ConfigError naming it."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok and (value > least if above else value >= least):
+        return
+    bound = f"above {least:g}" if above else f"at least {least:g}"
+    raise ConfigError(
+        f"{name} = {value!r} must be a number {bound}: set [sources.supermetrics] {name} in "
+        f".dlt/config.toml or SOURCES__SUPERMETRICS__{name.upper()}"
+    )
 
 
 def _error_for(response: requests.Response, what: str, attempt: int) -> ApiError:
@@ -268,12 +316,27 @@ def _envelope(response: requests.Response) -> tuple[str | None, str | None, str 
     return as_text(error.get("code")), as_text(error.get("message")), as_text(meta.get("request_id"))
 
 
-def _describe_connection_error(exc: Exception) -> str:
+def _describe_connection_error(exc: Exception, url: str) -> str:
+    """The host and the cause, in words: what an operator needs to fix a network problem."""
+    parts = urlsplit(url)
+    where = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
     if isinstance(exc, requests.Timeout):
-        return "no answer within the timeout"
+        return f"no answer from {where} in time"
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return "the connection broke while the answer was being read"
-    return "could not connect"
+        return f"the connection to {where} broke while the answer was being read"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"the TLS handshake with {where} failed (does it speak https?)"
+    chain = []  # requests wraps urllib3's error (in args[0]), which holds the socket's (reason)
+    cause: object = exc
+    while isinstance(cause, BaseException) and len(chain) < 10:
+        chain.append(cause)
+        first_arg = cause.args[0] if cause.args else None
+        cause = cause.__cause__ or getattr(cause, "reason", None) or first_arg or cause.__context__
+    if any(isinstance(c, ConnectionRefusedError) for c in chain):
+        return f"{where} refused the connection"
+    if any(isinstance(c, socket.gaierror) for c in chain) or "NameResolution" in repr(exc):
+        return f"the host name {parts.hostname} could not be resolved"
+    return f"could not connect to {where} ({type(chain[-1]).__name__})"
 
 
 def _retry_after_seconds(response: requests.Response) -> float | None:

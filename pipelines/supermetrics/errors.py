@@ -3,10 +3,13 @@
 The tree (exit codes after sysexits.h):
 
 - MonitorError: root, exit 1
+  - UsageError: an unknown subcommand or flag, a bad option value, an invalid query, 64 (EX_USAGE)
   - ConfigError: bad or missing configuration, 78 (EX_CONFIG)
+  - Interrupted: Ctrl-C (SIGINT), 130 (the shell's 128 + 2)
   - LockedError: another run, or another process, holds the database, 73 (EX_CANTCREAT)
   - ModelError: a SQL model failed to build, or a data test failed, 70 (EX_SOFTWARE)
   - PublishError: the copy for BI tools could not be written, 74 (EX_IOERR)
+  - StorageError: the database's folder or lock file cannot be created (read-only), 74 (EX_IOERR)
   - ApiError: the API said no, or could not be understood
     - AuthError: 401 / 403, 77 (EX_NOPERM)
     - RateLimitError: 429 past the Retry-After cap, or the monthly quota, 75 (EX_TEMPFAIL)
@@ -29,9 +32,23 @@ class MonitorError(Exception):
     failure_class = "error"
 
 
+class UsageError(MonitorError):
+    """The command was used wrongly: an unknown subcommand or flag, an invalid query."""
+
+    exit_code = 64
+    failure_class = "usage error"
+
+
 class ConfigError(MonitorError):
     exit_code = 78
     failure_class = "config error"
+
+
+class Interrupted(MonitorError):
+    """Ctrl-C (SIGINT): the shell's code for it; a load cut short is finished by the next run."""
+
+    exit_code = 130
+    failure_class = "interrupted"
 
 
 class LockedError(MonitorError):
@@ -47,6 +64,13 @@ class ModelError(MonitorError):
 class PublishError(MonitorError):
     exit_code = 74
     failure_class = "publish error"
+
+
+class StorageError(MonitorError):
+    """A file the run must write cannot be created: a read-only or missing folder."""
+
+    exit_code = 74
+    failure_class = "storage error"
 
 
 class ApiError(MonitorError):

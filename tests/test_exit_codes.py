@@ -1,0 +1,173 @@
+"""Every documented exit code through the real CLI, each with its one line on stderr
+(README "Exit codes")."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import duckdb
+from cli_process import BACKFILLS, backfills_env, ingest_args, run_backfills
+from conftest import OTHER_TEAM, TEAM, Api, add_transfer, days_ago
+
+from pipelines.simulator import Simulator
+
+FAST = {"SOURCES__SUPERMETRICS__MAX_ATTEMPTS": "2", "SOURCES__SUPERMETRICS__BACKOFF_FACTOR": "0"}
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_usage_errors_exit_64(tmp_path: Path) -> None:
+    for args in (("nope",), ("ingest", "--wait-lock", "soon"), ("ingest", "--no-such-flag")):
+        result = run_backfills(*args, cwd=tmp_path)
+        assert result.returncode == 64, (args, result.stderr)
+        assert "Error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unreadable_config_files_exit_78_naming_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "config.toml").write_text("[sources.supermetrics\nteam_ids = [1\n")
+    result = run_backfills("ingest", "--db", str(tmp_path / "b.duckdb"), cwd=tmp_path)
+    assert result.returncode == 78
+    assert one_line(result).startswith("backfills: config error: cannot read .dlt/config.toml:")
+    assert "line 1" in result.stderr
+
+    (tmp_path / ".dlt" / "config.toml").unlink()
+    (tmp_path / ".dlt" / "secrets.toml").write_text('[sources.supermetrics]\napi_key = "s3cr\x01t"\n')
+    result = run_backfills("ingest", "--db", str(tmp_path / "b.duckdb"), cwd=tmp_path)
+    assert result.returncode == 78
+    assert "cannot read .dlt/secrets.toml:" in one_line(result) and "line 2" in result.stderr
+    assert "s3cr" not in result.stderr
+
+
+def test_out_of_range_settings_exit_78_naming_the_setting(sim: Simulator, tmp_path: Path) -> None:
+    for name, value in (
+        ("REQUEST_TIMEOUT", "-5"),
+        ("MAX_ATTEMPTS", "0"),
+        ("BACKOFF_FACTOR", "-1"),
+        ("MAX_RUN_SECONDS", "0"),
+        ("MAX_RECHECKS", "-1"),
+    ):
+        result = run_backfills(
+            *ingest_args(sim.base_url, tmp_path / "b.duckdb"),
+            cwd=tmp_path,
+            SOURCES__SUPERMETRICS__API_KEY=sim.api_key,
+            **{f"SOURCES__SUPERMETRICS__{name}": value},
+        )
+        assert result.returncode == 78, result.stderr
+        assert one_line(result).startswith(f"backfills: config error: {name.lower()} = ")
+        assert f"SOURCES__SUPERMETRICS__{name}" in result.stderr
+
+
+def test_a_model_variable_that_is_not_a_number_exits_78(sim: Simulator, api: Api, tmp_path: Path) -> None:
+    db = tmp_path / "b.duckdb"
+    env = {"SOURCES__SUPERMETRICS__API_KEY": sim.api_key}
+    assert run_backfills(*ingest_args(sim.base_url, db), cwd=tmp_path, **env).returncode == 0
+    result = run_backfills("models", "--db", str(db), cwd=tmp_path, MODELS__STALL_AFTER_HOURS="x")
+    assert result.returncode == 78
+    assert "models.stall_after_hours = 'x' is not a number" in one_line(result)
+
+
+def test_a_database_folder_that_cannot_be_written_exits_74_naming_it(sim: Simulator, tmp_path: Path) -> None:
+    (tmp_path / "a_file").write_text("")
+    for db, folder in (
+        (tmp_path / "a_file" / "b.duckdb", tmp_path / "a_file"),
+        (Path("/proc/self/b.duckdb"), "/proc/self"),
+    ):
+        result = run_backfills(
+            *ingest_args(sim.base_url, db), cwd=tmp_path, SOURCES__SUPERMETRICS__API_KEY=sim.api_key
+        )
+        assert result.returncode == 74, result.stderr
+        line = one_line(result)
+        assert line.startswith("backfills: storage error: cannot") and str(folder) in line
+
+
+def test_network_failures_name_the_host_and_the_cause(sim: Simulator, tmp_path: Path) -> None:
+    port = sim.base_url.split(":")[2].split("/")[0]
+    env = {"SOURCES__SUPERMETRICS__API_KEY": sim.api_key, "SOURCES__SUPERMETRICS__MAX_ATTEMPTS": "1"}
+    tls = run_backfills(
+        *ingest_args(f"https://127.0.0.1:{port}/v1", tmp_path / "b.duckdb"), cwd=tmp_path, **env
+    )
+    assert tls.returncode == 69
+    assert f"the TLS handshake with 127.0.0.1:{port} failed" in one_line(tls)
+    sim.stop()  # nothing listens on the port any more
+    refused = run_backfills(
+        *ingest_args(f"http://127.0.0.1:{port}/v1", tmp_path / "b.duckdb"), cwd=tmp_path, **env
+    )
+    assert refused.returncode == 69
+    assert f"127.0.0.1:{port} refused the connection" in one_line(refused)
+
+
+def test_each_retry_is_said_on_stderr(sim: Simulator, tmp_path: Path) -> None:
+    sim.faults.add(kind="503", endpoint="list", times=1)
+    result = run_backfills(
+        *ingest_args(sim.base_url, tmp_path / "b.duckdb"),
+        cwd=tmp_path,
+        SOURCES__SUPERMETRICS__API_KEY=sim.api_key,
+        SOURCES__SUPERMETRICS__BACKOFF_FACTOR="0",
+    )
+    assert result.returncode == 0, result.stderr
+    [retry] = result.stderr.splitlines()
+    assert "HTTP 503 SERVICE_UNAVAILABLE" in retry and "attempt 2 of 5, retrying in 0.0 s" in retry
+
+
+def test_the_run_deadline_stops_a_hung_run_and_keeps_what_it_polled(
+    sim: Simulator, api: Api, tmp_path: Path
+) -> None:
+    api.create(add_transfer(sim), days_ago(2), days_ago(1))
+    sim.clock.advance(60)
+    sim.faults.add(kind="extra_field", endpoint="list", times=1)  # the first team's list: a valid answer
+    sim.faults.add(kind="hang", endpoint="list")  # the second team's: no answer at all
+    db = tmp_path / "b.duckdb"
+    # request_timeout 600 s: only the deadline can end this run before run_backfills gives up
+    result = run_backfills(
+        *ingest_args(sim.base_url, db, "--team-id", str(OTHER_TEAM)),
+        cwd=tmp_path,
+        SOURCES__SUPERMETRICS__API_KEY=sim.api_key,
+        SOURCES__SUPERMETRICS__MAX_RUN_SECONDS="1",
+        SOURCES__SUPERMETRICS__REQUEST_TIMEOUT="600",
+    )
+    assert result.returncode == 69, result.stderr
+    line = result.stderr.splitlines()[-1]
+    assert line.startswith(f"backfills: API unavailable: listing backfills of team {OTHER_TEAM}")
+    assert "max_run_seconds = 1" in line
+    with duckdb.connect(str(db), read_only=True) as con:
+        polls = con.execute("select team_id, outcome from supermetrics.polls order by poll_id").fetchall()
+        versions = con.execute("select count(*) from supermetrics.backfill_versions").fetchone()[0]
+    assert polls == [(TEAM, "ok"), (OTHER_TEAM, "failed")] and versions == 1  # the first team's poll is kept
+
+
+def test_ctrl_c_exits_130_in_one_line_and_the_next_run_is_clean(
+    sim: Simulator, api: Api, tmp_path: Path
+) -> None:
+    api.create(add_transfer(sim), days_ago(2), days_ago(1))
+    db = tmp_path / "b.duckdb"
+    env = backfills_env(SOURCES__SUPERMETRICS__API_KEY=sim.api_key)
+    fault = sim.faults.add(kind="hang", endpoint="list", times=1)
+    victim = subprocess.Popen(
+        [BACKFILLS, *ingest_args(sim.base_url, db)], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+    )
+    while fault in sim.faults.rules:  # the victim's request reached the hanging answer
+        assert victim.poll() is None, victim.stderr.read()
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGINT)
+    _, stderr = victim.communicate(timeout=60)
+    assert victim.returncode == 130, stderr
+    [line] = stderr.splitlines()
+    assert line.startswith("backfills: interrupted: stopped by Ctrl-C; nothing is half-loaded")
+
+    after = run_backfills(
+        *ingest_args(sim.base_url, db), cwd=tmp_path, SOURCES__SUPERMETRICS__API_KEY=sim.api_key
+    )
+    assert after.returncode == 0, after.stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("select count(*), count(distinct _dlt_id) from supermetrics.polls").fetchone() == (
+            1,
+            1,
+        )
