@@ -153,20 +153,39 @@ def ingest(team_ids: tuple[int, ...], base_url: str | None, db_path: Path, wait_
     Example:
         */5 * * * * cd /srv/backfills && .venv/bin/backfills ingest --team-id 936506
     """
-    result = run_ingest(db_path, team_ids=list(team_ids) or None, base_url=base_url, wait_lock=wait_lock)
-    echo_ingest(result)
+    echo_ingest(
+        lambda: run_ingest(db_path, team_ids=list(team_ids) or None, base_url=base_url, wait_lock=wait_lock)
+    )
 
 
-def echo_ingest(result: IngestResult) -> None:
+def echo_ingest(run: Callable[[], IngestResult]) -> None:
+    """Run an ingest and print its summary: a line per team, ok or not, even when some failed
+    (the first failure's line and exit code come last)."""
+    try:
+        result = run()
+    except MonitorError as error:
+        if getattr(error, "result", None) is not None:
+            _echo_summary(error.result)
+        raise
+    _echo_summary(result)
+
+
+def _echo_summary(result: IngestResult) -> None:
     report = result.report
     for warning in report.warnings:
         click.echo(f"warning: {clean(warning)}", err=True)
     for team in report.teams:
+        if team.error is not None:
+            click.echo(f"team {team.team_id}: poll {team.poll_id} failed: {team.error.failure_class}")
+            continue
         click.echo(
             f"team {team.team_id}: poll {team.poll_id}, listed {team.listed}, changed {team.changed}, "
             f"left the list {team.left}, finished {team.finished}, new errors {team.new_errors}"
         )
-    echo_build(result.built, result.published)
+    for team_id in report.not_polled:
+        click.echo(f"team {team_id}: not polled, the run stopped at the failure below")
+    if result.built is not None:
+        echo_build(result.built, result.published)
     click.echo(f"{report.requests} request(s), {result.seconds:.1f} s, database {result.db_path}")
 
 
@@ -177,7 +196,8 @@ def watch_command(every: str, team_ids: tuple[int, ...], base_url: str | None, d
     """Ingest on an interval, for machines without cron.
 
     A failed poll is logged on stderr and the next one happens as planned. SIGINT (Ctrl+C) or
-    SIGTERM stops it after the current run: a load is never left half-done. Exit 78 on a config
+    SIGTERM stops it after the current run: a load is never left half-done. A second Ctrl+C
+    stops it at once (exit 130; the next run finishes an interrupted load). Exit 78 on a config
     error, which no later poll would fix.
 
     \b
@@ -191,7 +211,12 @@ def watch_command(every: str, team_ids: tuple[int, ...], base_url: str | None, d
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
-        click.echo(f"{signal.Signals(signum).name}: stopping after the current run", err=True)
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: stop at once (exit 130)
+        click.echo(
+            f"{signal.Signals(signum).name}: stopping after the current run (Ctrl-C again stops at once)",
+            err=True,
+        )
         stop.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -201,7 +226,9 @@ def watch_command(every: str, team_ids: tuple[int, ...], base_url: str | None, d
     def run_once() -> None:
         click.echo(f"-- {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
         echo_ingest(
-            run_ingest(db_path, team_ids=list(team_ids) or None, base_url=base_url, wait_lock=seconds / 2)
+            lambda: run_ingest(
+                db_path, team_ids=list(team_ids) or None, base_url=base_url, wait_lock=seconds / 2
+            )
         )
 
     def on_failure(error: MonitorError) -> None:

@@ -124,9 +124,12 @@ def ingest(
         built, published = None, None
         if build_models:  # after every run, a failed poll's included: it shows in analytics.polls at once
             built, published = _build_and_publish(pipeline, db_path)
+    result = IngestResult(report, db_path, built, published, time.monotonic() - started)
     if report.errors:
-        raise report.errors[0]
-    return IngestResult(report, db_path, built, published, time.monotonic() - started)
+        error = report.errors[0]
+        error.result = result  # what the other teams did, for the summary printed before the error
+        raise error
+    return result
 
 
 def rebuild_models(db_path: Path, wait_lock: float = 0.0) -> tuple[BuildResult, PublishResult]:

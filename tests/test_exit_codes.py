@@ -12,7 +12,7 @@ import duckdb
 from cli_process import BACKFILLS, backfills_env, ingest_args, run_backfills
 from conftest import OTHER_TEAM, TEAM, Api, add_transfer, days_ago
 
-from pipelines.simulator import Simulator
+from pipelines.simulator import ApiKey, Simulator
 
 FAST = {"SOURCES__SUPERMETRICS__MAX_ATTEMPTS": "2", "SOURCES__SUPERMETRICS__BACKOFF_FACTOR": "0"}
 
@@ -171,3 +171,37 @@ def test_ctrl_c_exits_130_in_one_line_and_the_next_run_is_clean(
             1,
             1,
         )
+
+
+def test_several_teams_get_a_line_each_and_a_partial_success_exits_with_the_failure(
+    sim: Simulator, api: Api, tmp_path: Path
+) -> None:
+    api.create(add_transfer(sim), days_ago(2), days_ago(1))
+    sim.clock.advance(60)
+    sim.add_key(ApiKey("one-team-key", team_ids=frozenset({TEAM})))  # no access to OTHER_TEAM: 403
+    db = tmp_path / "b.duckdb"
+    result = run_backfills(
+        *ingest_args(sim.base_url, db, "--team-id", str(OTHER_TEAM)),
+        cwd=tmp_path,
+        SOURCES__SUPERMETRICS__API_KEY="one-team-key",
+    )
+    assert result.returncode == 77
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"team {TEAM}: poll 1, listed 1, changed 1, left the list 0, finished 0, new errors 0"
+    assert lines[1] == f"team {OTHER_TEAM}: poll 2 failed: auth error"
+    assert one_line(result).startswith(
+        f"backfills: auth error: listing backfills of team {OTHER_TEAM}: HTTP 403"
+    )
+
+    sim.clock.advance(300)
+    sim.faults.add(kind="401", endpoint="list", times=1)  # a 401 stops the run: the key is wrong for all
+    stopped = run_backfills(
+        *ingest_args(sim.base_url, db, "--team-id", str(OTHER_TEAM)),
+        cwd=tmp_path,
+        SOURCES__SUPERMETRICS__API_KEY="one-team-key",
+    )
+    assert stopped.returncode == 77
+    assert stopped.stdout.splitlines()[:2] == [
+        f"team {TEAM}: poll 3 failed: auth error",
+        f"team {OTHER_TEAM}: not polled, the run stopped at the failure below",
+    ]

@@ -106,6 +106,21 @@ def test_sigint_during_a_run_lets_it_finish(sim: Simulator, api: Api, tmp_path: 
     assert not open_pipeline(db).has_pending_data
 
 
+def test_a_second_sigint_stops_at_once(sim: Simulator, api: Api, tmp_path: Path) -> None:
+    api.create(add_transfer(sim), days_ago(2), days_ago(1))
+    fault = sim.faults.add(kind="hang", endpoint="list", times=1)
+    db = tmp_path / "watch.duckdb"
+    watching = start_watch(sim, db, "1h")
+    while fault in sim.faults.rules:  # the first run waits on an answer that never comes
+        assert watching.process.poll() is None
+        time.sleep(0.01)
+    watching.process.send_signal(signal.SIGINT)
+    assert "SIGINT: stopping after the current run" in watching.process.stderr.readline().decode()
+    _, stderr = watching.stop(signal.SIGINT)
+    assert watching.process.returncode == 130, stderr
+    assert stderr.splitlines()[-1].startswith("backfills: interrupted: stopped by Ctrl-C")
+
+
 def test_watch_loop_stops_on_config_errors_and_keeps_the_beat() -> None:
     stop, calls, failures = threading.Event(), [], []
 

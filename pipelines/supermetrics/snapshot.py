@@ -90,6 +90,7 @@ class TeamResult:
     finished: int = 0
     new_errors: int = 0
     lookups_failed: int = 0
+    error: MonitorError | None = None  # why its poll failed
 
 
 @dataclass
@@ -99,6 +100,7 @@ class RunReport:
     teams: list[TeamResult] = field(default_factory=list)
     errors: list[MonitorError] = field(default_factory=list)  # failed polls: the run exits non-zero
     warnings: list[str] = field(default_factory=list)  # kept going: unknown fields, failed lookups
+    not_polled: list[int] = field(default_factory=list)  # teams after a failure that stops the run
     requests: int = 0
 
 
@@ -156,7 +158,9 @@ class Collector:
                 next_poll_id += 1
                 self.report.teams.append(result)
                 if not self._poll_team(result, self.baseline.team(team_id)):
-                    break  # this round's remaining teams wait for the next one, as for a new run
+                    # this round's remaining teams wait for the next one, as for a new run
+                    self.report.not_polled = self.team_ids[self.team_ids.index(team_id) + 1 :]
+                    break
 
     def _poll_team(self, result: TeamResult, known: TeamBaseline) -> bool:
         """One team's poll and lookups. False when the run must stop."""
@@ -169,6 +173,7 @@ class Collector:
             _keep_answer_facts(error, response)
             rows.polls.append(_failed_poll(poll_id, team_id, error))
             self.report.errors.append(error)
+            result.error = error
             return not _stops_the_run(error)
         observed_at = response.observed_at
         listed_now = {r.backfill_id for r in records}
