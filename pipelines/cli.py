@@ -23,6 +23,7 @@ from .ingest import ingest as run_ingest
 from .models import BuildResult
 from .publish import PublishResult
 from .simulator import DEFAULT_API_KEY, DEFAULT_TEAM_ID, FAULT_KINDS, Simulator, Workload, parse_fault
+from .supermetrics.client import is_loopback
 from .supermetrics.errors import ConfigError, Interrupted, MonitorError, UsageError
 from .supermetrics.settings import DEFAULT_DB_PATH
 from .text import clean, one_line
@@ -98,6 +99,10 @@ def main(ctx: click.Context, verbose: bool) -> None:
     # files and env vars still win. Telemetry stays off even when .dlt/ is not in the working dir.
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "INFO" if verbose else "CRITICAL")
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+
+
+def plural(count: float, word: str) -> str:
+    return word if count == 1 else word + "s"
 
 
 def fail(error: MonitorError) -> NoReturn:
@@ -286,8 +291,20 @@ def _parse_faults(_ctx: click.Context, _param: click.Parameter, values: tuple[st
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8765, show_default=True, help="Port; 0 picks a free one.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on. Other than loopback only with --allow-remote.",
+)
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Listen on a non-loopback --host although /_sim (clock, faults) has no authentication.",
+)
+@click.option(
+    "--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port; 0 picks a free one."
+)
 @click.option(
     "--seed", default=0, show_default=True, help="Seeds the workload, run times, errors and faults."
 )
@@ -295,6 +312,7 @@ def _parse_faults(_ctx: click.Context, _param: click.Parameter, values: tuple[st
     "--speed",
     default=1.0,
     show_default=True,
+    type=click.FloatRange(min=0),
     help="Simulated seconds per real second: 1 real time, 600 ten minutes a second, 0 manual.",
 )
 @click.option(
@@ -316,18 +334,38 @@ def _parse_faults(_ctx: click.Context, _param: click.Parameter, values: tuple[st
     show_default=True,
     help="Team to simulate; repeat for several.",
 )
-@click.option("--transfers", default=12, show_default=True, help="Transfers per team.")
 @click.option(
-    "--backfills-per-day", default=16.0, show_default=True, help="New backfills per team per simulated day."
+    "--transfers", default=12, show_default=True, type=click.IntRange(min=1), help="Transfers per team."
+)
+@click.option(
+    "--backfills-per-day",
+    default=16.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="New backfills per team per simulated day.",
 )
 @click.option("--no-workload", is_flag=True, help="Start with empty teams; create backfills through the API.")
 @click.option(
-    "--warmup-hours", default=24.0, show_default=True, help="Simulated history run through before serving."
+    "--warmup-hours",
+    default=24.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Simulated history run through before serving.",
 )
-@click.option("--max-running", default=3, show_default=True, help="Backfills a team runs at once.")
-@click.option("--rate-limit", type=int, help="Enforce this many requests per key per simulated hour.")
 @click.option(
-    "--retention-days", type=float, help="Forget finished backfills (404) this long after they end."
+    "--max-running",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Backfills a team runs at once.",
+)
+@click.option(
+    "--rate-limit", type=click.IntRange(min=1), help="Enforce this many requests per key per simulated hour."
+)
+@click.option(
+    "--retention-days",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Forget finished backfills (404) this long after they end.",
 )
 @click.option(
     "--fault",
@@ -342,6 +380,7 @@ def _parse_faults(_ctx: click.Context, _param: click.Parameter, values: tuple[st
 @click.option("--slow-seconds", default=2.0, show_default=True, help="Delay of injected slow answers.")
 def simulate(
     host: str,
+    allow_remote: bool,
     port: int,
     seed: int,
     speed: float,
@@ -366,6 +405,11 @@ def simulate(
         backfills simulate --port 8765 --speed 600
         curl -H 'Authorization: Bearer sim-key' http://127.0.0.1:8765/v1/teams/936506/backfills
     """
+    if not allow_remote and not is_loopback(host):
+        raise UsageError(
+            f"--host {host} is not loopback, and /_sim (the clock, faults) has no authentication: "
+            "add --allow-remote if every machine that can reach it may control it"
+        )
     logging.getLogger("pipelines.simulator").setLevel(logging.INFO)
     workload = (
         None if no_workload else Workload(transfers_per_team=transfers, backfills_per_day=backfills_per_day)
@@ -388,7 +432,12 @@ def simulate(
         fault.retry_after, fault.slow_seconds = retry_after, slow_seconds
         sim.faults.add(fault)
     signal.signal(signal.SIGTERM, lambda *_: sim.stopping.set())
-    sim.start()
+    try:
+        sim.start()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror}): choose another --port, or 0 for a free one"
+        ) from None
     click.echo(
         f"Simulator serving {sim.base_url} (teams {', '.join(map(str, team_ids))}, "
         f"speed {speed:g}x, simulated now {sim.clock.now():%Y-%m-%d %H:%M}Z). Ctrl+C stops it."
@@ -487,7 +536,13 @@ def check(db_path: Path, max_age: str) -> None:
     show_default=True,
     help="Where to build the demo database (only ever one the demo made).",
 )
-@click.option("--days", default=3.0, show_default=True, help="Simulated days of 5-minute polls.")
+@click.option(
+    "--days",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Simulated days of 5-minute polls.",
+)
 @click.option("--seed", default=7, show_default=True, help="Seeds the simulated workload.")
 def demo(db_path: Path, days: float, seed: int) -> None:
     """Run the whole pipeline on the local simulator and print the report.
@@ -504,9 +559,11 @@ def demo(db_path: Path, days: float, seed: int) -> None:
 
     from .demo import EXAMPLE_QUERIES, run_demo
 
+    # the demo injects an outage on purpose: its summary line says so, not a warning per retry
+    logging.getLogger("pipelines.supermetrics.client").setLevel(logging.ERROR)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=True, disable=not sys.stdout.isatty()) as progress:
-        task = progress.add_task(f"polling {days:g} simulated days", total=None)
+        task = progress.add_task(f"polling {days:g} simulated {plural(days, 'day')}", total=None)
         result = run_demo(
             db_path,
             days=days,
@@ -514,7 +571,7 @@ def demo(db_path: Path, days: float, seed: int) -> None:
             on_run=lambda done, total: progress.update(task, completed=done, total=total),
         )
     click.echo(
-        f"{result.polls} polls over {days:g} simulated days, {result.failed_polls} failed "
+        f"{result.polls} polls over {days:g} simulated {plural(days, 'day')}, {result.failed_polls} failed "
         "(an injected outage: see analytics.polls)\n"
     )
     sections, _ = report_module.gather(db_path)

@@ -12,12 +12,13 @@ from pipelines.demo import EXAMPLE_QUERIES
 
 def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     result = run_backfills(
-        "demo", "--db", str(tmp_path / "data" / "demo.duckdb"), "--days", "0.5", cwd=tmp_path
+        "demo", "--db", str(tmp_path / "data" / "demo.duckdb"), "--days", "1", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # the injected outage is in the summary, not a warning per retry
     out = result.stdout
-    # half a day of 5-minute polls = 144; the demo injects one outage: one poll fails
-    assert out.startswith("144 polls over 0.5 simulated days, 1 failed")
+    # a day of 5-minute polls = 288; the demo injects one outage: one poll fails
+    assert out.startswith("288 polls over 1 simulated day, 1 failed")
     for expected in (
         "Incomplete backfills",
         "Finished in the last 24 hours",
@@ -30,7 +31,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     with duckdb.connect(str(tmp_path / "data" / "demo.duckdb"), read_only=True) as con:
         assert con.execute(
             "select outcome, count(*) from analytics.polls group by 1 order by 1"
-        ).fetchall() == [("failed", 1), ("ok", 143)]
+        ).fetchall() == [("failed", 1), ("ok", 287)]
         statuses = {
             s
             for (s,) in con.execute(
@@ -94,3 +95,10 @@ def test_demo_keeps_a_demo_database_that_ingest_wrote_to(tmp_path: Path) -> None
     assert db.read_bytes() == before
     with duckdb.connect(str(db), read_only=True) as con:  # the demo's 24 polls and the real one
         assert con.execute("select count(*) from supermetrics.polls").fetchone()[0] == 25
+
+
+def test_demo_refuses_a_length_that_is_no_length(tmp_path: Path) -> None:
+    for days in ("0", "-1"):
+        result = run_backfills("demo", "--db", str(tmp_path / "demo.duckdb"), "--days", days, cwd=tmp_path)
+        assert result.returncode == 64 and "Invalid value for '--days'" in result.stderr
+    assert not (tmp_path / "demo.duckdb").exists()

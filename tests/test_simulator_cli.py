@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 from email.utils import parsedate_to_datetime
 
+import pytest
 import requests
 from cli_process import BACKFILLS, backfills_env, start_simulator
 
@@ -37,17 +39,46 @@ def test_simulate_serves_a_live_changing_workload() -> None:
     assert "GET /v1/teams/936506/backfills" in log and "sim-key" not in log
 
 
-def test_simulate_rejects_bad_options() -> None:
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--fault", "list:teapot"), "unknown fault kind 'teapot'"),
+        (("--speed", "-5"), "Invalid value for '--speed'"),
+        (("--transfers", "0"), "Invalid value for '--transfers'"),
+        (("--port", "70000"), "Invalid value for '--port'"),
+        (("--host", "0.0.0.0"), "--host 0.0.0.0 is not loopback, and /_sim"),
+    ],
+)
+def test_simulate_rejects_bad_options(args: tuple[str, ...], words: str) -> None:
     result = subprocess.run(
-        [BACKFILLS, "simulate", "--fault", "list:teapot"],
+        [BACKFILLS, "simulate", "--port", "0", *args],
         capture_output=True,
         text=True,
         env=backfills_env(),
         timeout=30,
     )
-    assert result.returncode == 64  # a usage error (sysexits EX_USAGE)
-    assert "unknown fault kind 'teapot'" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 64, result.stderr  # a usage error (sysexits EX_USAGE)
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr and "unexpected" not in result.stderr
+
+
+def test_a_busy_port_is_one_line_naming_it() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [BACKFILLS, "simulate", "--port", str(port), "--warmup-hours", "0"],
+            capture_output=True,
+            text=True,
+            env=backfills_env(),
+            timeout=30,
+        )
+    assert result.returncode == 78
+    assert result.stderr.splitlines() == [
+        f"backfills: config error: cannot listen on 127.0.0.1:{port} (Address already in use): "
+        "choose another --port, or 0 for a free one"
+    ]
 
 
 def test_help_shows_an_example() -> None:

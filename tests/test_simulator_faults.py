@@ -121,6 +121,22 @@ def test_real_hourly_rate_limit_resets_with_the_clock() -> None:
         assert api.get(LIST).status_code == 200
 
 
+def test_the_budget_counts_down_without_enforcement_and_on_every_answer(sim: Simulator, api: Api) -> None:
+    sim.faults.add(kind="503", endpoint="list", times=1)
+    sim.faults.add(kind="429", endpoint="get", times=1)
+    answers = [
+        api.get(LIST),
+        api.get(LIST),
+        api.get(f"/teams/{TEAM}/backfills/1"),
+        api.get(f"/teams/{TEAM}/backfills/1"),
+    ]
+    assert [r.status_code for r in answers] == [503, 200, 429, 404]
+    assert [r.headers["X-RateLimit-Remaining"] for r in answers] == ["4999", "4998", "4997", "4996"]
+    assert answers[2].headers["Retry-After"] == "30"  # the injected 429 keeps its own wait
+    other = Api(sim, key="nobody")  # another key, even a wrong one, has its own budget
+    assert other.get(LIST).headers["X-RateLimit-Remaining"] == "4999"
+
+
 @pytest.mark.parametrize(
     "spec", ["list", "list:teapot", "nowhere:503", "list:503:0", "list:503@1.5", "a:b:c:d"]
 )

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 
 
 class RateLimiter:
-    """Fixed one-hour windows per key. Off by default: headers then report the full budget and
-    nothing is refused; with `enforce` the call past `limit` in a window gets 429 + Retry-After."""
+    """Fixed one-hour windows per key. Every call counts and the headers always say what is left;
+    only with `enforce` is the call past `limit` in a window refused (429 + Retry-After)."""
 
     def __init__(self, limit: int = 5000, enforce: bool = False) -> None:
         self.limit = limit
@@ -19,12 +19,11 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     def peek_headers(self) -> dict[str, str]:
+        """For answers outside the API (the control endpoints): the budget's size."""
         return {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(self.limit)}
 
     def hit(self, key: str, now: datetime) -> dict[str, str]:
         """Count one call; returns the rate-limit headers, with Retry-After when it is refused."""
-        if not self.enforce:
-            return self.peek_headers()
         window = now.replace(minute=0, second=0, microsecond=0)
         with self._lock:
             for old in [k for k in self._counts if k[1] < window]:
@@ -35,7 +34,7 @@ class RateLimiter:
             "X-RateLimit-Limit": str(self.limit),
             "X-RateLimit-Remaining": str(max(0, self.limit - used)),
         }
-        if used > self.limit:
+        if self.enforce and used > self.limit:
             reset = window + timedelta(hours=1)
             headers["Retry-After"] = str(max(1, math.ceil((reset - now).total_seconds())))
         return headers

@@ -136,6 +136,24 @@ class Handler(BaseHTTPRequestHandler):
         if isinstance(route, ApiError):
             return error_answer(route, request_id)
         endpoint, ids = route
+        # every call counts against its key's budget, failed and faulted ones too, and every
+        # answer says what is left
+        bearer = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        limit_headers = sim.rate_limiter.hit(bearer, sim.clock.now())
+        answer = self._answer(sim, endpoint, ids, body, request_id, limit_headers)
+        if answer is not None:
+            answer.headers = {**limit_headers, **answer.headers}
+        return answer
+
+    def _answer(
+        self,
+        sim: Simulator,
+        endpoint: str,
+        ids: tuple[int, ...],
+        body: bytes,
+        request_id: str,
+        limit_headers: dict[str, str],
+    ) -> Answer | None:
         fault = sim.faults.pick(endpoint)
         if fault is not None:
             early = self._early_fault(sim, fault, request_id)
@@ -145,7 +163,6 @@ class Handler(BaseHTTPRequestHandler):
                 return early
         try:
             key = sim.authenticate(self.headers.get("Authorization"))
-            limit_headers = sim.rate_limiter.hit(key.key, sim.clock.now())
             if "Retry-After" in limit_headers:
                 raise _RateLimited(limit_headers)
             sim.world.sync()

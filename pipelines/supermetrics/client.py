@@ -58,7 +58,7 @@ def check_base_url(base_url: str) -> str:
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"base_url {base_url!r} is not an http(s) URL")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigError(
             f"base_url {base_url!r} is plain http to a host that is not loopback: "
             "the API key would travel in clear text; use https"
@@ -66,7 +66,7 @@ def check_base_url(base_url: str) -> str:
     return base_url.rstrip("/")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
