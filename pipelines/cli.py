@@ -144,7 +144,9 @@ def source_options(command: Callable) -> Callable:
     default=0.0,
     show_default=True,
     metavar="SECONDS",
-    help="If another ingest holds the database, wait this long for it instead of exiting.",
+    type=click.FloatRange(min=0),
+    help="If another ingest, or another process (a DuckDB shell), holds the database, wait this "
+    "long for it instead of exiting with 73.",
 )
 def ingest(team_ids: tuple[int, ...], base_url: str | None, db_path: Path, wait_lock: float) -> None:
     """Poll each team once, load what changed, and print a summary. The scheduled job.
@@ -256,7 +258,9 @@ def echo_build(built: BuildResult, published: PublishResult) -> None:
     default=0.0,
     show_default=True,
     metavar="SECONDS",
-    help="If an ingest holds the database, wait this long for it instead of exiting.",
+    type=click.FloatRange(min=0),
+    help="If an ingest, or another process, holds the database, wait this long for it instead of "
+    "exiting with 73.",
 )
 def models(db_path: Path, wait_lock: float) -> None:
     """Rebuild the analytics schema from the raw history and run the data tests.

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from pathlib import Path
 
 import duckdb
 
 from .supermetrics.errors import ConfigError, LockedError
 
+log = logging.getLogger(__name__)
 LOCK_MESSAGE = re.compile(r"Could not set lock on file|Conflicting lock is held", re.IGNORECASE)
 
 
@@ -28,3 +31,21 @@ def connect(db_path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection
         if LOCK_MESSAGE.search(str(exc)):
             raise locked(db_path) from None
         raise ConfigError(f"cannot open the database {db_path}: {str(exc).splitlines()[0]}") from None
+
+
+def wait_for_database(db_path: Path, deadline: float) -> None:
+    """Until `deadline` (time.monotonic()), wait while another process (a DuckDB shell, a BI
+    tool) holds the database file; `LockedError` when it still does then."""
+    said = False
+    while True:
+        try:
+            if db_path.exists():
+                connect(db_path).close()
+            return
+        except LockedError:
+            if time.monotonic() >= deadline:
+                raise
+            if not said:
+                log.warning("%s is open in another process: waiting for it (--wait-lock)", db_path)
+                said = True
+            time.sleep(0.2)  # the other process's lock: there is nothing to observe

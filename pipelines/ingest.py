@@ -26,7 +26,7 @@ from dlt.common.exceptions import TerminalException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import models
-from .database import LOCK_MESSAGE, connect, locked
+from .database import LOCK_MESSAGE, connect, locked, wait_for_database
 from .lock import RunLock
 from .models import BuildResult
 from .publish import PublishResult, publish, published_dir
@@ -108,6 +108,7 @@ def ingest(
     started = time.monotonic()
     db_path = prepare_db_path(Path(db_path))
     with RunLock(db_path, wait_lock):
+        wait_for_database(db_path, started + wait_lock)
         pipeline = open_pipeline(db_path)
         reloaded = finish_pending_loads(pipeline, db_path)
         with connect(db_path) as con:
@@ -134,10 +135,11 @@ def ingest(
 
 def rebuild_models(db_path: Path, wait_lock: float = 0.0) -> tuple[BuildResult, PublishResult]:
     """Rebuild and publish the models of an existing database (`backfills models`)."""
-    db_path = Path(db_path)
+    started, db_path = time.monotonic(), Path(db_path)
     if not db_path.exists():
         raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
     with RunLock(db_path, wait_lock):
+        wait_for_database(db_path, started + wait_lock)
         pipeline = open_pipeline(db_path)
         reloaded = finish_pending_loads(pipeline, db_path)
         with connect(db_path) as con:

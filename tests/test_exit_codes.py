@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -205,3 +206,46 @@ def test_several_teams_get_a_line_each_and_a_partial_success_exits_with_the_fail
         f"team {TEAM}: poll 3 failed: auth error",
         f"team {OTHER_TEAM}: not polled, the run stopped at the failure below",
     ]
+
+
+HOLD_DATABASE = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+print("held", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+def test_wait_lock_also_waits_for_another_process_holding_the_database(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    db = tmp_path / "b.duckdb"
+    env = {"SOURCES__SUPERMETRICS__API_KEY": sim.api_key}
+    assert run_backfills(*ingest_args(sim.base_url, db), cwd=tmp_path, **env).returncode == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_DATABASE, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline() == "held\n"
+    try:
+        at_once = run_backfills(*ingest_args(sim.base_url, db), cwd=tmp_path, **env)
+        assert at_once.returncode == 73
+        assert "is open in another process" in one_line(at_once)
+
+        waiting = subprocess.Popen(
+            [BACKFILLS, *ingest_args(sim.base_url, db, "--wait-lock", "300")],
+            cwd=tmp_path,
+            env=backfills_env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        said = waiting.stderr.readline()  # it says that it waits: then the holder lets go
+        assert "is open in another process: waiting for it (--wait-lock)" in said
+    finally:
+        holder.communicate(input="", timeout=30)
+    out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, err
+    assert out.startswith(f"team {TEAM}: poll 2,")
