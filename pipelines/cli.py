@@ -248,7 +248,10 @@ def echo_build(built: BuildResult, published: PublishResult) -> None:
     for warning in built.warnings:
         click.echo(f"warning: data check: {clean(warning)}", err=True)
     click.echo(f"models: {len(built.models)} rebuilt, {built.tests} data tests run in {built.seconds:.1f} s")
-    click.echo(f"published for BI tools: {published.duckdb_path} and {published.parquet_dir}/*.parquet")
+    click.echo(
+        f"published for BI tools: {published.duckdb_path}, {published.parquet_dir}/*.parquet, "
+        f"{published.live_path} (views that pooled connections keep seeing fresh)"
+    )
 
 
 @main.command()
@@ -586,7 +589,10 @@ def demo(db_path: Path, days: float, seed: int) -> None:
     else:
         click.echo(report_module.render_plain(sections))
     click.echo(f"\nThe database: {db_path} (raw history in schema supermetrics, models in schema analytics)")
-    click.echo(f"For BI tools: {result.published.duckdb_path} and {result.published.parquet_dir}/*.parquet")
+    click.echo(
+        f"For BI tools: {result.published.duckdb_path}, {result.published.parquet_dir}/*.parquet, "
+        f"{result.published.live_path} (views, for tools that pool connections)"
+    )
     click.echo("\nQueries to try, e.g. backfills query --db " + str(db_path) + ' "select ...":')
     for query in EXAMPLE_QUERIES:
         click.echo(f"\n  {query}")

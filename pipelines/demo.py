@@ -19,7 +19,7 @@ import duckdb
 
 from .database import connect
 from .ingest import ingest, rebuild_models, working_dir
-from .publish import PublishResult, published_dir
+from .publish import PublishResult, unpublish
 from .simulator import DEFAULT_TEAM_ID, Simulator, Workload
 from .supermetrics.errors import ConfigError, MonitorError
 
@@ -77,7 +77,7 @@ def prepare(db_path: Path) -> None:
     for path in (db_path, db_path.with_name(db_path.name + ".wal"), marker(db_path)):
         path.unlink(missing_ok=True)
     shutil.rmtree(working_dir(db_path), ignore_errors=True)
-    shutil.rmtree(published_dir(db_path), ignore_errors=True)
+    unpublish(db_path)
     db_path.parent.mkdir(parents=True, exist_ok=True)
 
 

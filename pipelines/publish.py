@@ -7,12 +7,16 @@ would make the next scheduled run fail. So after each build the analytics tables
 - `published/<name>.duckdb`: written under a temporary name, then moved over the old copy in one
   `os.replace`. A reader that has the old file open keeps reading it; the next connection sees
   the new one. Ingest never opens this file, so a reader can never lock ingest out.
-- `published/parquet/<table>.parquet`: one file per table, each replaced the same way.
+- `published/<name>/<table>.parquet`: one file per table, each replaced the same way. Every
+  database publishes into its own folder, so that two databases beside each other never mix.
+- `published/<name>-live.duckdb`: only views over those Parquet files. A view reads its file at
+  each query, so a tool that keeps its connection open (a pool) still sees every publish.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +30,7 @@ SCHEMA = "analytics"
 class PublishResult:
     duckdb_path: Path
     parquet_dir: Path
+    live_path: Path
     tables: list[str]
     seconds: float
 
@@ -38,6 +43,23 @@ def published_db(db_path: Path) -> Path:
     return published_dir(db_path) / db_path.name
 
 
+def published_parquet_dir(db_path: Path) -> Path:
+    """This database's tables as Parquet: `published/<db file name without .duckdb>/`."""
+    return published_dir(db_path) / db_path.stem
+
+
+def published_live_db(db_path: Path) -> Path:
+    """Views over this database's Parquet files, for tools that pool their connections."""
+    return published_dir(db_path) / f"{db_path.stem}-live.duckdb"
+
+
+def unpublish(db_path: Path) -> None:
+    """Remove this database's published copy, and nothing another database published."""
+    published_db(db_path).unlink(missing_ok=True)
+    published_live_db(db_path).unlink(missing_ok=True)
+    shutil.rmtree(published_parquet_dir(db_path), ignore_errors=True)
+
+
 def _sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
@@ -48,7 +70,7 @@ def publish(db_path: Path) -> PublishResult:
     The caller holds the ingest lock: nothing else writes `db_path` meanwhile.
     """
     started = time.monotonic()
-    target, parquet_dir = published_db(db_path), published_dir(db_path) / "parquet"
+    target, parquet_dir = published_db(db_path), published_parquet_dir(db_path)
     parquet_dir.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.tmp")
     for leftover in (staging, staging.with_name(staging.name + ".wal")):
@@ -73,4 +95,20 @@ def publish(db_path: Path) -> PublishResult:
     os.replace(staging, target)
     for source, destination in replacements:
         os.replace(source, destination)
-    return PublishResult(target, parquet_dir, tables, time.monotonic() - started)
+    live = _publish_views(published_live_db(db_path), parquet_dir, tables)
+    return PublishResult(target, parquet_dir, live, tables, time.monotonic() - started)
+
+
+def _publish_views(live: Path, parquet_dir: Path, tables: list[str]) -> Path:
+    """The views file, written aside and moved into place like the others. Absolute paths: a BI
+    tool's working directory is anyone's guess."""
+    staging = live.with_name(f".{live.name}.tmp")
+    for leftover in (staging, staging.with_name(staging.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    with duckdb.connect(str(staging)) as con:
+        con.execute(f"create schema {SCHEMA}")
+        for table in tables:
+            parquet = (parquet_dir / f"{table}.parquet").resolve()
+            con.execute(f"create view {SCHEMA}.{table} as select * from read_parquet({_sql_path(parquet)})")
+    os.replace(staging, live)
+    return live

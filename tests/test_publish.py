@@ -10,7 +10,7 @@ import duckdb
 from cli_process import ingest_args, run_backfills
 from conftest import Api, Warehouse, add_transfer, days_ago
 
-from pipelines.publish import published_db, published_dir
+from pipelines.publish import published_db, published_dir, published_live_db
 from pipelines.simulator import Simulator
 
 READER = """
@@ -58,7 +58,7 @@ def test_parquet_files_hold_every_analytics_table(sim: Simulator, api: Api, ware
     api.create(add_transfer(sim, failure_rate=1.0), days_ago(3), days_ago(1))
     sim.clock.advance(600)
     warehouse.ingest()
-    parquet_dir = published_dir(warehouse.db_path) / "parquet"
+    parquet_dir = published_dir(warehouse.db_path) / warehouse.db_path.stem  # its own folder
     tables = [
         t
         for (t,) in warehouse.rows(
@@ -80,3 +80,43 @@ def test_published_copy_is_replaced_not_rewritten(sim: Simulator, api: Api, ware
     warehouse.ingest()
     assert published_db(warehouse.db_path).stat().st_ino != first  # a new file moved into place
     assert Path(published_db(warehouse.db_path)).name == warehouse.db_path.name
+
+
+def test_each_database_publishes_into_its_own_folder(sim: Simulator, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {"SOURCES__SUPERMETRICS__API_KEY": sim.api_key}
+    assert (
+        run_backfills(*ingest_args(sim.base_url, data / "team.duckdb"), cwd=tmp_path, **env).returncode == 0
+    )
+    demo = run_backfills("demo", "--db", str(data / "demo.duckdb"), "--days", "0.1", cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    assert (
+        f"For BI tools: {data / 'published' / 'demo.duckdb'}, {data / 'published' / 'demo'}/*.parquet, "
+        f"{data / 'published' / 'demo-live.duckdb'}" in demo.stdout
+    )
+    again = run_backfills("demo", "--db", str(data / "demo.duckdb"), "--days", "0.1", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr  # remaking the demo removes only what the demo published
+    assert (data / "published" / "team.duckdb").exists() and (
+        data / "published" / "team-live.duckdb"
+    ).exists()
+    assert (data / "published" / "team" / "backfills.parquet").exists()
+    assert (data / "published" / "demo" / "backfills.parquet").exists()
+
+
+def test_a_connection_kept_open_sees_each_publish_through_the_live_views(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    warehouse.ingest()
+    pooled_live = duckdb.connect(str(published_live_db(warehouse.db_path)), read_only=True)
+    pooled_copy = duckdb.connect(str(published_db(warehouse.db_path)), read_only=True)
+    try:
+        count = "select count(*) from analytics.polls"
+        assert pooled_live.execute(count).fetchone() == pooled_copy.execute(count).fetchone() == (1,)
+        api.create(add_transfer(sim), days_ago(2), days_ago(1))
+        warehouse.ingest()  # publishes again while both connections stay open
+        assert pooled_live.execute(count).fetchone() == (2,)  # the views read the new files
+        assert pooled_copy.execute(count).fetchone() == (1,)  # the copy it opened, whole, until reconnect
+        assert pooled_live.execute("select count(*) from analytics.backfills").fetchone() == (1,)
+    finally:
+        pooled_live.close()
+        pooled_copy.close()
