@@ -57,6 +57,11 @@ def working_dir(db_path: Path) -> Path:
 
 def prepare_db_path(db_path: Path) -> Path:
     """Check the database file's name and create its folder."""
+    if db_path.stem.endswith("-live"):
+        raise ConfigError(
+            f"the database file may not be named {db_path.name}: names ending in -live are kept for "
+            "the views published beside each database; choose another name"
+        )
     if db_path.stem in RESERVED_DB_NAMES:
         raise ConfigError(
             f"the database file may not be named {db_path.name}: its name would clash with the "

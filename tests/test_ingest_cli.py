@@ -144,6 +144,8 @@ def test_config_errors(sim: Simulator, workdir: Path) -> None:
     assert no_teams.returncode == 78 and "team_ids" in no_teams.stderr
     clash = ingest_cli(sim, workdir, "--db", str(workdir / "supermetrics.duckdb"))
     assert clash.returncode == 78 and "may not be named supermetrics.duckdb" in clash.stderr
+    live = ingest_cli(sim, workdir, "--db", str(workdir / "team-live.duckdb"))
+    assert live.returncode == 78 and "names ending in -live are kept for the views" in live.stderr
     empty_teams = run_backfills(
         "ingest",
         "--db",
