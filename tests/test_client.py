@@ -69,6 +69,20 @@ def test_connection_refused_is_unavailable() -> None:
     assert waits == [1]
 
 
+def test_a_host_that_cannot_be_resolved_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_such_host(host: str, *args: object, **kwargs: object) -> list:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)  # the resolver, without asking a DNS server
+    with pytest.raises(ApiUnavailableError, match="the host name api.example.test could not be resolved"):
+        client("https://api.example.test/v1", Waits(), max_attempts=1).list_backfills(TEAM)
+
+
+def test_a_malformed_base_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="is not a valid URL"):
+        client("https://no..such..host/v1", Waits())
+
+
 @pytest.mark.parametrize(
     ("kind", "error"), [("401", AuthError), ("403", AuthError), ("quota", RateLimitError)]
 )

@@ -58,6 +58,11 @@ def check_base_url(base_url: str) -> str:
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"base_url {base_url!r} is not an http(s) URL")
+    try:
+        parts.hostname.encode("idna")  # what the resolver will do: empty or overlong labels fail
+        parts.port  # noqa: B018 - a port that is not a number fails here
+    except (UnicodeError, ValueError) as exc:
+        raise ConfigError(f"base_url {base_url!r} is not a valid URL: {one_line(str(exc), 120)}") from None
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigError(
             f"base_url {base_url!r} is plain http to a host that is not loopback: "
