@@ -32,6 +32,7 @@ TOLERANCES = {
     "after_last_sighting": "a change after the backfill was last shown (hidden by the 100 cap, or forgotten)",
     "forgotten": "the API forgot the backfill (404) before a lookup confirmed its final state",
     "stale_team": "the team's latest polls failed or were skipped (a run stops at an outage)",
+    "capped_list": "over 100 incomplete: the list hides the oldest, the running ones among them",
     "day_boundary": "runs done before midnight and first seen after it count on the later day",
 }
 

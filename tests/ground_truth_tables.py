@@ -328,12 +328,18 @@ class Audit:
                 true_progress,
                 "between_sightings" if backfill.first_sighting_from(true_progress) else late,
             )
-            # The simulator never stalls a backfill: it waits for a slot, or a run is under way.
-            self.check("backfills", key, "is_stalled", row["is_stalled"], False, False, None)
-            waiting, truly = self._waiting_for_slot(backfill_id, seen)
+            waiting, truly, why = self._waiting_for_slot(seen)
             self.check(
-                "backfills", key, "is_waiting_for_slot", row["is_waiting_for_slot"], waiting, truly, late
+                "backfills", key, "is_waiting_for_slot", row["is_waiting_for_slot"], waiting, truly, why
             )
+            # The simulator never stalls a backfill: it waits for a slot, or a run is under way.
+            # The sightings call it stalled when they show it unchanged for over two hours.
+            stalled = (
+                seen.status in ("CREATED", "SCHEDULED", "RUNNING")
+                and not waiting
+                and (seen.last_seen - last_progress).total_seconds() > 2 * 3600
+            )
+            self.check("backfills", key, "is_stalled", row["is_stalled"], stalled, False, None)
 
     @staticmethod
     def _finished_at(status: str, state: dict) -> datetime | None:
@@ -383,16 +389,18 @@ class Audit:
                 return "reset_unseen"
         return self.unseen(seen)
 
-    def _waiting_for_slot(self, backfill_id: int, seen: Seen) -> tuple[bool, bool]:
-        """(as the sightings show it, truly): SCHEDULED while the team runs as many backfills as
-        it was ever seen running together (truly: as many as the simulator lets it)."""
+    def _waiting_for_slot(self, seen: Seen) -> tuple[bool, bool, str | None]:
+        """(as the sightings show it, truly, why they differ): SCHEDULED while the team runs as
+        many backfills as it was ever seen running together, or while its latest list was full;
+        truly: while the simulator runs its maximum for the team."""
         team_id = seen.truth.team_id
         running_now = sum(s.status == "RUNNING" for s in self.seen.values() if s.truth.team_id == team_id)
         most = max(
             sum(self.truth.backfills[b].state_at(a.at)["status"] == "RUNNING" for b in a.listed)
             for a in self.truth.ok_polls[team_id]
         )
-        waiting = seen.status == "SCHEDULED" and running_now >= max(most, running_now)
+        capped = len(self.truth.ok_polls[team_id][-1].listed) == 100
+        waiting = seen.status == "SCHEDULED" and (running_now >= max(most, running_now) or capped)
         end = self.truth.last_ok_poll(team_id)
         truly_running = sum(
             b.state_at(end) is not None and b.state_at(end)["status"] == "RUNNING"
@@ -400,7 +408,7 @@ class Audit:
             if b.team_id == team_id
         )
         truly = seen.truth.state_at(end)["status"] == "SCHEDULED" and truly_running >= self.max_running
-        return waiting, truly
+        return waiting, truly, "capped_list" if capped else self.unseen(seen)
 
     def status_history(self) -> None:
         table = "backfill_status_history"

@@ -115,7 +115,13 @@ joined as (
         current_failed_stretch.failed_since,
         team_clock.latest_poll_at,
         coalesce(
-            current_state.current_status = 'SCHEDULED' and team_slots.running_now >= team_slots.max_running_seen,
+            current_state.current_status = 'SCHEDULED'
+            and (
+                team_slots.running_now >= team_slots.max_running_seen
+                -- over 100 incomplete: the oldest, the running ones among them, are hidden, and
+                -- a queue that long is waiting
+                or team_clock.is_latest_poll_capped
+            ),
             false
         ) as is_waiting_for_slot
     from current_state
@@ -211,7 +217,9 @@ final as (
             is_incomplete
             and current_status <> 'FAILED'
             and not is_waiting_for_slot
-            and date_diff('second', last_progress_at, latest_poll_at) > 3600 * {{ stall_after_hours }},
+            -- seen without progress for that long: a backfill hidden behind the cap is judged by
+            -- its last lookup, not by how long nobody looked
+            and date_diff('second', last_progress_at, last_seen_at) > 3600 * {{ stall_after_hours }},
             false
         ) as is_stalled,
         last_progress_at,
