@@ -249,3 +249,25 @@ def test_wait_lock_also_waits_for_another_process_holding_the_database(
     out, err = waiting.communicate(timeout=120)
     assert waiting.returncode == 0, err
     assert out.startswith(f"team {TEAM}: poll 2,")
+
+
+def test_ctrl_c_during_the_demo_exits_130_in_one_line(tmp_path: Path) -> None:
+    db = tmp_path / "demo.duckdb"
+    demo = subprocess.Popen(
+        [BACKFILLS, "demo", "--db", str(db), "--days", "3"],
+        cwd=tmp_path,
+        env=backfills_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not db.exists():  # the first load has created the database: the demo is under way
+        assert demo.poll() is None, demo.stderr.read()
+        time.sleep(0.01)
+    demo.send_signal(signal.SIGINT)
+    _, stderr = demo.communicate(timeout=60)
+    assert demo.returncode == 130, stderr
+    assert stderr.splitlines() == [
+        "backfills: interrupted: stopped by Ctrl-C; nothing is half-loaded: the next run finishes or "
+        "discards the interrupted load"
+    ]
