@@ -11,23 +11,25 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
-from dlt.common.configuration.providers.toml import TomlProviderReadException
 
 from . import report as report_module
-from .database import connect
-from .ingest import IngestResult, causes, rebuild_models
-from .ingest import ingest as run_ingest
-from .models import BuildResult
-from .publish import PublishResult
 from .simulator import DEFAULT_API_KEY, DEFAULT_TEAM_ID, FAULT_KINDS, Simulator, Workload, parse_fault
 from .supermetrics.client import is_loopback
-from .supermetrics.errors import ConfigError, Interrupted, MonitorError, UsageError
+from .supermetrics.errors import ConfigError, Interrupted, MonitorError, UsageError, causes
 from .supermetrics.settings import DEFAULT_DB_PATH
 from .text import clean, one_line
 from .watch import parse_interval, watch
+
+if TYPE_CHECKING:
+    from .ingest import IngestResult
+    from .models import BuildResult
+    from .publish import PublishResult
+
+# dlt (about a second to import) is imported only by the commands that load or build: ingest,
+# watch, models, demo. report, check, query and simulate start without it.
 
 
 class Cli(click.Group):
@@ -53,7 +55,7 @@ class Cli(click.Group):
             fail(error)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except BaseException as exc:
+        except (KeyboardInterrupt, Exception) as exc:  # not SystemExit: a command's own exit code
             known = known_error(exc)
             if known is not None:
                 fail(known)
@@ -76,7 +78,8 @@ def known_error(exc: BaseException) -> MonitorError | None:
                 "stopped by Ctrl-C; nothing is half-loaded: the next run finishes or discards the "
                 "interrupted load"
             )
-        if isinstance(cause, TomlProviderReadException):
+        toml = sys.modules.get("dlt.common.configuration.providers.toml")  # loaded if dlt raised
+        if toml is not None and isinstance(cause, toml.TomlProviderReadException):
             problem = str(cause).splitlines()[-1]  # the TOML parser's words, with line and column
             if cause.file_name == "secrets.toml":  # not even one character of a secret
                 problem = re.sub(r"'[^']*'", "'…'", problem)
@@ -160,6 +163,8 @@ def ingest(team_ids: tuple[int, ...], base_url: str | None, db_path: Path, wait_
     Example:
         */5 * * * * cd /srv/backfills && .venv/bin/backfills ingest --team-id 936506
     """
+    from .ingest import ingest as run_ingest
+
     echo_ingest(
         lambda: run_ingest(db_path, team_ids=list(team_ids) or None, base_url=base_url, wait_lock=wait_lock)
     )
@@ -211,6 +216,8 @@ def watch_command(every: str, team_ids: tuple[int, ...], base_url: str | None, d
     Example:
         backfills watch --every 5m --team-id 936506
     """
+    from .ingest import ingest as run_ingest
+
     try:
         seconds = parse_interval(every)
     except ValueError as exc:
@@ -275,6 +282,8 @@ def models(db_path: Path, wait_lock: float) -> None:
     Example:
         MODELS__STALL_AFTER_HOURS=4 backfills models --db data/backfills.duckdb
     """
+    from .ingest import rebuild_models
+
     echo_build(*rebuild_models(db_path, wait_lock))
 
 
@@ -609,6 +618,8 @@ def query(sql: str, db_path: Path) -> None:
         backfills query "select status, count(*) from analytics.backfills group by all"
     """
     import duckdb
+
+    from .database import connect
 
     if not db_path.exists():
         fail(ConfigError(f"there is no database at {db_path}: run backfills ingest (or demo) first"))

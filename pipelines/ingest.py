@@ -15,7 +15,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +33,14 @@ from .publish import PublishResult, publish, published_dir
 from .settle import discard, settle
 from .supermetrics import supermetrics
 from .supermetrics.baseline import read_baseline
-from .supermetrics.errors import ConfigError, ModelError, MonitorError, PublishError, StorageError
+from .supermetrics.errors import (
+    ConfigError,
+    ModelError,
+    MonitorError,
+    PublishError,
+    StorageError,
+    causes,
+)
 from .supermetrics.settings import DATASET_NAME, PIPELINE_NAME
 from .supermetrics.snapshot import RunReport
 
@@ -260,14 +267,6 @@ def _run(db_path: Path, step: Callable[[], object]) -> None:
         if LOCK_MESSAGE.search(_chain_text(failed)):
             raise locked(db_path) from None
         raise
-
-
-def causes(exc: BaseException) -> Iterator[BaseException]:
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = getattr(exc, "exception", None) or exc.__cause__ or exc.__context__
 
 
 def _monitor_error(exc: BaseException) -> MonitorError | None:

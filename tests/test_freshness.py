@@ -52,7 +52,8 @@ def build(outcome: str = "ok", minutes_ago: float = 3, last_ok_minutes_ago: floa
         pytest.param(
             [team(1, ok_minutes_ago=12, failed_since=2, last_minutes_ago=2)],
             build(minutes_ago=2),
-            "WARNING: the last 2 poll(s) of team 1 failed (API unavailable: HTTP 503 after 5 attempts); "
+            "WARNING: the last 2 poll(s) of team 1 failed "
+            "(API unavailable: HTTP 503 \\x1b[2Jafter 5 attempts); "
             "newest successful poll of team 1 12m 00s ago; models built 2m 00s ago",
             id="failing-but-within-max-age",
         ),
@@ -60,14 +61,14 @@ def build(outcome: str = "ok", minutes_ago: float = 3, last_ok_minutes_ago: floa
             [team(1, ok_minutes_ago=45, failed_since=9, last_minutes_ago=1)],
             build(minutes_ago=1),
             "CRITICAL: team 1's newest successful poll is 45m 00s old (limit 20m 00s), its last 9 poll(s) "
-            "failed (API unavailable: HTTP 503 after 5 attempts)",
+            "failed (API unavailable: HTTP 503 \\x1b[2Jafter 5 attempts)",
             id="too-old",
         ),
         pytest.param(
             [team(1, ok_minutes_ago=None, failed_since=3)],
             build(),
             "CRITICAL: team 1 never had a successful poll, its last 3 poll(s) failed "
-            "(API unavailable: HTTP 503 after 5 attempts)",
+            "(API unavailable: HTTP 503 \\x1b[2Jafter 5 attempts)",
             id="never-succeeded",
         ),
         pytest.param(

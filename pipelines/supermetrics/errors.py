@@ -20,6 +20,7 @@ The tree (exit codes after sysexits.h):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 
 from ..text import shorten
@@ -122,3 +123,12 @@ class RequestRejectedError(ApiError):
 class InvalidResponseError(ApiError):
     exit_code = 65
     failure_class = "invalid response"
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and what caused it, outermost first (dlt keeps its cause in `.exception`)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = getattr(exc, "exception", None) or exc.__cause__ or exc.__context__
