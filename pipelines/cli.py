@@ -227,11 +227,11 @@ def watch_command(every: str, team_ids: tuple[int, ...], base_url: str | None, d
     def request_stop(signum: int, _frame: object) -> None:
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C: stop at once (exit 130)
+        stop.set()  # before saying so: a second Ctrl-C may land while this handler still prints
         click.echo(
             f"{signal.Signals(signum).name}: stopping after the current run (Ctrl-C again stops at once)",
             err=True,
         )
-        stop.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, request_stop)
