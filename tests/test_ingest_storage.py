@@ -9,7 +9,7 @@ from conftest import TEAM, Api, Warehouse, add_transfer, days_ago
 from pipelines.ingest import ingest
 from pipelines.simulator import Simulator
 
-RUNS, POLLS_PER_RUN = 20, 10  # many polls in one run store what separate runs store (test_ingest_rounds)
+RUNS, POLLS_PER_RUN = 10, 20  # many polls in one run store what separate runs store (test_ingest_rounds)
 UNCHANGED_POLLS = RUNS * POLLS_PER_RUN
 
 
