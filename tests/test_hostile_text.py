@@ -4,6 +4,8 @@ error stays one line with the API's text capped, and the database keeps the orig
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from cli_process import ingest_args, run_backfills
+from cli_process import BACKFILLS, backfills_env, ingest_args, run_backfills
 from conftest import TEAM, Api, add_transfer, days_ago
 
 from pipelines.simulator import Simulator
@@ -98,3 +100,32 @@ def test_hostile_error_reports_are_shown_visibly_by_report_and_query(
         assert result.returncode == 0, result.stderr
         assert_safe(result.stdout + result.stderr)
         assert expected is None or expected in result.stdout, args
+
+
+def test_watch_shows_a_hostile_failure_visibly(hostile_api: str, tmp_path: Path) -> None:
+    watching = subprocess.Popen(
+        [
+            BACKFILLS,
+            "watch",
+            "--every",
+            "1h",
+            "--team-id",
+            str(TEAM),
+            "--base-url",
+            hostile_api,
+            "--db",
+            str(tmp_path / "b.duckdb"),
+        ],
+        cwd=tmp_path,
+        env=backfills_env(**ENV),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
+    line = watching.stderr.readline().decode()  # the failed run's line: the watch carries on
+    watching.send_signal(signal.SIGTERM)
+    stdout, stderr = watching.communicate(timeout=60)
+    assert watching.returncode == 0
+    assert line.startswith("backfills: request rejected: listing backfills") and "(next try in 1h)" in line
+    assert "\\x1b[2J" in line and "…" in line
+    assert_safe(line + stdout.decode() + stderr.decode())
