@@ -155,9 +155,10 @@ def ingest(team_ids: tuple[int, ...], base_url: str | None, db_path: Path, wait_
     """Poll each team once, load what changed, and print a summary. The scheduled job.
 
     The API key comes from SOURCES__SUPERMETRICS__API_KEY or .dlt/secrets.toml, never from the
-    command line. Rebuilds the analytics models afterwards. Exit codes: 0 ok, 65 invalid
-    response, 69 API unavailable, 70 model error, 73 locked, 74 publish error, 75 rate limited
-    or quota, 77 auth, 78 config.
+    command line. Rebuilds the analytics models afterwards. Exit codes: 0 ok, 64 usage, 65
+    invalid response, 69 API unavailable (or max_run_seconds passed), 70 model error, 73 locked,
+    74 storage or publish error, 75 rate limited or quota, 77 auth, 78 config, 130 Ctrl-C.
+    With several teams, a line per team, and the first failure's code.
 
     \b
     Example:
