@@ -271,3 +271,28 @@ def test_ctrl_c_during_the_demo_exits_130_in_one_line(tmp_path: Path) -> None:
         "backfills: interrupted: stopped by Ctrl-C; nothing is half-loaded: the next run finishes or "
         "discards the interrupted load"
     ]
+
+
+NO_RESOLVER = """
+import socket
+
+def no_such_host(host, *args, **kwargs):
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+socket.getaddrinfo = no_such_host
+"""
+
+
+def test_a_host_that_cannot_be_resolved_is_named(tmp_path: Path) -> None:
+    # The machine's resolver is replaced (sitecustomize) so that no DNS query leaves 127.0.0.1.
+    (tmp_path / "resolver").mkdir()
+    (tmp_path / "resolver" / "sitecustomize.py").write_text(NO_RESOLVER)
+    result = run_backfills(
+        *ingest_args("https://api.example.test/v1", tmp_path / "b.duckdb"),
+        cwd=tmp_path,
+        PYTHONPATH=str(tmp_path / "resolver"),
+        SOURCES__SUPERMETRICS__API_KEY="k",
+        SOURCES__SUPERMETRICS__MAX_ATTEMPTS="1",
+    )
+    assert result.returncode == 69
+    assert "the host name api.example.test could not be resolved" in one_line(result)
