@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 
 from pipelines.simulator import Answered, Change
 
@@ -176,10 +176,6 @@ class Truth:
         times = [a.at for a in self.ok_polls[truth.team_id] if backfill_id in a.listed]
         after = [a.at for a in self.ok_polls[truth.team_id] if a.at > times[-1]]
         return times[0], times[-1], (after[0] if after else None)
-
-
-def day_of(at: datetime) -> date:
-    return at.date()
 
 
 @dataclass

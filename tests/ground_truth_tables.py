@@ -47,6 +47,26 @@ def ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
+def p95(values: list) -> float | None:
+    """The 95th percentile, interpolated linearly between the closest ranks (DuckDB's quantile_cont)."""
+    if len(values) < 2:
+        return values[0] if values else None
+    return statistics.quantiles(values, n=20, method="inclusive")[18]
+
+
+def last_error(group: list[Seen], seen: bool) -> str | None:
+    """The error first seen (or, truly, first reported) most recently; ties go to the latest run
+    date, then the error text."""
+    candidates = [
+        (first, day, error)
+        for s in group
+        for (day, error), first in (
+            {k: span[0] for k, span in s.errors().items()} if seen else s.truth.errors()
+        ).items()
+    ]
+    return max(candidates)[2] if candidates else None
+
+
 class Audit:
     """The truth, what each backfill's sightings show, and one tally per table."""
 
@@ -209,7 +229,8 @@ class Audit:
     def backfills(self) -> None:
         model = self.keyed("backfills", "transfer_backfill_id")
         never = set(self.truth.backfills) - set(self.seen)
-        self.tallies["backfills"].tolerate("never_listed", len(never)) if never else None
+        if never:
+            self.tallies["backfills"].tolerate("never_listed", len(never))
         self.missing_or_extra("backfills", model, {(b,): s for b, s in self.seen.items()})
         for (backfill_id,), row in sorted(model.items()):
             seen = self.seen.get(backfill_id)
@@ -594,7 +615,8 @@ class Audit:
             truly = created <= day and (until is None or until.date() >= day)
             true_count += truly
             if seen is None:
-                why.add("never_listed") if truly else None
+                if truly:
+                    why.add("never_listed")
                 continue
             until = self._finished_at(seen.status, seen.state) or seen.unknown_since
             shown = created <= day and (until is None or until.date() >= day)
@@ -648,6 +670,13 @@ class Audit:
                     statistics.median(run_seconds) if run_seconds else None,
                     statistics.median(true_run_seconds) if true_run_seconds else None,
                     why,
+                ),
+                ("p95_run_seconds", p95(run_seconds), p95(true_run_seconds), why),
+                (
+                    "last_error",
+                    last_error(group, seen=True),
+                    last_error(group, seen=False),
+                    "between_sightings",
                 ),
                 ("runs_completed", completed, true_completed, why),
                 ("runs_failed", failed, true_failed, why),
