@@ -12,7 +12,7 @@ import pytest
 from cli_process import BACKFILLS, backfills_env, ingest_args, run_backfills
 from conftest import TEAM, Api, add_transfer, days_ago
 
-from pipelines.ingest import working_dir
+from pipelines.ingest import ingest, working_dir
 from pipelines.simulator import ApiKey, Simulator
 
 KEY_ENV = {"SOURCES__SUPERMETRICS__MAX_ATTEMPTS": "2", "SOURCES__SUPERMETRICS__BACKOFF_FACTOR": "0"}
@@ -107,9 +107,12 @@ def test_each_failure_class_has_its_exit_code_and_one_line(
     code: int,
     failure_class: str,
     words: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     api.create(add_transfer(sim), days_ago(2), days_ago(1))
-    assert ingest_cli(sim, workdir).returncode == 0
+    monkeypatch.chdir(workdir)  # the history to keep is made in-process: the CLI is the failing run
+    monkeypatch.setenv("SOURCES__SUPERMETRICS__API_KEY", sim.api_key)
+    ingest(workdir / "data" / "b.duckdb", team_ids=[TEAM], base_url=sim.base_url)
     before = history_rows(workdir)
     sim.faults.add(kind=kind, endpoint="list")  # every call
     result = ingest_cli(sim, workdir, **env)
