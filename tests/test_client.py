@@ -139,3 +139,11 @@ def test_refused_base_urls(url: str) -> None:
 def test_empty_key_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="API key is empty"):
         SupermetricsClient("https://dts-api.supermetrics.com/v1", " ")
+
+
+def test_a_retry_past_the_run_deadline_ends_the_call_with_the_same_failure(sim: Simulator) -> None:
+    sim.faults.add(kind="429", endpoint="list", times=1)  # Retry-After: 30 s
+    waits = Waits()
+    with pytest.raises(RateLimitError, match="no time left to retry before the run's deadline"):
+        client(sim.base_url, waits, max_run_seconds=10).list_backfills(TEAM)
+    assert waits == []  # it did not wait 30 s into a 10 s budget

@@ -234,7 +234,7 @@ class SupermetricsClient:
     def _wait(self, seconds: float, error: ApiError, attempt: int) -> None:
         """Say why and for how long, then wait: a retrying run is never silent."""
         if time.monotonic() + seconds >= self.deadline:
-            raise ApiUnavailableError(
+            raise type(error)(  # the same failure (a 429 stays rate limited), said to be final
                 f"{error}; no time left to retry before the run's deadline "
                 f"(max_run_seconds = {self.max_run_seconds:g})",
                 http_status=error.http_status,
