@@ -177,7 +177,7 @@ def echo_ingest(run: Callable[[], IngestResult]) -> None:
     try:
         result = run()
     except MonitorError as error:
-        if getattr(error, "result", None) is not None:
+        if error.result is not None:
             _echo_summary(error.result)
         raise
     _echo_summary(result)

@@ -31,6 +31,7 @@ class MonitorError(Exception):
 
     exit_code = 1
     failure_class = "error"
+    result = None  # a failed poll's: the run's IngestResult (the other teams), set by ingest()
 
 
 class UsageError(MonitorError):
