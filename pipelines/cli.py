@@ -196,7 +196,7 @@ def _echo_summary(result: IngestResult) -> None:
             f"left the list {team.left}, finished {team.finished}, new errors {team.new_errors}"
         )
     for team_id in report.not_polled:
-        click.echo(f"team {team_id}: not polled, the run stopped at the failure below")
+        click.echo(f"team {team_id}: not polled, the run stopped at the failure on stderr")
     if result.built is not None:
         echo_build(result.built, result.published)
     click.echo(f"{report.requests} request(s), {result.seconds:.1f} s, database {result.db_path}")

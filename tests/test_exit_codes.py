@@ -204,7 +204,7 @@ def test_several_teams_get_a_line_each_and_a_partial_success_exits_with_the_fail
     assert stopped.returncode == 77
     assert stopped.stdout.splitlines()[:2] == [
         f"team {TEAM}: poll 3 failed: auth error",
-        f"team {OTHER_TEAM}: not polled, the run stopped at the failure below",
+        f"team {OTHER_TEAM}: not polled, the run stopped at the failure on stderr",
     ]
 
 
@@ -296,3 +296,29 @@ def test_a_host_that_cannot_be_resolved_is_named(tmp_path: Path) -> None:
     )
     assert result.returncode == 69
     assert "the host name api.example.test could not be resolved" in one_line(result)
+
+
+def test_a_lookup_outage_that_costs_another_team_its_poll_fails_the_run(
+    sim: Simulator, api: Api, tmp_path: Path
+) -> None:
+    api.create(add_transfer(sim, run_seconds=100), days_ago(1), days_ago(1))  # 1 run: done at +240
+    db = tmp_path / "b.duckdb"
+    args = ingest_args(sim.base_url, db, "--team-id", str(OTHER_TEAM))
+    env = {**FAST, "SOURCES__SUPERMETRICS__API_KEY": sim.api_key}
+    assert run_backfills(*args, cwd=tmp_path, **env).returncode == 0  # listed, SCHEDULED
+    sim.clock.advance(600)  # COMPLETED: it left the list, and its lookup...
+    sim.faults.add(kind="503", endpoint="get", times=2)  # ...meets an outage, both attempts
+    result = run_backfills(*args, cwd=tmp_path, **env)
+    assert result.returncode == 69, result.stderr
+    assert (
+        result.stdout.splitlines()[1]
+        == f"team {OTHER_TEAM}: not polled, the run stopped at the failure on stderr"
+    )
+    assert result.stderr.splitlines()[-1].startswith("backfills: API unavailable: looking up backfill")
+    sim.clock.advance(300)
+    again = run_backfills(*args, cwd=tmp_path, **env)  # the outage is over: both teams, and the lookup
+    assert again.returncode == 0, again.stderr
+    assert [line.split(":")[0] for line in again.stdout.splitlines()[:2]] == [
+        f"team {TEAM}",
+        f"team {OTHER_TEAM}",
+    ]

@@ -136,6 +136,7 @@ class Collector:
         self.report = report
         self.rounds = rounds
         self.between_rounds = between_rounds
+        self._stopped_by: ApiError | None = None  # the lookup failure that stopped the run
         self._rows: Rows | None = None
 
     @property
@@ -160,6 +161,10 @@ class Collector:
                 if not self._poll_team(result, self.baseline.team(team_id)):
                     # this round's remaining teams wait for the next one, as for a new run
                     self.report.not_polled = self.team_ids[self.team_ids.index(team_id) + 1 :]
+                    if self.report.not_polled and result.error is None:
+                        # a lookup's outage stopped the run: alone a warning, but it cost other
+                        # teams their poll, so the run fails with it
+                        self.report.errors.append(self._stopped_by)
                     break
 
     def _poll_team(self, result: TeamResult, known: TeamBaseline) -> bool:
@@ -232,6 +237,7 @@ class Collector:
                     self.report.warnings.append(f"{error} (will retry on the next run)")
                 self._rows.lookups.append({**row, **_lookup_error(outcome, error)})
                 if outcome == "failed" and _stops_the_run(error):
+                    self._stopped_by = error
                     untried = set(backfill_ids[position + 1 :]) - set(known.rechecks)
                     known.pending_lookups.update(untried)  # not tried: still pending
                     return False
