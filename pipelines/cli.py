@@ -125,6 +125,17 @@ DB_OPTION = click.option(
 )
 
 
+WAIT_LOCK_OPTION = click.option(
+    "--wait-lock",
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    type=click.FloatRange(min=0),
+    help="If another ingest, or another process (a DuckDB shell), holds the database, wait this "
+    "long for it instead of exiting with 73.",
+)
+
+
 def source_options(command: Callable) -> Callable:
     """--team-id, --base-url and --db, shared by ingest and watch."""
     team = click.option(
@@ -142,15 +153,7 @@ def source_options(command: Callable) -> Callable:
 
 @main.command()
 @source_options
-@click.option(
-    "--wait-lock",
-    default=0.0,
-    show_default=True,
-    metavar="SECONDS",
-    type=click.FloatRange(min=0),
-    help="If another ingest, or another process (a DuckDB shell), holds the database, wait this "
-    "long for it instead of exiting with 73.",
-)
+@WAIT_LOCK_OPTION
 def ingest(team_ids: tuple[int, ...], base_url: str | None, db_path: Path, wait_lock: float) -> None:
     """Poll each team once, load what changed, and print a summary. The scheduled job.
 
@@ -264,15 +267,7 @@ def echo_build(built: BuildResult, published: PublishResult) -> None:
 
 @main.command()
 @DB_OPTION
-@click.option(
-    "--wait-lock",
-    default=0.0,
-    show_default=True,
-    metavar="SECONDS",
-    type=click.FloatRange(min=0),
-    help="If an ingest, or another process, holds the database, wait this long for it instead of "
-    "exiting with 73.",
-)
+@WAIT_LOCK_OPTION
 def models(db_path: Path, wait_lock: float) -> None:
     """Rebuild the analytics schema from the raw history and run the data tests.
 

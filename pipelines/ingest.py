@@ -120,7 +120,8 @@ def ingest(
     started = time.monotonic()
     db_path = prepare_db_path(Path(db_path))
     with RunLock(db_path, wait_lock):
-        wait_for_database(db_path, started + wait_lock)
+        if wait_lock:  # else the first open says LockedError itself: no extra open per run
+            wait_for_database(db_path, started + wait_lock)
         pipeline = open_pipeline(db_path)
         reloaded = finish_pending_loads(pipeline, db_path)
         with connect(db_path) as con:
@@ -151,7 +152,8 @@ def rebuild_models(db_path: Path, wait_lock: float = 0.0) -> tuple[BuildResult, 
     if not db_path.exists():
         raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
     with RunLock(db_path, wait_lock):
-        wait_for_database(db_path, started + wait_lock)
+        if wait_lock:  # else the first open says LockedError itself: no extra open per run
+            wait_for_database(db_path, started + wait_lock)
         pipeline = open_pipeline(db_path)
         reloaded = finish_pending_loads(pipeline, db_path)
         with connect(db_path) as con:

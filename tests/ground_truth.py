@@ -14,6 +14,7 @@ only when it falls into one of the `TOLERANCES`, each decided here from the sigh
 from __future__ import annotations
 
 import bisect
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,8 +54,12 @@ class BackfillTruth:
     lookups: list[Answered] = field(default_factory=list)  # answered lookups (200 or 404)
 
     def state_at(self, at: datetime) -> dict | None:
-        index = bisect.bisect_right([c.at for c in self.changes], at)
+        index = bisect.bisect_right(self.change_times, at)
         return self.changes[index - 1].state if index else None
+
+    @functools.cached_property
+    def change_times(self) -> list[datetime]:  # asked for after the ledger is read in whole
+        return [c.at for c in self.changes]
 
     @property
     def final(self) -> dict:

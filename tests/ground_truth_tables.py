@@ -30,8 +30,6 @@ def rows(con: duckdb.DuckDBPyConnection, table: str) -> list[Row]:
 def same(a: object, b: object) -> bool:
     if isinstance(a, float) or isinstance(b, float):
         return a is not None and b is not None and abs(float(a) - float(b)) <= CLOSE
-    if isinstance(a, datetime) and isinstance(b, datetime):
-        return a == b
     return a == b
 
 
