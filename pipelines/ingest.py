@@ -132,7 +132,7 @@ def ingest(
         source = _make_source(
             baseline=baseline, report=report, rounds=rounds, between_rounds=between_rounds, **overrides
         )
-        _run(db_path, lambda: pipeline.run(source, loader_file_format="parquet"))
+        _run(db_path, lambda: pipeline.run(source, loader_file_format="insert_values"))
         with connect(db_path) as con:
             settle_loads(con)
         built, published = None, None

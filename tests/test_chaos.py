@@ -123,6 +123,7 @@ def busy_sim() -> Simulator:
 
 
 @pytest.mark.timeout(900)  # generous: a loaded machine makes every run slower, never wrong
+@pytest.mark.slow
 def test_killed_runs_leave_the_database_equal_to_an_uninterrupted_twin(
     busy_sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

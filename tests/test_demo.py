@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pytest
 from cli_process import run_backfills
 
 from pipelines.demo import EXAMPLE_QUERIES
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     result = run_backfills(
         "demo", "--db", str(tmp_path / "data" / "demo.duckdb"), "--days", "1", cwd=tmp_path

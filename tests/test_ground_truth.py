@@ -102,6 +102,7 @@ def assert_all_explained(tallies: dict) -> None:
 
 
 @pytest.mark.timeout(600)  # a loaded machine makes every run slower, never wrong
+@pytest.mark.slow
 def test_every_table_matches_the_truth_but_for_what_the_api_cannot_show(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -112,7 +112,7 @@ def test_each_failure_class_has_its_exit_code_and_one_line(
     api.create(add_transfer(sim), days_ago(2), days_ago(1))
     monkeypatch.chdir(workdir)  # the history to keep is made in-process: the CLI is the failing run
     monkeypatch.setenv("SOURCES__SUPERMETRICS__API_KEY", sim.api_key)
-    ingest(workdir / "data" / "b.duckdb", team_ids=[TEAM], base_url=sim.base_url)
+    ingest(workdir / "data" / "b.duckdb", team_ids=[TEAM], base_url=sim.base_url, build_models=False)
     before = history_rows(workdir)
     sim.faults.add(kind=kind, endpoint="list")  # every call
     result = ingest_cli(sim, workdir, **env)
@@ -127,6 +127,7 @@ def test_each_failure_class_has_its_exit_code_and_one_line(
     assert polls(workdir)[-1][0] == "failed"  # ...and the failed poll is in the log
 
 
+@pytest.mark.slow
 def test_config_errors(sim: Simulator, workdir: Path) -> None:
     missing_key = ingest_cli(sim, workdir, key="")
     assert missing_key.returncode == 78

@@ -36,6 +36,11 @@ class Recorder:
             assert reconstruct(self.warehouse, TEAM, poll_id) == listing, f"poll {poll_id}"
 
 
+@pytest.fixture(autouse=True)
+def raw_tables_only(warehouse: Warehouse) -> None:
+    warehouse.build_models = False  # these tests read the raw tables: no model build per poll
+
+
 @pytest.fixture
 def recorder(warehouse: Warehouse, api: Api) -> Recorder:
     return Recorder(warehouse, api)

@@ -42,6 +42,7 @@ def tables(db_path: Path) -> dict[str, list[tuple]]:
         return {name: sorted(con.execute(sql).fetchall(), key=repr) for name, sql in QUERIES.items()}
 
 
+@pytest.mark.slow
 def test_rounds_store_the_same_history_as_separate_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

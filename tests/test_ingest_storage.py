@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from conftest import TEAM, Api, Warehouse, add_transfer, days_ago
 
 from pipelines.ingest import ingest
@@ -13,6 +14,7 @@ RUNS, POLLS_PER_RUN = 10, 20  # many polls in one run store what separate runs s
 UNCHANGED_POLLS = RUNS * POLLS_PER_RUN
 
 
+@pytest.mark.slow
 def test_unchanged_polls_of_a_failed_backfill_with_500_errors_add_almost_nothing(
     sim: Simulator, api: Api, warehouse: Warehouse
 ) -> None:

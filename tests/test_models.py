@@ -26,8 +26,13 @@ def poll_at(sim: Simulator, warehouse: Warehouse, seconds: float) -> None:
     warehouse.ingest()
 
 
+@pytest.fixture(autouse=True)
+def models_built_when_read(warehouse: Warehouse) -> None:
+    warehouse.build_models = False
+
+
 def one(warehouse: Warehouse, sql: str, *params: object) -> dict:
-    with __import__("duckdb").connect(str(warehouse.db_path), read_only=True) as con:
+    with warehouse.connect(sql) as con:
         cursor = con.execute(sql, list(params))
         names = [d[0] for d in cursor.description]
         rows = cursor.fetchall()

@@ -12,6 +12,7 @@ import sysconfig
 import venv
 from pathlib import Path
 
+import pytest
 from cli_process import backfills_env
 from conftest import ROOT
 
@@ -49,6 +50,7 @@ def test_every_imported_package_is_a_declared_dependency() -> None:
     assert {"pyyaml", "requests"} <= declared
 
 
+@pytest.mark.slow
 def test_the_installed_wheel_works_outside_the_checkout(tmp_path: Path) -> None:
     # build from a copy, so that the checkout gets no build/ or egg-info
     source = tmp_path / "source"
