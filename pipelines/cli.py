@@ -258,7 +258,10 @@ def watch_command(every: str, team_ids: tuple[int, ...], base_url: str | None, d
 def echo_build(built: BuildResult, published: PublishResult) -> None:
     for warning in built.warnings:
         click.echo(f"warning: data check: {clean(warning)}", err=True)
-    click.echo(f"models: {len(built.models)} rebuilt, {built.tests} data tests run in {built.seconds:.1f} s")
+    click.echo(
+        f"models: {len(built.models)} built ({built.mode}), "
+        f"{built.tests} data tests run in {built.seconds:.1f} s"
+    )
     click.echo(
         f"published for BI tools: {published.duckdb_path}, {published.parquet_dir}/*.parquet, "
         f"{published.live_path} (views that pooled connections keep seeing fresh)"
@@ -268,19 +271,27 @@ def echo_build(built: BuildResult, published: PublishResult) -> None:
 @main.command()
 @DB_OPTION
 @WAIT_LOCK_OPTION
-def models(db_path: Path, wait_lock: float) -> None:
-    """Rebuild the analytics schema from the raw history and run the data tests.
+@click.option(
+    "--full-refresh",
+    is_flag=True,
+    help="Rebuild every table from the raw history and run every data test on all rows.",
+)
+def models(db_path: Path, wait_lock: float, full_refresh: bool) -> None:
+    """Build the analytics schema from the raw history and run the data tests.
 
-    Ingest does this after every run; use this after changing sql/ or a model variable.
-    Exit 70 when a model fails to build or a data test fails (the previous tables stay).
+    Ingest does this after every run, incrementally: only the polls and backfills that changed
+    since the last build. A change of sql/ or of a model variable rebuilds everything by itself;
+    --full-refresh does it on demand. Exit 70 when a model fails to build or a data test fails
+    (the previous tables stay).
 
     \b
     Example:
         MODELS__STALL_AFTER_HOURS=4 backfills models --db data/backfills.duckdb
+        backfills models --full-refresh --db data/backfills.duckdb
     """
     from .ingest import rebuild_models
 
-    echo_build(*rebuild_models(db_path, wait_lock))
+    echo_build(*rebuild_models(db_path, wait_lock, full_refresh))
 
 
 def _parse_start(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:

@@ -146,8 +146,10 @@ def ingest(
     return result
 
 
-def rebuild_models(db_path: Path, wait_lock: float = 0.0) -> tuple[BuildResult, PublishResult]:
-    """Rebuild and publish the models of an existing database (`backfills models`)."""
+def rebuild_models(
+    db_path: Path, wait_lock: float = 0.0, full_refresh: bool = False
+) -> tuple[BuildResult, PublishResult]:
+    """Build and publish the models of an existing database (`backfills models`)."""
     started, db_path = time.monotonic(), Path(db_path)
     if not db_path.exists():
         raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
@@ -161,7 +163,7 @@ def rebuild_models(db_path: Path, wait_lock: float = 0.0) -> tuple[BuildResult, 
             empty = read_baseline(con, DATASET_NAME).next_poll_id == 1
         if empty:
             raise ConfigError(f"{db_path} holds no polls yet: run backfills ingest first")
-        return _build_and_publish(pipeline, db_path)
+        return _build_and_publish(pipeline, db_path, full_refresh)
 
 
 def settle_loads(con: duckdb.DuckDBPyConnection, reloaded: list[str] | None = None) -> None:
@@ -171,11 +173,13 @@ def settle_loads(con: duckdb.DuckDBPyConnection, reloaded: list[str] | None = No
         log.warning(settled.describe())
 
 
-def _build_and_publish(pipeline: dlt.Pipeline, db_path: Path) -> tuple[BuildResult, PublishResult]:
+def _build_and_publish(
+    pipeline: dlt.Pipeline, db_path: Path, full_refresh: bool = False
+) -> tuple[BuildResult, PublishResult]:
     """Build the models and publish. A failed build is published too (analytics.model_builds says
     it failed, the other tables stay those of the last good build), then raised."""
     try:
-        built = _build_models(pipeline, db_path)
+        built = _build_models(pipeline, db_path, full_refresh)
     except ModelError:
         with contextlib.suppress(PublishError):  # the failed build is the error to report
             _publish(db_path)
@@ -192,9 +196,9 @@ def _publish(db_path: Path) -> PublishResult:
         ) from None
 
 
-def _build_models(pipeline: dlt.Pipeline, db_path: Path) -> BuildResult:
+def _build_models(pipeline: dlt.Pipeline, db_path: Path, full_refresh: bool = False) -> BuildResult:
     try:
-        return models.build(pipeline, DATASET_NAME)
+        return models.build(pipeline, DATASET_NAME, full_refresh=full_refresh)
     except MonitorError:
         raise
     except Exception as exc:

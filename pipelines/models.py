@@ -9,6 +9,8 @@
   `MODELS__<NAME>`), e.g. `{{ stall_after_hours }}`.
 - The YAML file beside a mart is its data dictionary and declares its data tests (grain,
   not_null, accepted_values, relationships, expressions).
+- A model whose YAML says `incremental: polls` or `incremental: backfills` is rebuilt only for
+  what changed since the last build (see incremental.py); `full_refresh` rebuilds everything.
 - Everything runs in one transaction: a failed build or data test leaves the previous tables
   in place for readers, and raises `ModelError`.
 - Every build, failed ones included, adds a row to `analytics.model_builds` (a failed build's
@@ -33,6 +35,8 @@ import yaml
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.tokens import TokenType
 
+from . import incremental
+from .incremental import Plan
 from .supermetrics.errors import ConfigError, ModelError
 
 
@@ -66,6 +70,7 @@ _BUILDS_TABLE = (
     "finished_at timestamptz not null, outcome varchar not null, error varchar, models bigint, "
     "tests bigint, through_poll_id bigint)"
 )
+_BUILDS_COLUMNS = ("mode varchar", "fingerprint varchar")  # added with incremental builds
 
 
 @dataclass
@@ -78,6 +83,11 @@ class Model:
     depends_on: set[str] = field(default_factory=set)
 
     @property
+    def scope(self) -> str | None:
+        """`polls` or `backfills` for an incremental model (its YAML's `incremental`), else None."""
+        return (self.doc or {}).get("incremental")
+
+    @property
     def relation(self) -> str:
         return f"{self.schema}.{self.name}"
 
@@ -88,6 +98,7 @@ class BuildResult:
     tests: int
     warnings: list[str]
     seconds: float
+    mode: str = "full refresh"  # or "incremental"
 
 
 def variables() -> dict[str, Any]:
@@ -120,9 +131,14 @@ def discover(sql_dir: Path = SQL_DIR, values: dict[str, Any] | None = None) -> l
             doc_path = path.with_suffix(".yml")
             doc = yaml.load(doc_path.read_text(), Loader=_YAML_LOADER) if doc_path.exists() else None
             model = Model(path.stem, schema, materialized, _substitute(path.read_text(), values, path), doc)
+            if model.scope is not None and model.scope not in incremental.SCOPES:
+                raise ModelError(
+                    f"{doc_path.name}: incremental: {model.scope} is not one of "
+                    f"{', '.join(incremental.SCOPES)}"
+                )
             models[model.relation] = model
     for model in models.values():
-        model.depends_on = _dependencies(model, set(models))
+        model.depends_on = _dependencies(model, set(models) | incremental.SCOPE_TABLES)
     sorter = graphlib.TopologicalSorter({m.relation: sorted(m.depends_on) for m in models.values()})
     try:
         order = list(sorter.static_order())
@@ -153,11 +169,14 @@ def _dependencies(model: Model, known: set[str]) -> set[str]:
     unknown = read - known
     if unknown:
         raise ModelError(f"{model.name}.sql reads {', '.join(sorted(unknown))}, which no model builds")
-    return read - {model.relation}
+    return read - {model.relation} - incremental.SCOPE_TABLES
 
 
-def build(pipeline: dlt.Pipeline, raw_dataset: str, sql_dir: Path = SQL_DIR) -> BuildResult:
-    """Rebuild every model and run every data test, atomically. Raises `ModelError`.
+def build(
+    pipeline: dlt.Pipeline, raw_dataset: str, sql_dir: Path = SQL_DIR, full_refresh: bool = False
+) -> BuildResult:
+    """Build every model (incrementally where it can) and run the data tests, atomically.
+    Raises `ModelError`.
 
     The outcome, failed or not, is recorded in `analytics.model_builds`.
     """
@@ -166,29 +185,36 @@ def build(pipeline: dlt.Pipeline, raw_dataset: str, sql_dir: Path = SQL_DIR) -> 
         try:
             models = discover(sql_dir)
             with client.begin_transaction():
-                tests, warnings = _build_all(client, models, raw_dataset)
-                _record(client, raw_dataset, started_at, "ok", None, len(models), tests)
+                plan = incremental.plan(client, BUILDS, models, full_refresh)
+                tests, warnings = _build_all(client, models, raw_dataset, plan)
+                _record(client, raw_dataset, started_at, "ok", None, len(models), tests, plan)
         except ModelError as error:
             _record_failure(client, raw_dataset, started_at, str(error))
             raise
-    return BuildResult([m.relation for m in models], tests, warnings, time.monotonic() - started)
+    mode = "incremental" if not plan.full_refresh else f"full refresh: {plan.reason}"
+    return BuildResult([m.relation for m in models], tests, warnings, time.monotonic() - started, mode)
 
 
-def _build_all(client: Any, models: list[Model], raw_dataset: str) -> tuple[int, list[str]]:
+def _build_all(client: Any, models: list[Model], raw_dataset: str, plan: Plan) -> tuple[int, list[str]]:
     """Every model in order, then the data tests; returns (checks run, warnings)."""
     client.execute_sql(_RAW_BOOTSTRAP.format(raw=raw_dataset))
-    for schema in sorted({m.schema for m in models}):
+    for schema in sorted({m.schema for m in models} | {"staging"}):
         client.execute_sql(f"create schema if not exists {schema}")
+    incremental.create_scopes(client, raw_dataset, plan)
     for model in models:
-        kind = "view" if model.materialized == "view" else "table"
         try:
-            client.execute_sql(f"create or replace {kind} {model.relation} as\n{model.sql}")
+            if model.materialized == "view":
+                client.execute_sql(f"create or replace view {model.relation} as\n{model.sql}")
+            elif model.scope is None:
+                client.execute_sql(f"create or replace table {model.relation} as\n{model.sql}")
+            else:
+                incremental.materialize(client, model.relation, model.sql, model.scope, plan)
         except Exception as exc:  # the database's own message says what is wrong with the SQL
             raise ModelError(f"building {model.relation} failed: {_first_line(exc)}") from None
-    failures, tests = run_data_tests(client, models, "tests")
+    failures, tests = run_data_tests(client, models, "tests", plan)
     if failures:
         raise ModelError(f"{len(failures)} of {tests} data tests failed: {'; '.join(failures)}")
-    warnings, checks = run_data_tests(client, models, "warnings")
+    warnings, checks = run_data_tests(client, models, "warnings", plan)
     return tests + checks, warnings
 
 
@@ -200,20 +226,27 @@ def _record(
     error: str | None,
     models: int,
     tests: int,
+    plan: Plan | None = None,
 ) -> None:
     client.execute_sql("create schema if not exists analytics")
     client.execute_sql(_BUILDS_TABLE)
+    for column in _BUILDS_COLUMNS:
+        client.execute_sql(f"alter table {BUILDS} add column if not exists {column}")
     client.execute_sql(  # old rows go, but never the last good build: "stale since" needs it
         f"delete from {BUILDS} where finished_at < now() - interval {BUILD_LOG_DAYS} day "
         f"and finished_at < (select max(finished_at) from {BUILDS} where outcome = 'ok')"
     )
     client.execute_sql(
-        f"insert into {BUILDS} select ?, now(), ?, ?, ?, ?, (select max(poll_id) from {raw_dataset}.polls)",
+        f"insert into {BUILDS} by name select ? as started_at, now() as finished_at, ? as outcome, "
+        f"? as error, ? as models, ? as tests, "
+        f"(select max(poll_id) from {raw_dataset}.polls) as through_poll_id, ? as mode, ? as fingerprint",
         started_at,
         outcome,
         error,
         models,
         tests,
+        plan.mode if plan else None,
+        plan.fingerprint if plan else None,
     )
 
 
@@ -226,13 +259,18 @@ def _record_failure(client: Any, raw_dataset: str, started_at: datetime, error: 
         pass
 
 
-def run_data_tests(client: Any, models: list[Model], section: str) -> tuple[list[str], int]:
+def run_data_tests(
+    client: Any, models: list[Model], section: str, plan: Plan | None = None
+) -> tuple[list[str], int]:
     """Run the checks of one YAML section (`tests` or `warnings`); returns (what broke, how many ran).
+    An incremental build checks an incremental model's rows of this build's scope only.
 
     All checks go to the database as one query: a round trip each would cost more than the checks.
     """
     checks = [
-        (f"{m.relation}: {description}", sql) for m in models for description, sql in data_tests(m, section)
+        (f"{m.relation}: {description}", sql)
+        for m in models
+        for description, sql in data_tests(m, section, scoped=plan is not None and not plan.full_refresh)
     ]
     if not checks:
         return [], 0
@@ -243,10 +281,13 @@ def run_data_tests(client: Any, models: list[Model], section: str) -> tuple[list
     return [f"{checks[n][0]} ({bad} rows)" for n, bad in rows or []], len(checks)
 
 
-def data_tests(model: Model, section: str = "tests") -> list[tuple[str, str]]:
-    """(description, SQL counting the rows that break it) for each check in a YAML section."""
+def data_tests(model: Model, section: str = "tests", scoped: bool = False) -> list[tuple[str, str]]:
+    """(description, SQL counting the rows that break it) for each check in a YAML section;
+    `scoped`: of the rows this incremental build replaced only."""
     tests = (model.doc or {}).get(section, {})
     relation = model.relation
+    if scoped and model.scope is not None:
+        relation = f"(select * from {model.relation} where {incremental.in_scope(model.scope)})"
     out = []
     grain = tests.get("grain", [])
     if grain:
@@ -327,6 +368,8 @@ _BUILD_LOG_DOC = [
     "| `error` | The one-line error of a failed build (the failing data tests, or the model that failed). |",
     "| `models`, `tests` | Models built and data tests run (0 when the build failed). |",
     "| `through_poll_id` | The newest poll in the raw tables at build time. |",
+    "| `mode` | 'incremental' (only the polls and backfills that changed) or 'full' (everything). |",
+    "| `fingerprint` | A hash of the models' SQL and variables: a change makes the next build full. |",
     "",
 ]
 

@@ -6,7 +6,9 @@ dlt's `started_jobs/`, SIGTERM at a random moment, or the exact state of a run k
 inserts committed and before dlt recorded them), then a clean run follows, as cron would start it.
 A twin database gets the same answers from uninterrupted runs: one per poll the chaos database
 kept. At the end both hold the same raw history and the same analytics tables, no table holds a
-row twice, and every data test passes.
+row twice, and every data test passes. The chaos database's models were built incrementally run
+after run, killed builds included, the twin's in one full build: their equal analytics tables
+also prove that incremental builds equal a full refresh.
 """
 
 from __future__ import annotations
@@ -108,6 +110,12 @@ def duplicated_rows(db: Path) -> dict[str, int]:
     return found
 
 
+def build_modes(db: Path) -> set[str]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        modes = con.execute("select distinct mode from analytics.model_builds where outcome = 'ok'")
+        return {m for (m,) in modes.fetchall()}
+
+
 def poll_count(db: Path) -> int:
     with duckdb.connect(str(db), read_only=True) as con:
         return con.execute("select count(*) from supermetrics.polls").fetchone()[0]
@@ -185,4 +193,5 @@ def test_killed_runs_leave_the_database_equal_to_an_uninterrupted_twin(
     assert set(chaos_tables) == set(twin_tables)
     differing = [name for name in twin_tables if chaos_tables[name] != twin_tables[name]]
     assert differing == []
+    assert build_modes(chaos) == {"full", "incremental"} and build_modes(twin) == {"full"}
     assert len(chaos_tables["supermetrics.backfill_versions"]) > 30  # the scenario is busy

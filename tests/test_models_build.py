@@ -73,7 +73,13 @@ def test_a_failing_data_test_stops_the_build_and_keeps_the_old_tables(
     warehouse.ingest()
     with duckdb.connect(str(warehouse.db_path)) as con:  # a duplicated raw poll: the grain breaks
         con.execute("insert into supermetrics.polls select * from supermetrics.polls")
-    result = run_backfills("models", "--db", str(warehouse.db_path), cwd=warehouse.db_path.parent)
+    # an incremental build checks the rows it adds: the old poll doubled is no new row
+    incremental = run_backfills("models", "--db", str(warehouse.db_path), cwd=warehouse.db_path.parent)
+    assert incremental.returncode == 0, incremental.stderr
+    # a full refresh rebuilds and checks every row
+    result = run_backfills(
+        "models", "--full-refresh", "--db", str(warehouse.db_path), cwd=warehouse.db_path.parent
+    )
     assert result.returncode == 70
     [line] = result.stderr.splitlines()
     assert (
@@ -91,7 +97,10 @@ def test_models_command(sim: Simulator, api: Api, warehouse: Warehouse, tmp_path
     warehouse.ingest()
     rebuilt = run_backfills("models", "--db", str(warehouse.db_path), cwd=tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert rebuilt.stdout.startswith(f"models: {len(discover())} rebuilt, ")
+    assert rebuilt.stdout.startswith(f"models: {len(discover())} built (incremental), ")
+    full = run_backfills("models", "--full-refresh", "--db", str(warehouse.db_path), cwd=tmp_path)
+    assert full.returncode == 0, full.stderr
+    assert full.stdout.startswith(f"models: {len(discover())} built (full refresh: asked for), ")
 
 
 def test_sql_dir_is_the_repository_one() -> None:

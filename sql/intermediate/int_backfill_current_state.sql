@@ -4,14 +4,17 @@
 -- after "still incomplete" makes it UNKNOWN again from that answer (the API forgot it meanwhile).
 with versions as (
     select * from staging.stg_supermetrics__backfill_versions
+    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
 stretches as (
     select * from staging.int_listing_stretches
+    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
 lookups as (
     select * from staging.stg_supermetrics__backfill_lookups
+    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
 latest_versions as (

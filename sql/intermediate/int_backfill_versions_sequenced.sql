@@ -3,6 +3,7 @@
 -- change (millions over a year); the full latest state is in int_backfill_current_state.
 with versions as (
     select * from staging.stg_supermetrics__backfill_versions
+    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
 sequenced as (

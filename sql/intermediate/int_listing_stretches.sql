@@ -2,6 +2,7 @@
 -- from the poll that listed it to the poll that no longer did (null: still listed).
 with events as (
     select * from staging.stg_supermetrics__listing_events
+    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
 polls as (

@@ -3,6 +3,7 @@
 -- "Account 123-456-7890 not found" and "Account 987-654-3210 not found" are one problem.
 with versions as (
     select * from staging.int_backfill_versions_sequenced
+    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
 reports as (
@@ -11,10 +12,12 @@ reports as (
 
 progress as (
     select * from analytics.backfill_progress
+    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
 lookups as (
     select * from staging.stg_supermetrics__backfill_lookups
+    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
 version_last_listed as (

@@ -1,23 +1,40 @@
 -- One row per successful poll and backfill listed in it, in the state the poll saw.
+-- A poll's rows depend only on what was stored up to that poll: a build adds the rows of the
+-- polls stored since the last one (staging.scope_polls).
 with polls as (
     select * from staging.stg_supermetrics__polls
     where outcome = 'ok'
 ),
 
+new_polls as (
+    select polls.*
+    from polls
+    semi join staging.scope_polls using (poll_id)
+),
+
+first_new_poll as (
+    select coalesce(min(poll_id), (select max(poll_id) + 1 from polls)) as poll_id from new_polls
+),
+
 stretches as (
+    -- the stretches that reach into the new polls
     select * from staging.int_listing_stretches
+    where coalesce(unlisted_at_poll_id, (select max(poll_id) + 1 from polls)) > (select poll_id from first_new_poll)
 ),
 
 versions as (
     select * from staging.int_backfill_versions_sequenced
+    semi join stretches using (team_id, transfer_backfill_id)
 ),
 
 listed_poll_ids as (
     select
         team_id,
         transfer_backfill_id,
-        unnest(range(listed_from_poll_id, coalesce(unlisted_at_poll_id, (select max(poll_id) + 1 from polls))))
-            as poll_id
+        unnest(range(
+            greatest(listed_from_poll_id, (select poll_id from first_new_poll)),
+            coalesce(unlisted_at_poll_id, (select max(poll_id) + 1 from polls))
+        )) as poll_id
     from stretches
 ),
 
@@ -28,7 +45,7 @@ listed as (
         polls.poll_id,
         polls.polled_at
     from listed_poll_ids
-    inner join polls
+    inner join new_polls as polls
         on
             polls.poll_id = listed_poll_ids.poll_id
             and polls.team_id = listed_poll_ids.team_id

@@ -5,18 +5,22 @@
 -- unconfirmed one is an UNKNOWN stretch from the moment it stopped being known.
 with versions as (
     select * from staging.int_backfill_versions_sequenced
+    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
 lookups as (
     select * from staging.stg_supermetrics__backfill_lookups
+    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
 stretches as (
     select * from staging.int_listing_stretches
+    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
 current_state as (
     select * from staging.int_backfill_current_state
+    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
 team_clock as (

@@ -1,22 +1,28 @@
 -- One row per backfill ever seen: its latest state, durations, progress rate, ETA and stall flag.
+-- Rebuilt for the backfills that changed and those still running (staging.scope_backfills).
 with current_state as (
     select * from staging.int_backfill_current_state
+    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
 versions as (
     select * from staging.int_backfill_versions_sequenced
+    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
 progress as (
     select * from analytics.backfill_progress
+    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
 status_history as (
     select * from analytics.backfill_status_history
+    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
 errors as (
     select * from analytics.backfill_errors
+    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
 team_clock as (
@@ -24,21 +30,16 @@ team_clock as (
 ),
 
 running_per_poll as (
-    select
-        team_id,
-        poll_id,
-        count(*) filter (where status = 'RUNNING') as running
-    from progress
-    group by team_id, poll_id
+    select * from staging.int_team_poll_running
 ),
 
 running_now as (
-    -- the current states, lookups included: the oldest backfills, the running ones among them,
-    -- are the first a full list (100 items) hides
+    -- the current states of all the team's backfills, lookups included: the oldest backfills,
+    -- the running ones among them, are the first a full list (100 items) hides
     select
         team_id,
         count(*) filter (where current_status = 'RUNNING') as running_now
-    from current_state
+    from staging.int_backfill_current_state
     group by team_id
 ),
 

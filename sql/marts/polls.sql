@@ -1,6 +1,7 @@
 -- One row per poll, failed ones included: the monitor's own health.
 with polls as (
     select * from staging.stg_supermetrics__polls
+    semi join staging.scope_polls using (poll_id)
 ),
 
 final as (

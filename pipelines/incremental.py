@@ -1,0 +1,148 @@
+"""What a model build must recompute: the polls and the backfills that changed since the last build.
+
+An incremental model declares its scope in its YAML (`incremental: polls` or `incremental:
+backfills`) and reads its inputs through the scope tables, `staging.scope_polls` and
+`staging.scope_backfills`. The runner then replaces only the rows of the scope: delete them,
+insert what the model's SQL returns.
+
+- `scope_polls`: the polls stored after the last good build (`through_poll_id` in
+  analytics.model_builds). A poll's rows (its progress rows, its poll row) depend only on what
+  was stored up to that poll, so older rows never change.
+- `scope_backfills`: the backfills with a raw row (a version, a lookup, a listing event) stored
+  after the last good build, and the backfills whose rows run up to "now" (the latest poll):
+  those incomplete in the previous build, and those still listed.
+
+A full refresh is the same build with everything in scope (no previous build to start from):
+`create or replace table` instead of delete and insert, and the same SQL. It happens on
+`backfills models --full-refresh`, on a first build, and whenever the models' SQL or variables
+changed since the last good build (their fingerprint is recorded with each build).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+SCOPES = {  # scope name -> (scope table, key columns)
+    "polls": ("staging.scope_polls", ("poll_id",)),
+    "backfills": ("staging.scope_backfills", ("team_id", "transfer_backfill_id")),
+}
+SCOPE_TABLES = {table for table, _ in SCOPES.values()}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How this build goes: from which poll on, and whether everything is rebuilt."""
+
+    full_refresh: bool
+    after_poll_id: int  # the scope holds what was stored after this poll (0: everything)
+    fingerprint: str
+    reason: str  # why a full refresh, for the build log
+
+    @property
+    def mode(self) -> str:
+        return "full" if self.full_refresh else "incremental"
+
+
+def fingerprint(models: list[Any]) -> str:
+    """Changes when any model's SQL (variables substituted) or its YAML changes."""
+    digest = hashlib.sha256()
+    for model in models:
+        digest.update(f"{model.relation}\n{model.materialized}\n{model.scope}\n{model.sql}\n".encode())
+        digest.update(repr(model.doc).encode())
+    return digest.hexdigest()[:16]
+
+
+def plan(client: Any, builds: str, models: list[Any], full_refresh: bool) -> Plan:
+    """Decide from the last good build whether this one can be incremental."""
+    current = fingerprint(models)
+    if full_refresh:
+        return Plan(True, 0, current, "asked for")
+    last = _last_good_build(client, builds)
+    if last is None:
+        return Plan(True, 0, current, "first build")
+    through_poll_id, previous = last
+    if previous != current:
+        return Plan(True, 0, current, "the models changed")
+    missing = [m.relation for m in models if m.scope and not _exists(client, m.relation)]
+    if missing:
+        return Plan(True, 0, current, f"{missing[0]} is missing")
+    return Plan(False, through_poll_id or 0, current, "")
+
+
+def _last_good_build(client: Any, builds: str) -> tuple[int | None, str | None] | None:
+    schema, table = builds.split(".")
+    if not _exists(client, builds):
+        return None
+    has_fingerprint = client.execute_sql(
+        "select count(*) from information_schema.columns where table_schema = ? and table_name = ? "
+        "and column_name = 'fingerprint'",
+        schema,
+        table,
+    )[0][0]
+    if not has_fingerprint:  # a database from before incremental builds
+        return None
+    rows = client.execute_sql(
+        f"select through_poll_id, fingerprint from {builds} where outcome = 'ok' "
+        "order by finished_at desc limit 1"
+    )
+    return tuple(rows[0]) if rows else None
+
+
+def _exists(client: Any, relation: str) -> bool:
+    schema, name = relation.split(".")
+    return bool(
+        client.execute_sql(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            schema,
+            name,
+        )[0][0]
+    )
+
+
+def create_scopes(client: Any, raw: str, plan: Plan) -> None:
+    """The scope tables for this build (inside the build's transaction)."""
+    after = int(plan.after_poll_id)
+    client.execute_sql(
+        f"create or replace table staging.scope_polls as "
+        f"select poll_id, team_id from {raw}.polls where poll_id > {after}"
+    )
+    still_running = (
+        ""
+        if plan.full_refresh
+        else """
+        union all
+        select team_id, transfer_backfill_id from analytics.backfills where is_incomplete
+        union all
+        select team_id, transfer_backfill_id from staging.int_listing_stretches
+        where unlisted_at_poll_id is null"""
+    )
+    client.execute_sql(
+        f"""create or replace table staging.scope_backfills as
+        select distinct team_id, transfer_backfill_id from (
+            select team_id, transfer_backfill_id from {raw}.backfill_versions where poll_id > {after}
+            union all
+            select team_id, transfer_backfill_id from {raw}.backfill_lookups where poll_id > {after}
+            union all
+            select team_id, transfer_backfill_id from {raw}.listing_events where poll_id > {after}
+            {still_running}
+        )"""
+    )
+
+
+def in_scope(scope: str) -> str:
+    """The SQL condition that picks a scoped model's rows of this build's scope."""
+    table, keys = SCOPES[scope]
+    columns = ", ".join(keys)
+    return f"({columns}) in (select {columns} from {table})"
+
+
+def materialize(client: Any, relation: str, sql: str, scope: str, plan: Plan) -> None:
+    """Replace the scope's rows of `relation` with what `sql` returns (all of it on a full refresh)."""
+    if plan.full_refresh:
+        client.execute_sql(f"create or replace table {relation} as\n{sql}")
+        return
+    condition = in_scope(scope)
+    client.execute_sql(f"delete from {relation} where {condition}")
+    client.execute_sql(f"insert into {relation} by name\nselect * from (\n{sql}\n) where {condition}")
