@@ -139,10 +139,22 @@ def in_scope(scope: str) -> str:
 
 
 def materialize(client: Any, relation: str, sql: str, scope: str, plan: Plan) -> None:
-    """Replace the scope's rows of `relation` with what `sql` returns (all of it on a full refresh)."""
+    """Replace the scope's rows of `relation` with what `sql` returns (all of it on a full refresh).
+
+    The new rows are kept in a temporary table for this build's data tests (`new_rows`): they
+    check what changed without scanning the history again.
+    """
     if plan.full_refresh:
         client.execute_sql(f"create or replace table {relation} as\n{sql}")
         return
-    condition = in_scope(scope)
+    condition, new = in_scope(scope), new_rows(relation)
+    client.execute_sql(
+        f"create or replace temp table {new.split('.')[1]} as select * from (\n{sql}\n) where {condition}"
+    )
     client.execute_sql(f"delete from {relation} where {condition}")
-    client.execute_sql(f"insert into {relation} by name\nselect * from (\n{sql}\n) where {condition}")
+    client.execute_sql(f"insert into {relation} by name select * from {new}")
+
+
+def new_rows(relation: str) -> str:
+    """The temporary table holding the rows this incremental build wrote to `relation`."""
+    return f"temp.new_{relation.replace('.', '__')}"

@@ -287,7 +287,7 @@ def data_tests(model: Model, section: str = "tests", scoped: bool = False) -> li
     tests = (model.doc or {}).get(section, {})
     relation = model.relation
     if scoped and model.scope is not None:
-        relation = f"(select * from {model.relation} where {incremental.in_scope(model.scope)})"
+        relation = incremental.new_rows(model.relation)
     out = []
     grain = tests.get("grain", [])
     if grain:

@@ -3,8 +3,8 @@ with backfills as (
     select * from analytics.backfills
 ),
 
-versions as (
-    select * from staging.int_backfill_versions_sequenced
+daily_runs as (
+    select * from staging.int_backfill_daily_runs
 ),
 
 polls as (
@@ -97,11 +97,11 @@ runs as (
     -- runs seen done between two stored states count on the day the later state was observed
     select
         team_id,
-        cast(timezone('UTC', observed_at) as date) as day,
-        cast(sum(runs_completed_delta) as bigint) as runs_completed,
-        cast(sum(runs_failed_delta) as bigint) as runs_failed
-    from versions
-    group by team_id, cast(timezone('UTC', observed_at) as date)
+        day,
+        cast(sum(runs_completed) as bigint) as runs_completed,
+        cast(sum(runs_failed) as bigint) as runs_failed
+    from daily_runs
+    group by team_id, day
 ),
 
 final as (

@@ -3,8 +3,8 @@ with backfills as (
     select * from analytics.backfills
 ),
 
-versions as (
-    select * from staging.int_backfill_versions_sequenced
+daily_runs as (
+    select * from staging.int_backfill_daily_runs
 ),
 
 errors as (
@@ -16,9 +16,9 @@ observed_runs as (
     select
         team_id,
         transfer_id,
-        cast(sum(runs_completed_delta) as bigint) as runs_completed,
-        cast(sum(runs_failed_delta) as bigint) as runs_failed
-    from versions
+        cast(sum(runs_completed) as bigint) as runs_completed,
+        cast(sum(runs_failed) as bigint) as runs_failed
+    from daily_runs
     group by team_id, transfer_id
 ),
 
