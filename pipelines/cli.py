@@ -263,7 +263,7 @@ def echo_build(built: BuildResult, published: PublishResult) -> None:
         f"{built.tests} data tests run in {built.seconds:.1f} s"
     )
     click.echo(
-        f"published for BI tools: {published.duckdb_path}, {published.parquet_dir}/*.parquet, "
+        f"published for BI tools: {published.duckdb_path}, {published.parquet_dir}/ (Parquet), "
         f"{published.live_path} (views that pooled connections keep seeing fresh)"
     )
 
@@ -606,7 +606,7 @@ def demo(db_path: Path, days: float, seed: int) -> None:
         click.echo(report_module.render_plain(sections))
     click.echo(f"\nThe database: {db_path} (raw history in schema supermetrics, models in schema analytics)")
     click.echo(
-        f"For BI tools: {result.published.duckdb_path}, {result.published.parquet_dir}/*.parquet, "
+        f"For BI tools: {result.published.duckdb_path}, {result.published.parquet_dir}/ (Parquet), "
         f"{result.published.live_path} (views, for tools that pool connections)"
     )
     click.echo("\nQueries to try, e.g. backfills query --db " + str(db_path) + ' "select ...":')

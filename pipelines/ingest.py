@@ -189,7 +189,7 @@ def _build_and_publish(
 
 def _publish(db_path: Path) -> PublishResult:
     try:
-        return publish(db_path)
+        return publish(db_path, models.tables_by_poll())
     except (OSError, duckdb.Error) as exc:
         raise PublishError(
             f"could not write the copy for BI tools in {published_dir(db_path)}: {str(exc).splitlines()[0]}"

@@ -147,6 +147,12 @@ def discover(sql_dir: Path = SQL_DIR, values: dict[str, Any] | None = None) -> l
     return [models[relation] for relation in order]
 
 
+def tables_by_poll(sql_dir: Path = SQL_DIR) -> list[str]:
+    """The analytics tables whose rows are per poll and never change (`incremental: polls`)."""
+    models = discover(sql_dir, DEFAULT_VARIABLES)
+    return [m.name for m in models if m.schema == "analytics" and m.scope == "polls"]
+
+
 def _substitute(sql: str, values: dict[str, Any], path: Path) -> str:
     def value(match: re.Match[str]) -> str:
         if match[1] not in values:

@@ -4,13 +4,22 @@ DuckDB allows one writer or many readers per file: a dashboard holding the inges
 would make the next scheduled run fail. So after each build the analytics tables are copied to
 `published/` beside the database:
 
-- `published/<name>.duckdb`: written under a temporary name, then moved over the old copy in one
-  `os.replace`. A reader that has the old file open keeps reading it; the next connection sees
-  the new one. Ingest never opens this file, so a reader can never lock ingest out.
-- `published/<name>/<table>.parquet`: one file per table, each replaced the same way. Every
-  database publishes into its own folder, so that two databases beside each other never mix.
-- `published/<name>-live.duckdb`: only views over those Parquet files. A view reads its file at
+- `published/<name>.duckdb`: the tables, as one consistent snapshot. The previous copy is copied
+  aside, brought up to date there, then moved over the old one in one `os.replace`. A reader
+  that has the old file open keeps reading it; the next connection sees the new one. Ingest
+  never opens this file, so a reader can never lock ingest out.
+- `published/<name>/<table>.parquet`: one file per table, each replaced the same way; the tables
+  that grow with every poll (`polls`, `backfill_progress`) are folders of one file per UTC day,
+  `published/<name>/<table>/<YYYY-MM-DD>.parquet`, plus `_empty.parquet` (no rows: the schema,
+  so that the folder is never empty). Every database publishes into its own folder, so that
+  two databases beside each other never mix.
+- `published/<name>-live.duckdb`: only views over those Parquet files. A view reads its files at
   each query, so a tool that keeps its connection open (a pool) still sees every publish.
+
+What a publish costs does not grow with the history: the rows of a table that grows by poll
+are appended (those of polls after the copy's newest) and only the days they fall on are
+rewritten; the other tables are small and copied whole. After a full refresh of the models
+(which may change old rows) everything is published again.
 """
 
 from __future__ import annotations
@@ -18,12 +27,15 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import duckdb
 
 SCHEMA = "analytics"
+EMPTY_FILE = "_empty.parquet"  # a by-day folder's schema, so that a glob over it always matches
 
 
 @dataclass
@@ -33,6 +45,7 @@ class PublishResult:
     live_path: Path
     tables: list[str]
     seconds: float
+    full: bool = True
 
 
 def published_dir(db_path: Path) -> Path:
@@ -64,10 +77,11 @@ def _sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def publish(db_path: Path) -> PublishResult:
-    """Copy every analytics table of `db_path` to the published DuckDB file and Parquet files.
+def publish(db_path: Path, by_poll: Collection[str] = ()) -> PublishResult:
+    """Bring the published DuckDB file and Parquet files of `db_path` up to date.
 
-    The caller holds the ingest lock: nothing else writes `db_path` meanwhile.
+    `by_poll`: the tables whose rows are per poll and never change once written (their rows of
+    newer polls are appended). The caller holds the ingest lock: nothing else writes meanwhile.
     """
     started = time.monotonic()
     target, parquet_dir = published_db(db_path), published_parquet_dir(db_path)
@@ -75,6 +89,8 @@ def publish(db_path: Path) -> PublishResult:
     staging = target.with_name(f".{target.name}.tmp")
     for leftover in (staging, staging.with_name(staging.name + ".wal")):
         leftover.unlink(missing_ok=True)  # from a run killed while publishing
+    if target.exists():
+        shutil.copyfile(target, staging)  # the old snapshot, brought up to date below
     replacements: list[tuple[Path, Path]] = []
     with duckdb.connect(str(db_path)) as con:
         tables = [
@@ -84,22 +100,104 @@ def publish(db_path: Path) -> PublishResult:
             ).fetchall()
         ]
         con.execute(f"attach {_sql_path(staging)} as published")
-        con.execute(f"create schema published.{SCHEMA}")
+        con.execute(f"create schema if not exists published.{SCHEMA}")
+        full = _needs_everything(con)
         for table in tables:
-            con.execute(f"create table published.{SCHEMA}.{table} as select * from {SCHEMA}.{table}")
-            parquet = parquet_dir / f"{table}.parquet"
-            parquet_staging = parquet.with_name(f".{parquet.name}.tmp")
-            con.execute(f"copy {SCHEMA}.{table} to {_sql_path(parquet_staging)} (format parquet)")
-            replacements.append((parquet_staging, parquet))
+            if table in by_poll:
+                replacements += _publish_by_poll(con, table, parquet_dir, full)
+            else:
+                con.execute(
+                    f"create or replace table published.{SCHEMA}.{table} as select * from {SCHEMA}.{table}"
+                )
+                replacements.append(
+                    _write_parquet(con, f"select * from {SCHEMA}.{table}", parquet_dir / f"{table}.parquet")
+                )
+        for (gone,) in con.execute(
+            "select table_name from information_schema.tables where table_catalog = 'published' "
+            "and table_schema = ?",
+            [SCHEMA],
+        ).fetchall():
+            if gone not in tables:
+                con.execute(f"drop table published.{SCHEMA}.{gone}")
         con.execute("detach published")
     os.replace(staging, target)
     for source, destination in replacements:
         os.replace(source, destination)
-    live = _publish_views(published_live_db(db_path), parquet_dir, tables)
-    return PublishResult(target, parquet_dir, live, tables, time.monotonic() - started)
+    live = _publish_views(published_live_db(db_path), parquet_dir, tables, by_poll)
+    return PublishResult(target, parquet_dir, live, tables, time.monotonic() - started, full)
 
 
-def _publish_views(live: Path, parquet_dir: Path, tables: list[str]) -> Path:
+def _needs_everything(con: duckdb.DuckDBPyConnection) -> bool:
+    """A first publish, or a full refresh of the models since the last one (old rows may differ)."""
+    published = con.execute(
+        "select count(*) from information_schema.tables where table_catalog = 'published' "
+        "and table_schema = ? and table_name = 'model_builds'",
+        [SCHEMA],
+    ).fetchone()[0]
+    if not published:
+        return True
+    return con.execute(
+        f"select count(*) > 0 from {SCHEMA}.model_builds where outcome = 'ok' and mode is distinct from "
+        f"'incremental' and finished_at > (select coalesce(max(finished_at), '-infinity'::timestamptz) "
+        f"from published.{SCHEMA}.model_builds)"
+    ).fetchone()[0]
+
+
+def _publish_by_poll(
+    con: duckdb.DuckDBPyConnection, table: str, parquet_dir: Path, full: bool
+) -> list[tuple[Path, Path]]:
+    """Append the rows of polls after the copy's newest; rewrite the days they fall on."""
+    folder = parquet_dir / table
+    folder.mkdir(exist_ok=True)
+    (parquet_dir / f"{table}.parquet").unlink(missing_ok=True)  # the layout before by-day folders
+    source, copy = f"{SCHEMA}.{table}", f"published.{SCHEMA}.{table}"
+    if full or not _same_columns(con, table):
+        con.execute(f"create or replace table {copy} as select * from {source}")
+        since = 0
+        for stale in folder.glob("*.parquet"):
+            stale.unlink()
+    else:
+        since = con.execute(f"select coalesce(max(poll_id), 0) from {copy}").fetchone()[0]
+        con.execute(f"insert into {copy} select * from {source} where poll_id > {since}")
+    day = "cast(timezone('UTC', polled_at) as date)"
+    days: list[date] = [
+        d
+        for (d,) in con.execute(
+            f"select distinct {day} from {source} where poll_id > {since} order by 1"
+        ).fetchall()
+    ]
+    replacements = [_write_parquet(con, f"select * from {source} limit 0", folder / EMPTY_FILE)]
+    for each in days:
+        replacements.append(
+            _write_parquet(
+                con, f"select * from {source} where {day} = '{each.isoformat()}'", folder / f"{each}.parquet"
+            )
+        )
+    return replacements
+
+
+def _same_columns(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    columns = (
+        "select column_name, data_type from information_schema.columns "
+        "where table_catalog = ? and table_schema = ? and table_name = ? order by ordinal_position"
+    )
+    ours = con.execute(columns, [_catalog(con), SCHEMA, table]).fetchall()
+    theirs = con.execute(columns, ["published", SCHEMA, table]).fetchall()
+    return ours == theirs
+
+
+def _catalog(con: duckdb.DuckDBPyConnection) -> str:
+    return con.execute("select current_database()").fetchone()[0]
+
+
+def _write_parquet(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> tuple[Path, Path]:
+    """Write `query` beside `path`; returns (written, final) for the move into place."""
+    written = path.with_name(f".{path.name}.tmp")
+    con.execute(f"copy ({query}) to {_sql_path(written)} (format parquet)")
+    return written, path
+
+
+def _publish_views(live: Path, parquet_dir: Path, tables: list[str], by_poll: Collection[str]) -> Path:
     """The views file, written aside and moved into place like the others. Absolute paths: a BI
     tool's working directory is anyone's guess."""
     staging = live.with_name(f".{live.name}.tmp")
@@ -108,7 +206,11 @@ def _publish_views(live: Path, parquet_dir: Path, tables: list[str]) -> Path:
     with duckdb.connect(str(staging)) as con:
         con.execute(f"create schema {SCHEMA}")
         for table in tables:
-            parquet = (parquet_dir / f"{table}.parquet").resolve()
-            con.execute(f"create view {SCHEMA}.{table} as select * from read_parquet({_sql_path(parquet)})")
+            files = (
+                parquet_dir.resolve() / table / "*.parquet"
+                if table in by_poll
+                else (parquet_dir / f"{table}.parquet").resolve()
+            )
+            con.execute(f"create view {SCHEMA}.{table} as select * from read_parquet({_sql_path(files)})")
     os.replace(staging, live)
     return live

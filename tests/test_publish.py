@@ -10,7 +10,9 @@ import duckdb
 from cli_process import ingest_args, run_backfills
 from conftest import Api, Warehouse, add_transfer, days_ago
 
-from pipelines.publish import published_db, published_dir, published_live_db
+from pipelines.ingest import rebuild_models
+from pipelines.models import tables_by_poll
+from pipelines.publish import published_db, published_dir, published_live_db, published_parquet_dir
 from pipelines.simulator import Simulator
 
 READER = """
@@ -65,11 +67,21 @@ def test_parquet_files_hold_every_analytics_table(sim: Simulator, api: Api, ware
             "select table_name from information_schema.tables where table_schema = 'analytics' order by 1"
         )
     ]
-    assert sorted(p.stem for p in parquet_dir.glob("*.parquet")) == tables
-    assert not list(parquet_dir.glob(".*")) and not list(published_dir(warehouse.db_path).glob(".*"))
+    by_poll = tables_by_poll()
+    assert sorted(by_poll) == ["backfill_progress", "polls"]
+    assert sorted(p.stem for p in parquet_dir.glob("*.parquet")) == sorted(set(tables) - set(by_poll))
+    for table in by_poll:  # a file per UTC day, and the schema
+        assert sorted(p.name for p in (parquet_dir / table).iterdir()) == [
+            "2026-01-05.parquet",
+            "_empty.parquet",
+        ]
+    assert not list(parquet_dir.glob("**/.*")) and not list(published_dir(warehouse.db_path).glob(".*"))
     with duckdb.connect() as con:
         for table in tables:
-            parquet_rows = con.execute(f"select count(*) from '{parquet_dir / table}.parquet'").fetchone()[0]
+            files = (
+                parquet_dir / table / "*.parquet" if table in by_poll else parquet_dir / f"{table}.parquet"
+            )
+            parquet_rows = con.execute(f"select count(*) from '{files}'").fetchone()[0]
             assert parquet_rows == warehouse.rows(f"select count(*) from analytics.{table}")[0][0], table
     assert warehouse.rows("select count(*) from analytics.backfill_errors") == [(3,)]
 
@@ -91,7 +103,7 @@ def test_each_database_publishes_into_its_own_folder(sim: Simulator, tmp_path: P
     demo = run_backfills("demo", "--db", str(data / "demo.duckdb"), "--days", "0.1", cwd=tmp_path)
     assert demo.returncode == 0, demo.stderr
     assert (
-        f"For BI tools: {data / 'published' / 'demo.duckdb'}, {data / 'published' / 'demo'}/*.parquet, "
+        f"For BI tools: {data / 'published' / 'demo.duckdb'}, {data / 'published' / 'demo'}/ (Parquet), "
         f"{data / 'published' / 'demo-live.duckdb'}" in demo.stdout
     )
     again = run_backfills("demo", "--db", str(data / "demo.duckdb"), "--days", "0.1", cwd=tmp_path)
@@ -120,3 +132,41 @@ def test_a_connection_kept_open_sees_each_publish_through_the_live_views(
     finally:
         pooled_live.close()
         pooled_copy.close()
+
+
+def published_tables(db: Path) -> dict[str, list[tuple]]:
+    """Every table of the published copy, of the Parquet files (through the live views) and of
+    the database itself, sorted."""
+    out = {}
+    for name, path in (("source", db), ("copy", published_db(db)), ("parquet", published_live_db(db))):
+        with duckdb.connect(str(path), read_only=True) as con:
+            for (table,) in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'analytics'"
+            ).fetchall():
+                out[f"{name}:{table}"] = con.execute(
+                    f"select * from analytics.{table} order by all"
+                ).fetchall()
+    return out
+
+
+def test_publishing_appends_new_polls_and_stays_equal_to_the_tables(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    api.create(add_transfer(sim, failure_rate=0.5), days_ago(30), days_ago(1))
+    for _ in range(4):  # 08:00 to 23:00 on 5 January
+        warehouse.ingest()
+        sim.clock.advance(5 * 3600)
+    first_day = published_parquet_dir(warehouse.db_path) / "backfill_progress" / "2026-01-05.parquet"
+    written = first_day.stat().st_mtime_ns
+    warehouse.ingest()  # 04:00 on 6 January: appended, the 5th's file stays as it was
+    assert warehouse.ingest().published.full is False
+    assert first_day.stat().st_mtime_ns == written
+    assert (first_day.parent / "2026-01-06.parquet").exists()
+    tables = published_tables(warehouse.db_path)
+    for key, rows in tables.items():
+        if key.startswith("source:"):
+            table = key.split(":")[1]
+            assert tables[f"copy:{table}"] == rows and tables[f"parquet:{table}"] == rows, table
+    built, published = rebuild_models(warehouse.db_path, full_refresh=True)
+    assert published.full is True  # old rows may have changed: everything again
+    assert first_day.stat().st_mtime_ns != written
