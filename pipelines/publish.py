@@ -29,13 +29,13 @@ import shutil
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import duckdb
 
 SCHEMA = "analytics"
 EMPTY_FILE = "_empty.parquet"  # a by-day folder's schema, so that a glob over it always matches
+SCRATCH = ".publishing"  # day files are written here, then moved into place
 
 
 @dataclass
@@ -91,6 +91,7 @@ def publish(db_path: Path, by_poll: Collection[str] = ()) -> PublishResult:
         leftover.unlink(missing_ok=True)  # from a run killed while publishing
     if target.exists():
         shutil.copyfile(target, staging)  # the old snapshot, brought up to date below
+    shutil.rmtree(parquet_dir / SCRATCH, ignore_errors=True)
     replacements: list[tuple[Path, Path]] = []
     with duckdb.connect(str(db_path)) as con:
         tables = [
@@ -123,6 +124,7 @@ def publish(db_path: Path, by_poll: Collection[str] = ()) -> PublishResult:
     os.replace(staging, target)
     for source, destination in replacements:
         os.replace(source, destination)
+    shutil.rmtree(parquet_dir / SCRATCH, ignore_errors=True)
     live = _publish_views(published_live_db(db_path), parquet_dir, tables, by_poll)
     return PublishResult(target, parquet_dir, live, tables, time.monotonic() - started, full)
 
@@ -154,25 +156,27 @@ def _publish_by_poll(
     if full or not _same_columns(con, table):
         con.execute(f"create or replace table {copy} as select * from {source}")
         since = 0
-        for stale in folder.glob("*.parquet"):
-            stale.unlink()
     else:
         since = con.execute(f"select coalesce(max(poll_id), 0) from {copy}").fetchone()[0]
         con.execute(f"insert into {copy} select * from {source} where poll_id > {since}")
-    day = "cast(timezone('UTC', polled_at) as date)"
-    days: list[date] = [
-        d
-        for (d,) in con.execute(
-            f"select distinct {day} from {source} where poll_id > {since} order by 1"
-        ).fetchall()
-    ]
     replacements = [_write_parquet(con, f"select * from {source} limit 0", folder / EMPTY_FILE)]
-    for each in days:
-        replacements.append(
-            _write_parquet(
-                con, f"select * from {source} where {day} = '{each.isoformat()}'", folder / f"{each}.parquet"
-            )
+    first_day = con.execute(
+        f"select min(cast(timezone('UTC', polled_at) as date)) from {source} where poll_id > {since}"
+    ).fetchone()[0]
+    if first_day is not None:  # the days from the first new row's on, whole, one file each
+        scratch = parquet_dir / SCRATCH / table
+        scratch.parent.mkdir(exist_ok=True)
+        con.execute(
+            f"copy (select *, strftime(timezone('UTC', polled_at), '%Y-%m-%d') as day from {source} "
+            f"where polled_at >= '{first_day.isoformat()} 00:00:00+00'::timestamptz) "
+            f"to {_sql_path(scratch)} (format parquet, partition_by (day))"
         )
+        for part in sorted(scratch.glob("day=*")):
+            [written] = part.glob("*.parquet")
+            replacements.append((written, folder / f"{part.name.removeprefix('day=')}.parquet"))
+    if full:  # days that hold no rows any more
+        for stale in set(folder.glob("[0-9]*.parquet")) - {final for _, final in replacements}:
+            stale.unlink()
     return replacements
 
 
