@@ -16,6 +16,8 @@ from conftest import OTHER_TEAM, TEAM, Api, add_transfer, days_ago
 from pipelines.simulator import ApiKey, Simulator
 
 FAST = {"SOURCES__SUPERMETRICS__MAX_ATTEMPTS": "2", "SOURCES__SUPERMETRICS__BACKOFF_FACTOR": "0"}
+# Faults apply to calls in the order they arrive: teams one after another make that order known.
+ONE_AFTER_ANOTHER = {"SOURCES__SUPERMETRICS__MAX_CONCURRENT_TEAMS": "1"}
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -133,6 +135,7 @@ def test_the_run_deadline_stops_a_hung_run_and_keeps_what_it_polled(
         SOURCES__SUPERMETRICS__API_KEY=sim.api_key,
         SOURCES__SUPERMETRICS__MAX_RUN_SECONDS="1",
         SOURCES__SUPERMETRICS__REQUEST_TIMEOUT="600",
+        **ONE_AFTER_ANOTHER,
     )
     assert result.returncode == 69, result.stderr
     line = result.stderr.splitlines()[-1]
@@ -185,6 +188,7 @@ def test_several_teams_get_a_line_each_and_a_partial_success_exits_with_the_fail
         *ingest_args(sim.base_url, db, "--team-id", str(OTHER_TEAM)),
         cwd=tmp_path,
         SOURCES__SUPERMETRICS__API_KEY="one-team-key",
+        **ONE_AFTER_ANOTHER,
     )
     assert result.returncode == 77
     lines = result.stdout.splitlines()
@@ -200,6 +204,7 @@ def test_several_teams_get_a_line_each_and_a_partial_success_exits_with_the_fail
         *ingest_args(sim.base_url, db, "--team-id", str(OTHER_TEAM)),
         cwd=tmp_path,
         SOURCES__SUPERMETRICS__API_KEY="one-team-key",
+        **ONE_AFTER_ANOTHER,
     )
     assert stopped.returncode == 77
     assert stopped.stdout.splitlines()[:2] == [
@@ -304,7 +309,7 @@ def test_a_lookup_outage_that_costs_another_team_its_poll_fails_the_run(
     api.create(add_transfer(sim, run_seconds=100), days_ago(1), days_ago(1))  # 1 run: done at +240
     db = tmp_path / "b.duckdb"
     args = ingest_args(sim.base_url, db, "--team-id", str(OTHER_TEAM))
-    env = {**FAST, "SOURCES__SUPERMETRICS__API_KEY": sim.api_key}
+    env = {**FAST, **ONE_AFTER_ANOTHER, "SOURCES__SUPERMETRICS__API_KEY": sim.api_key}
     assert run_backfills(*args, cwd=tmp_path, **env).returncode == 0  # listed, SCHEDULED
     sim.clock.advance(600)  # COMPLETED: it left the list, and its lookup...
     sim.faults.add(kind="503", endpoint="get", times=2)  # ...meets an outage, both attempts

@@ -9,8 +9,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 from .clock import SimClock
@@ -100,6 +101,9 @@ class Simulator:
         self.api_key = api_key
         self.keys: dict[str, ApiKey] = {api_key: ApiKey(api_key)}
         self.stopping = threading.Event()
+        self.most_at_once = 0  # the most API calls it was answering at the same time
+        self._at_once = 0
+        self._at_once_lock = threading.Lock()
         team_ids = list(teams)
         for team_id in team_ids:
             self.world.add_team(team_id)
@@ -146,6 +150,18 @@ class Simulator:
             raise RuntimeError("the simulator is not started")
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/v1"
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Count an API call while it is answered (`most_at_once`: did calls overlap?)."""
+        with self._at_once_lock:
+            self._at_once += 1
+            self.most_at_once = max(self.most_at_once, self._at_once)
+        try:
+            yield
+        finally:
+            with self._at_once_lock:
+                self._at_once -= 1
 
     def start(self) -> Simulator:
         self.stopping.clear()

@@ -122,10 +122,13 @@ class Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if path.startswith("/_sim"):
             answer = self._control(method, path, body, request_id)
-        else:
+            if answer is not None:
+                self._send(answer)
+            return
+        with sim.answering():
             answer = self._api(sim, method, path, body, request_id)
-        if answer is not None:
-            self._send(answer)
+            if answer is not None:
+                self._send(answer)
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)

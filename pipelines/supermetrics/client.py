@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,6 +118,9 @@ class SupermetricsClient:
         self.deadline = time.monotonic() + max_run_seconds  # for every call of this run together
         self.sleep = sleep
         self.requests_made = 0
+        self._lock = threading.Lock()  # teams are polled from several threads
+        self._paused_until = 0.0  # a 429's Retry-After holds the other threads' next request
+        self._own_pause = threading.local()  # the thread that got the 429 waits in _wait instead
         self._session = requests.Session()
         self._session.headers.update(
             {
@@ -138,16 +142,17 @@ class SupermetricsClient:
         url = self.base_url + path
         for attempt in range(1, self.max_attempts + 1):
             last = attempt == self.max_attempts
+            self._hold()
             started = time.monotonic()
             response = None
             try:
                 # streamed, so that the headers (the server's Date) survive a body cut off half-way
                 response = self._session.get(url, timeout=self._timeout(what), stream=True)
-                self.requests_made += 1
+                self._count()
                 content = response.content  # a cut-off body fails here
             except _CONNECTION_ERRORS as exc:
                 if response is None:  # counted above when the headers came
-                    self.requests_made += 1
+                    self._count()
                 error = ApiUnavailableError(
                     f"{what}: {_describe_connection_error(exc, url)} after {attempt} attempt(s)",
                     http_status=None if response is None else response.status_code,
@@ -166,8 +171,26 @@ class SupermetricsClient:
             retry_in = self._retry_delay(response, error, attempt, what)
             if retry_in is None or last:
                 raise error
+            if response.status_code == 429:  # the API's limit is per key: every thread waits
+                with self._lock:
+                    self._paused_until = max(self._paused_until, time.monotonic() + retry_in)
+                    self._own_pause.until = self._paused_until
             self._wait(retry_in, error, attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _count(self) -> None:
+        with self._lock:
+            self.requests_made += 1
+
+    def _hold(self) -> None:
+        """Wait while another thread's 429 asks to (never past the run's deadline)."""
+        with self._lock:
+            paused_until = self._paused_until
+        if paused_until == getattr(self._own_pause, "until", None):
+            return
+        wait = min(paused_until, self.deadline) - time.monotonic()
+        if wait > 0:
+            self.sleep(wait)
 
     def _timeout(self, what: str) -> float:
         """The request's timeout: request_timeout, or less when the run's deadline is nearer."""

@@ -21,6 +21,7 @@ MAX_ATTEMPTS = 5
 BACKOFF_FACTOR_SECONDS = 1.0  # waits 1, 2, 4, 8 s between attempts
 MAX_RETRY_AFTER_SECONDS = 60.0  # a 429 asking to wait longer stops the run instead
 MAX_RUN_SECONDS = 120.0  # all of a run's API calls and waits together: well inside a 5-minute cron
+MAX_CONCURRENT_TEAMS = 4  # teams polled at once; each team's lookups follow its own poll
 
 # Where things live
 DEFAULT_DB_PATH = Path("data/backfills.duckdb")

@@ -18,7 +18,9 @@ goes out as `Rows`, so the semantics can be read (and tested) in one place:
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -33,7 +35,13 @@ from .errors import (
     RateLimitError,
     RequestRejectedError,
 )
-from .settings import CANCELLED_LOOKUPS, FINAL_STATUSES, LIST_LIMIT, MAX_RECHECKS_PER_RUN
+from .settings import (
+    CANCELLED_LOOKUPS,
+    FINAL_STATUSES,
+    LIST_LIMIT,
+    MAX_CONCURRENT_TEAMS,
+    MAX_RECHECKS_PER_RUN,
+)
 from .validation import BackfillRecord, envelope_data, parse_backfill, parse_listing
 
 
@@ -94,6 +102,18 @@ class TeamResult:
 
 
 @dataclass
+class TeamWork:
+    """One team's poll in one round: its own rows and warnings, merged in team order afterwards,
+    so that teams polled at the same time store exactly what one after another would."""
+
+    result: TeamResult
+    rows: Rows = field(default_factory=Rows)
+    warnings: list[str] = field(default_factory=list)
+    polled: bool = False
+    stopped_by: ApiError | None = None  # a failure that stops the run, the poll's or a lookup's
+
+
+@dataclass
 class RunReport:
     """Filled in by the source while it runs; read by the CLI afterwards."""
 
@@ -117,6 +137,10 @@ class Collector:
     Normally one round: one poll per team. With `rounds` > 1 it polls every team again after
     calling `between_rounds` (the demo moves the simulator's clock there), diffing each round
     against the previous one kept in memory, exactly as separate runs would against the database.
+
+    Up to `max_concurrent_teams` teams are polled at once (each team's lookups follow its own
+    poll). A failure that stops the run lets the teams already under way finish; the others are
+    not polled.
     """
 
     def __init__(
@@ -128,15 +152,16 @@ class Collector:
         rounds: int = 1,
         between_rounds: Callable[[], None] | None = None,
         max_rechecks: int = MAX_RECHECKS_PER_RUN,
+        max_concurrent_teams: int = MAX_CONCURRENT_TEAMS,
     ) -> None:
         self.max_rechecks = max_rechecks
+        self.max_concurrent_teams = max_concurrent_teams
         self.client = client
         self.team_ids = team_ids
         self.baseline = baseline
         self.report = report
         self.rounds = rounds
         self.between_rounds = between_rounds
-        self._stopped_by: ApiError | None = None  # the lookup failure that stopped the run
         self._rows: Rows | None = None
 
     @property
@@ -151,25 +176,54 @@ class Collector:
 
     def _collect(self) -> None:
         next_poll_id = self.baseline.next_poll_id
+        for team_id in self.team_ids:  # created here, not in the threads
+            self.baseline.team(team_id)
         for round_number in range(self.rounds):
             if round_number and self.between_rounds is not None:
                 self.between_rounds()
-            for team_id in self.team_ids:
-                result = TeamResult(team_id, next_poll_id)
-                next_poll_id += 1
-                self.report.teams.append(result)
-                if not self._poll_team(result, self.baseline.team(team_id)):
-                    # this round's remaining teams wait for the next one, as for a new run
-                    self.report.not_polled = self.team_ids[self.team_ids.index(team_id) + 1 :]
-                    if self.report.not_polled and result.error is None:
-                        # a lookup's outage stopped the run: alone a warning, but it cost other
-                        # teams their poll, so the run fails with it
-                        self.report.errors.append(self._stopped_by)
-                    break
+            works = [TeamWork(TeamResult(t, next_poll_id + n)) for n, t in enumerate(self.team_ids)]
+            next_poll_id += len(works)
+            self._poll_round(works)
+            self._merge(works)
 
-    def _poll_team(self, result: TeamResult, known: TeamBaseline) -> bool:
+    def _poll_round(self, works: list[TeamWork]) -> None:
+        stop = threading.Event()
+
+        def poll(work: TeamWork) -> None:
+            if stop.is_set():  # this round's remaining teams wait for the next one, as for a new run
+                return
+            work.polled = True
+            if not self._poll_team(work, self.baseline.team(work.result.team_id)):
+                stop.set()
+
+        workers = min(self.max_concurrent_teams, len(works))
+        if workers == 1:
+            for work in works:
+                poll(work)
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="poll") as pool:
+            list(pool.map(poll, works))  # started in team order
+
+    def _merge(self, works: list[TeamWork]) -> None:
+        """The round's rows, summary and errors in team order."""
+        polled = [w for w in works if w.polled]
+        self.report.not_polled = [w.result.team_id for w in works if not w.polled]
+        for work in polled:
+            for name in ("polls", "versions", "listing_events", "lookups"):
+                getattr(self._rows, name).extend(getattr(work.rows, name))
+            self.report.teams.append(work.result)
+            self.report.warnings.extend(work.warnings)
+            if work.result.error is not None:
+                self.report.errors.append(work.result.error)
+            elif work.stopped_by is not None and self.report.not_polled:
+                # a lookup's outage stopped the run: alone a warning, but it cost other teams
+                # their poll, so the run fails with it
+                self.report.errors.append(work.stopped_by)
+
+    def _poll_team(self, work: TeamWork, known: TeamBaseline) -> bool:
         """One team's poll and lookups. False when the run must stop."""
-        rows, poll_id, team_id = self._rows, result.poll_id, result.team_id
+        result = work.result
+        rows, poll_id, team_id = work.rows, result.poll_id, result.team_id
         response = None
         try:
             response = self.client.list_backfills(team_id)
@@ -177,18 +231,20 @@ class Collector:
         except ApiError as error:
             _keep_answer_facts(error, response)
             rows.polls.append(_failed_poll(poll_id, team_id, error))
-            self.report.errors.append(error)
             result.error = error
-            return not _stops_the_run(error)
+            if _stops_the_run(error):
+                work.stopped_by = error
+                return False
+            return True
         observed_at = response.observed_at
         listed_now = {r.backfill_id for r in records}
         for record in records:
-            self.report.warnings.extend(record.warnings)
+            work.warnings.extend(record.warnings)
             if record.backfill_id not in known.listed:
                 rows.listing_events.append(
                     _event(poll_id, team_id, record.backfill_id, "listed", observed_at)
                 )
-            result.changed += self._version(result, known, record, "list", observed_at)
+            result.changed += self._version(work, known, record, "list", observed_at)
         left = known.listed - listed_now
         for backfill_id in sorted(left):
             rows.listing_events.append(_event(poll_id, team_id, backfill_id, "unlisted", observed_at))
@@ -200,10 +256,11 @@ class Collector:
         due = sorted((checked, b) for b, checked in known.rechecks.items() if b not in to_look_up)
         to_look_up += [b for _, b in due[: self.max_rechecks]]
         known.listed = listed_now
-        return self._look_up(result, known, to_look_up)
+        return self._look_up(work, known, to_look_up)
 
-    def _look_up(self, result: TeamResult, known: TeamBaseline, backfill_ids: list[int]) -> bool:
+    def _look_up(self, work: TeamWork, known: TeamBaseline, backfill_ids: list[int]) -> bool:
         """Look each backfill up by id. A failed lookup is retried next run (a recheck stays due)."""
+        result = work.result
         team_id = result.team_id
         retries, known.pending_lookups = known.pending_lookups, set()
         for position, backfill_id in enumerate(backfill_ids):
@@ -234,21 +291,21 @@ class Collector:
                     result.lookups_failed += 1
                     if reason != "recheck":  # a recheck keeps its place: oldest-checked first
                         known.pending_lookups.add(backfill_id)
-                    self.report.warnings.append(f"{error} (will retry on the next run)")
-                self._rows.lookups.append({**row, **_lookup_error(outcome, error)})
+                    work.warnings.append(f"{error} (will retry on the next run)")
+                work.rows.lookups.append({**row, **_lookup_error(outcome, error)})
                 if outcome == "failed" and _stops_the_run(error):
-                    self._stopped_by = error
+                    work.stopped_by = error
                     untried = set(backfill_ids[position + 1 :]) - set(known.rechecks)
                     known.pending_lookups.update(untried)  # not tried: still pending
                     return False
                 continue
-            self.report.warnings.extend(record.warnings)
+            work.warnings.extend(record.warnings)
             final = record.status in FINAL_STATUSES
             result.finished += final and backfill_id not in known.cancelled_lookups  # not counted twice
-            changed = self._version(result, known, record, "lookup", response.observed_at)
+            changed = self._version(work, known, record, "lookup", response.observed_at)
             result.changed += changed
             self._after_answer(known, backfill_id, record.status, bool(changed), result.poll_id)
-            self._rows.lookups.append(
+            work.rows.lookups.append(
                 {
                     **row,
                     "looked_up_at": response.observed_at,
@@ -282,13 +339,14 @@ class Collector:
 
     def _version(
         self,
-        result: TeamResult,
+        work: TeamWork,
         known_team: TeamBaseline,
         record: BackfillRecord,
         source: str,
         observed_at: datetime,
     ) -> int:
         """Append a version row if the record differs from the stored one; returns 1 if it did."""
+        result = work.result
         known = known_team.known.get(record.backfill_id)
         if known is not None and known.state_hash == record.state_hash:
             return 0
@@ -310,7 +368,7 @@ class Collector:
             row["error_report"] = record.error_report
         errors = frozenset((e["transfer_run_date"], e["error"]) for e in record.error_report)
         result.new_errors += len(errors - (known.errors if known else frozenset()))
-        self._rows.versions.append(row)
+        work.rows.versions.append(row)
         known_team.known[record.backfill_id] = KnownBackfill(
             record.state_hash, record.error_report_hash, row["error_report_poll_id"], errors
         )

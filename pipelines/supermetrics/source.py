@@ -58,6 +58,7 @@ def supermetrics(
     backoff_factor: float = settings.BACKOFF_FACTOR_SECONDS,
     max_retry_after: float = settings.MAX_RETRY_AFTER_SECONDS,
     max_rechecks: int = settings.MAX_RECHECKS_PER_RUN,
+    max_concurrent_teams: int = settings.MAX_CONCURRENT_TEAMS,
     max_run_seconds: float = settings.MAX_RUN_SECONDS,
     baseline: Baseline | None = None,
     report: RunReport | None = None,
@@ -75,6 +76,8 @@ def supermetrics(
             past it the run stops polling and keeps what it got (exit 69).
         max_rechecks: lookups per team and run of backfills to confirm again (hidden by the
             100 cap, or CANCELLED with a run in flight), oldest-checked first.
+        max_concurrent_teams: teams polled at once (1: one after another). What is stored is
+            the same either way; a 429's Retry-After holds every team's next request.
         baseline: what the destination already holds; None for an empty destination.
         report: filled in with per-team results, errors and warnings while the source runs.
         rounds, between_rounds: poll every team `rounds` times, calling `between_rounds` in
@@ -90,6 +93,7 @@ def supermetrics(
         >>> pipeline.run(supermetrics(team_ids=[936506], report=report))
     """
     check_setting("max_rechecks", max_rechecks, 0)
+    check_setting("max_concurrent_teams", max_concurrent_teams, 1)
     client = SupermetricsClient(
         base_url,
         api_key,
@@ -108,6 +112,7 @@ def supermetrics(
         rounds=rounds,
         between_rounds=between_rounds,
         max_rechecks=max_rechecks,
+        max_concurrent_teams=max_concurrent_teams,
     )
 
     @dlt.resource(name=settings.POLLS, write_disposition="append", columns=POLL_COLUMNS)
