@@ -100,7 +100,11 @@ def publish(db_path: Path, by_poll: Collection[str] = ()) -> PublishResult:
                 "select table_name from information_schema.tables where table_schema = ? order by 1", [SCHEMA]
             ).fetchall()
         ]
-        con.execute(f"attach {_sql_path(staging)} as published")
+        try:
+            con.execute(f"attach {_sql_path(staging)} as published")
+        except duckdb.Error:  # an old copy this DuckDB cannot open: start a new one
+            staging.unlink(missing_ok=True)
+            con.execute(f"attach {_sql_path(staging)} as published")
         con.execute(f"create schema if not exists published.{SCHEMA}")
         full = _needs_everything(con)
         for table in tables:
@@ -121,9 +125,11 @@ def publish(db_path: Path, by_poll: Collection[str] = ()) -> PublishResult:
             if gone not in tables:
                 con.execute(f"drop table published.{SCHEMA}.{gone}")
         con.execute("detach published")
-    os.replace(staging, target)
+    # the Parquet files first: the copy records what is published, and a publish killed before
+    # the copy moved is redone whole by the next one
     for source, destination in replacements:
         os.replace(source, destination)
+    os.replace(staging, target)
     shutil.rmtree(parquet_dir / SCRATCH, ignore_errors=True)
     live = _publish_views(published_live_db(db_path), parquet_dir, tables, by_poll)
     return PublishResult(target, parquet_dir, live, tables, time.monotonic() - started, full)

@@ -25,6 +25,7 @@ import pytest
 from cli_process import BACKFILLS, backfills_env, ingest_args, run_backfills
 from conftest import START, TEAM
 from support import put_last_load_back
+from test_publish import published_tables
 
 from pipelines.ingest import ingest, rebuild_models, working_dir
 from pipelines.simulator import Simulator, Workload
@@ -194,4 +195,11 @@ def test_killed_runs_leave_the_database_equal_to_an_uninterrupted_twin(
     differing = [name for name in twin_tables if chaos_tables[name] != twin_tables[name]]
     assert differing == []
     assert build_modes(chaos) == {"full", "incremental"} and build_modes(twin) == {"full"}
+    # publishes were killed too: what BI tools read (the copy, and the Parquet files through the
+    # views) equals the tables
+    published = published_tables(chaos)
+    for key, rows in published.items():
+        if key.startswith("source:"):
+            table = key.split(":")[1]
+            assert published[f"copy:{table}"] == rows and published[f"parquet:{table}"] == rows, table
     assert len(chaos_tables["supermetrics.backfill_versions"]) > 30  # the scenario is busy

@@ -170,3 +170,11 @@ def test_publishing_appends_new_polls_and_stays_equal_to_the_tables(
     built, published = rebuild_models(warehouse.db_path, full_refresh=True)
     assert published.full is True  # old rows may have changed: everything again
     assert first_day.stat().st_mtime_ns != written
+
+
+def test_a_copy_it_cannot_open_is_published_anew(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
+    warehouse.ingest()
+    published_db(warehouse.db_path).write_bytes(b"not a DuckDB file")  # damaged, or another version's
+    assert warehouse.ingest().published.full is True
+    with duckdb.connect(str(published_db(warehouse.db_path)), read_only=True) as con:
+        assert con.execute("select count(*) from analytics.polls").fetchone() == (2,)
