@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 from cli_process import BACKFILLS, backfills_env, ingest_args, run_backfills
 from conftest import OTHER_TEAM, TEAM, Api, add_transfer, days_ago
 
@@ -147,17 +148,22 @@ def test_the_run_deadline_stops_a_hung_run_and_keeps_what_it_polled(
     assert polls == [(TEAM, "ok"), (OTHER_TEAM, "failed")] and versions == 1  # the first team's poll is kept
 
 
+@pytest.mark.parametrize("teams", [(TEAM,), (TEAM, OTHER_TEAM)], ids=["one team", "two teams at once"])
 def test_ctrl_c_exits_130_in_one_line_and_the_next_run_is_clean(
-    sim: Simulator, api: Api, tmp_path: Path
+    sim: Simulator, api: Api, tmp_path: Path, teams: tuple[int, ...]
 ) -> None:
     api.create(add_transfer(sim), days_ago(2), days_ago(1))
     db = tmp_path / "b.duckdb"
-    env = backfills_env(SOURCES__SUPERMETRICS__API_KEY=sim.api_key)
-    fault = sim.faults.add(kind="hang", endpoint="list", times=1)
-    victim = subprocess.Popen(
-        [BACKFILLS, *ingest_args(sim.base_url, db)], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+    # hung calls that nothing but Ctrl-C ends within the test's patience
+    env = backfills_env(
+        SOURCES__SUPERMETRICS__API_KEY=sim.api_key,
+        SOURCES__SUPERMETRICS__REQUEST_TIMEOUT="600",
+        SOURCES__SUPERMETRICS__MAX_RUN_SECONDS="600",
     )
-    while fault in sim.faults.rules:  # the victim's request reached the hanging answer
+    fault = sim.faults.add(kind="hang", endpoint="list", times=len(teams))
+    args = ingest_args(sim.base_url, db, *[a for t in teams[1:] for a in ("--team-id", str(t))])
+    victim = subprocess.Popen([BACKFILLS, *args], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    while fault in sim.faults.rules:  # every team's request reached the hanging answer
         assert victim.poll() is None, victim.stderr.read()
         time.sleep(0.01)
     victim.send_signal(signal.SIGINT)
@@ -166,14 +172,12 @@ def test_ctrl_c_exits_130_in_one_line_and_the_next_run_is_clean(
     [line] = stderr.splitlines()
     assert line.startswith("backfills: interrupted: stopped by Ctrl-C; nothing is half-loaded")
 
-    after = run_backfills(
-        *ingest_args(sim.base_url, db), cwd=tmp_path, SOURCES__SUPERMETRICS__API_KEY=sim.api_key
-    )
+    after = run_backfills(*args, cwd=tmp_path, SOURCES__SUPERMETRICS__API_KEY=sim.api_key)
     assert after.returncode == 0, after.stderr
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("select count(*), count(distinct _dlt_id) from supermetrics.polls").fetchone() == (
-            1,
-            1,
+            len(teams),
+            len(teams),
         )
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -201,8 +200,7 @@ class Collector:
             for work in works:
                 poll(work)
             return
-        with ThreadPoolExecutor(workers, thread_name_prefix="poll") as pool:
-            list(pool.map(poll, works))  # started in team order
+        _run_at_most(workers, works, poll)
 
     def _merge(self, works: list[TeamWork]) -> None:
         """The round's rows, summary and errors in team order."""
@@ -373,6 +371,34 @@ class Collector:
             record.state_hash, record.error_report_hash, row["error_report_poll_id"], errors
         )
         return 1
+
+
+def _run_at_most(workers: int, works: list[TeamWork], poll: Callable[[TeamWork], None]) -> None:
+    """`poll` each work, `workers` at a time, started in order. Daemon threads: Ctrl-C ends the
+    run at once instead of waiting for the calls under way (a pool's threads would be joined)."""
+    queue = iter(works)
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        while True:
+            with lock:
+                work = next(queue, None)
+            if work is None:
+                return
+            try:
+                poll(work)
+            except BaseException as exc:  # raised in the caller's thread below
+                failures.append(exc)
+                return
+
+    threads = [threading.Thread(target=worker, name=f"poll-{n}", daemon=True) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
 
 
 def _keep_answer_facts(error: ApiError, response: ApiResponse | None) -> None:
