@@ -31,7 +31,8 @@ TOLERANCES = {
     "unseen_stretch": "a status that began and ended between two sightings",
     "reset_unseen": "failures (and their errors) that a retry reset before any sighting showed them",
     "after_last_sighting": "a change after the backfill was last shown (hidden by the 100 cap, or forgotten)",
-    "forgotten": "the API forgot the backfill (404) before a lookup confirmed its final state",
+    "forgotten": "the API forgot the backfill (404) before a lookup confirmed its final state, or "
+    "before a recheck saw what changed after its last sighting",
     "stale_team": "the team's latest polls failed or were skipped (a run stops at an outage)",
     "capped_list": "over 100 incomplete: the list hides the oldest, the running ones among them",
     "day_boundary": "runs done before midnight and first seen after it count on the later day",

@@ -147,6 +147,10 @@ class Audit:
         backfill = seen.truth
         if seen.status == "UNKNOWN" and any(a.status == 404 for a in backfill.lookups):
             return "forgotten"
+        last_seen = max((s.at for s in backfill.sightings), default=None)
+        if last_seen is not None and any(a.status == 404 and a.at > last_seen for a in backfill.lookups):
+            # e.g. CANCELLED with a run in flight, its recheck missed (a failed poll), then 404
+            return "forgotten"
         if self.truth.last_ok_poll(backfill.team_id) < self.truth.end:
             return "stale_team"
         hidden = seen.vanished is not None and seen.status not in FINAL
