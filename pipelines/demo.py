@@ -1,8 +1,8 @@
 """`backfills demo`: the whole pipeline on the local simulator, in about a minute.
 
 The simulator serves over real HTTP on 127.0.0.1 with a manual clock that the demo moves: each
-hour of simulated time is one ingest run of twelve polls five minutes apart (see the source's
-`rounds`), so three days of 5-minute polling take about a minute instead of three days.
+three hours of simulated time are one ingest run of 36 polls five minutes apart (see the source's
+`rounds`), so three days of 5-minute polling take about half a minute instead of three days.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .simulator import DEFAULT_TEAM_ID, Simulator, Workload
 from .supermetrics.errors import ConfigError, MonitorError
 
 POLL_MINUTES = 5
-POLLS_PER_RUN = 12  # one simulated hour per ingest run
+POLLS_PER_RUN = 36  # three simulated hours per ingest run: a run's fixed cost is paid 8 times a day
 EXAMPLE_QUERIES = (
     "select transfer_backfill_id, status, progress_pct, runs_per_hour, eta, is_stalled\n"
     "  from analytics.backfills where is_incomplete order by created_time desc;",
@@ -98,7 +98,8 @@ def run_demo(
     workload = Workload(transfers_per_team=12, backfills_per_day=16)
     with Simulator(seed=seed, speed=0, workload=workload, warmup=timedelta(hours=12)) as sim:
         os.environ["SOURCES__SUPERMETRICS__API_KEY"] = sim.api_key  # the simulator's key: not a secret
-        runs = max(1, round(days * 24 * 60 / (POLL_MINUTES * POLLS_PER_RUN)))
+        total_polls = max(1, round(days * 24 * 60 / POLL_MINUTES))
+        runs = -(-total_polls // POLLS_PER_RUN)  # the last run takes what is left
 
         def next_poll() -> None:
             sim.clock.advance(POLL_MINUTES * 60)
@@ -111,7 +112,7 @@ def run_demo(
                     db_path,
                     team_ids=[DEFAULT_TEAM_ID],
                     base_url=sim.base_url,
-                    rounds=POLLS_PER_RUN,
+                    rounds=min(POLLS_PER_RUN, total_polls - run * POLLS_PER_RUN),
                     between_rounds=next_poll,
                     build_models=False,
                 )

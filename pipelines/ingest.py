@@ -122,22 +122,22 @@ def ingest(
     with RunLock(db_path, wait_lock):
         if wait_lock:  # else the first open says LockedError itself: no extra open per run
             wait_for_database(db_path, started + wait_lock)
-        pipeline = open_pipeline(db_path)
-        reloaded = finish_pending_loads(pipeline, db_path)
+        # held for the run: every other open of the file in this process (dlt's, the build's, the
+        # publish's) reuses DuckDB's open instance instead of reading the file anew and checkpointing
         with connect(db_path) as con:
-            settle_loads(con, reloaded)
+            pipeline = open_pipeline(db_path)
+            settle_loads(con, finish_pending_loads(pipeline, db_path))
             baseline = read_baseline(con, DATASET_NAME)
-        report = RunReport()
-        overrides = {k: v for k, v in (("team_ids", team_ids), ("base_url", base_url)) if v}
-        source = _make_source(
-            baseline=baseline, report=report, rounds=rounds, between_rounds=between_rounds, **overrides
-        )
-        _run(db_path, lambda: pipeline.run(source, loader_file_format="insert_values"))
-        with connect(db_path) as con:
+            report = RunReport()
+            overrides = {k: v for k, v in (("team_ids", team_ids), ("base_url", base_url)) if v}
+            source = _make_source(
+                baseline=baseline, report=report, rounds=rounds, between_rounds=between_rounds, **overrides
+            )
+            _run(db_path, lambda: pipeline.run(source, loader_file_format="insert_values"))
             settle_loads(con)
-        built, published = None, None
-        if build_models:  # after every run, a failed poll's included: it shows in analytics.polls at once
-            built, published = _build_and_publish(pipeline, db_path)
+            built, published = None, None
+            if build_models:  # after every run, a failed poll's included: it shows in analytics.polls at once
+                built, published = _build_and_publish(pipeline, db_path)
     result = IngestResult(report, db_path, built, published, time.monotonic() - started)
     if report.errors:
         error = report.errors[0]
@@ -156,14 +156,12 @@ def rebuild_models(
     with RunLock(db_path, wait_lock):
         if wait_lock:  # else the first open says LockedError itself: no extra open per run
             wait_for_database(db_path, started + wait_lock)
-        pipeline = open_pipeline(db_path)
-        reloaded = finish_pending_loads(pipeline, db_path)
-        with connect(db_path) as con:
-            settle_loads(con, reloaded)
-            empty = read_baseline(con, DATASET_NAME).next_poll_id == 1
-        if empty:
-            raise ConfigError(f"{db_path} holds no polls yet: run backfills ingest first")
-        return _build_and_publish(pipeline, db_path, full_refresh)
+        with connect(db_path) as con:  # held for the build and the publish, as in `ingest`
+            pipeline = open_pipeline(db_path)
+            settle_loads(con, finish_pending_loads(pipeline, db_path))
+            if read_baseline(con, DATASET_NAME).next_poll_id == 1:
+                raise ConfigError(f"{db_path} holds no polls yet: run backfills ingest first")
+            return _build_and_publish(pipeline, db_path, full_refresh)
 
 
 def settle_loads(con: duckdb.DuckDBPyConnection, reloaded: list[str] | None = None) -> None:

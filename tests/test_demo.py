@@ -49,7 +49,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
         "demo", "--db", str(tmp_path / "data" / "demo.duckdb"), "--days", "0.1", cwd=tmp_path
     )
     assert again.returncode == 0, again.stderr  # its own database: remade from nothing
-    assert again.stdout.startswith("24 polls")
+    assert again.stdout.startswith("29 polls")  # 0.1 x 288 polls a day, rounded
 
 
 def test_demo_never_overwrites_a_database_it_did_not_make(tmp_path: Path) -> None:
@@ -69,7 +69,7 @@ def test_query_command(tmp_path: Path) -> None:
         "select count(*) as polls from analytics.polls",
         cwd=tmp_path,
     )
-    assert result.returncode == 0 and result.stdout.split() == ["polls", "24"]
+    assert result.returncode == 0 and result.stdout.split() == ["polls", "29"]
     bad = run_backfills("query", "--db", str(tmp_path / "demo.duckdb"), "select nope", cwd=tmp_path)
     assert bad.returncode == 64 and bad.stderr.startswith("backfills: usage error: the query failed")
 
@@ -95,8 +95,8 @@ def test_demo_keeps_a_demo_database_that_ingest_wrote_to(tmp_path: Path) -> None
     assert again.returncode == 78, again.stderr
     assert "holds polls that backfills demo did not make" in again.stderr
     assert db.read_bytes() == before
-    with duckdb.connect(str(db), read_only=True) as con:  # the demo's 24 polls and the real one
-        assert con.execute("select count(*) from supermetrics.polls").fetchone()[0] == 25
+    with duckdb.connect(str(db), read_only=True) as con:  # the demo's 29 polls and the real one
+        assert con.execute("select count(*) from supermetrics.polls").fetchone()[0] == 30
 
 
 def test_demo_refuses_a_length_that_is_no_length(tmp_path: Path) -> None:
