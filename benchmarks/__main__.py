@@ -12,7 +12,7 @@ from pathlib import Path
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 os.environ.setdefault("RUNTIME__LOG_LEVEL", "CRITICAL")
 
-from . import ingest_bench, models_bench  # noqa: E402
+from . import ingest_bench, models_bench, teams_bench  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
@@ -22,6 +22,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work_dir:
         lines = ingest_bench.report(ingest_bench.run(Path(work_dir)))
         lines += [""] + models_bench.report(models_bench.run(Path(work_dir), polls=polls))
+        lines += [""] + teams_bench.report(teams_bench.run(Path(work_dir), polls=polls))
     header = [
         "# Benchmarks",
         "",

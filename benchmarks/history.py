@@ -1,7 +1,8 @@
-"""Generate a long raw history directly in DuckDB: a year of 5-minute polls of one team with
+"""Generate a long raw history directly in DuckDB: a year of 5-minute polls of a team with
 20 backfills running at all times, each changing at every poll (the worst case for change-only
-storage: about two million versions). The database first gets its tables from one real ingest
-against the simulator, so the generated rows land in dlt's own schema.
+storage: about two million versions a team), for one team or several alike. The database first
+gets its tables from one real ingest against the simulator, so the generated rows land in dlt's
+own schema.
 """
 
 from __future__ import annotations
@@ -44,39 +45,46 @@ delete from supermetrics.backfill_versions__error_report;
 delete from supermetrics.listing_events;
 delete from supermetrics.backfill_lookups;
 
+-- every team has the same history; at poll time p the teams' polls are numbered one after
+-- another, as one run numbers them
+create or replace temp table bench_teams as
+select idx, {team} + idx as team_id from range(0, {teams}) as t(idx);
+create or replace temp macro poll_of(p, idx) as (p - 1) * {teams} + idx + 1;
+create or replace temp macro at_poll(p) as getvariable('start_at') + to_seconds(p * {poll_seconds});
+
 insert into supermetrics.polls by name
 select
-    p as poll_id, {team} as team_id,
-    getvariable('start_at') + to_seconds(p * {poll_seconds}) as polled_at,
-    getvariable('start_at') + to_seconds(p * {poll_seconds}) as received_at,
-    'ok' as outcome, 200 as http_status, md5(p::varchar) as request_id,
+    poll_of(p, idx) as poll_id, team_id, at_poll(p) as polled_at, at_poll(p) as received_at,
+    'ok' as outcome, 200 as http_status, md5(p || '-' || idx) as request_id,
     getvariable('concurrent') as backfills_listed, false as possibly_truncated, 1 as backfills_left,
     40.0 as duration_ms, 4000 as rate_limit_remaining,
-    'bench' as _dlt_load_id, md5('poll' || p) as _dlt_id
-from range(1, getvariable('polls') + 1) as t(p);
+    'bench' as _dlt_load_id, md5('poll' || p || '-' || idx) as _dlt_id
+from range(1, getvariable('polls') + 1) as t(p), bench_teams
+order by p, idx;
 
 -- backfill b is listed from poll first_poll(b) for `life` polls; `concurrent` of them at any time
-create temp table bench_backfills as
+create or replace temp table bench_backfills as
 select
+    idx, team_id,
     b as backfill_id,
-    100000 + b as transfer_backfill_id,
+    100000 + b + 10000000 * idx as transfer_backfill_id,
     500000 + (b % 40) as transfer_id,
     1 + (b * getvariable('life')) // getvariable('concurrent') as first_poll,
     getvariable('life') as life
-from range(0, getvariable('polls') * getvariable('concurrent') // getvariable('life')) as t(b);
+from range(0, getvariable('polls') * getvariable('concurrent') // getvariable('life')) as t(b), bench_teams
+where not {finished_only}
+    or 1 + (b * getvariable('life')) // getvariable('concurrent') + getvariable('life')
+        <= getvariable('polls');
 
 insert into supermetrics.backfill_versions by name
 select
-    p as poll_id, {team} as team_id,
-    getvariable('start_at') + to_seconds(p * {poll_seconds}) as observed_at,
-    'list' as source,
+    poll_of(p, idx) as poll_id, team_id, at_poll(p) as observed_at, 'list' as source,
     transfer_backfill_id, transfer_id,
     date '2024-01-01' as range_start_date, date '2024-01-01' + cast(life - 1 as integer) as range_end_date,
     case when p = first_poll then 'SCHEDULED' else 'RUNNING' end as status,
-    getvariable('start_at') + to_seconds(first_poll * {poll_seconds} - 60) as created_time,
+    at_poll(first_poll) - interval 60 second as created_time,
     789 as created_user_id,
-    case when p > first_poll then getvariable('start_at') + to_seconds((first_poll + 1) * {poll_seconds}) end
-        as start_time,
+    case when p > first_poll then at_poll(first_poll + 1) end as start_time,
     null::timestamptz as end_time, null::timestamptz as removed_time, null::bigint as removed_user_id,
     life as transfer_runs_total, life as transfer_runs_created,
     (p - first_poll) - ((p - first_poll) // 50) as transfer_runs_completed,
@@ -84,10 +92,11 @@ select
     (p - first_poll) // 50 as error_count,
     md5(transfer_backfill_id || '-' || p) as state_hash,
     md5(transfer_backfill_id || '-' || ((p - first_poll) // 50)) as error_report_hash,
-    first_poll + 50 * ((p - first_poll) // 50) as error_report_poll_id,
+    poll_of(first_poll + 50 * ((p - first_poll) // 50), idx) as error_report_poll_id,
     null as extra_fields,
     'bench' as _dlt_load_id, md5('v' || transfer_backfill_id || '-' || p) as _dlt_id
-from bench_backfills, range(first_poll, least(first_poll + life, getvariable('polls') + 1)) as t(p);
+from bench_backfills, range(first_poll, least(first_poll + life, getvariable('polls') + 1)) as t(p)
+order by p, idx;
 
 -- a new failed run every 50 polls: the report grows by one entry, stored with that version
 insert into supermetrics.backfill_versions__error_report by name
@@ -101,19 +110,18 @@ from bench_backfills, range(1, life // 50 + 1) as t(k), range(0, k) as u(e)
 where first_poll + 50 * k < least(first_poll + life, getvariable('polls') + 1);
 
 insert into supermetrics.listing_events by name
-select first_poll as poll_id, {team} as team_id, transfer_backfill_id, 'listed' as event,
-       getvariable('start_at') + to_seconds(first_poll * {poll_seconds}) as observed_at,
+select poll_of(first_poll, idx) as poll_id, team_id, transfer_backfill_id, 'listed' as event,
+       at_poll(first_poll) as observed_at,
        'bench' as _dlt_load_id, md5('l' || transfer_backfill_id) as _dlt_id
 from bench_backfills
 union all
-select first_poll + life, {team}, transfer_backfill_id, 'unlisted',
-       getvariable('start_at') + to_seconds((first_poll + life) * {poll_seconds}),
+select poll_of(first_poll + life, idx), team_id, transfer_backfill_id, 'unlisted', at_poll(first_poll + life),
        'bench', md5('u' || transfer_backfill_id)
 from bench_backfills where first_poll + life <= getvariable('polls');
 
 insert into supermetrics.backfill_lookups by name
-select first_poll + life as poll_id, {team} as team_id, transfer_backfill_id,
-       getvariable('start_at') + to_seconds((first_poll + life) * {poll_seconds} + 1) as looked_up_at,
+select poll_of(first_poll + life, idx) as poll_id, team_id, transfer_backfill_id,
+       at_poll(first_poll + life) + interval 1 second as looked_up_at,
        'final' as outcome, 'COMPLETED' as status, 200 as http_status,
        md5('q' || transfer_backfill_id) as request_id,
        30.0 as duration_ms, 'bench' as _dlt_load_id, md5('k' || transfer_backfill_id) as _dlt_id
@@ -121,22 +129,22 @@ from bench_backfills where first_poll + life <= getvariable('polls');
 
 insert into supermetrics.backfill_versions by name
 select
-    first_poll + life as poll_id, {team} as team_id,
-    getvariable('start_at') + to_seconds((first_poll + life) * {poll_seconds} + 1) as observed_at,
+    poll_of(first_poll + life, idx) as poll_id, team_id,
+    at_poll(first_poll + life) + interval 1 second as observed_at,
     'lookup' as source, transfer_backfill_id, transfer_id,
     date '2024-01-01' as range_start_date, date '2024-01-01' + cast(life - 1 as integer) as range_end_date,
     'COMPLETED' as status,
-    getvariable('start_at') + to_seconds(first_poll * {poll_seconds} - 60) as created_time,
+    at_poll(first_poll) - interval 60 second as created_time,
     789 as created_user_id,
-    getvariable('start_at') + to_seconds((first_poll + 1) * {poll_seconds}) as start_time,
-    getvariable('start_at') + to_seconds((first_poll + life) * {poll_seconds} - 30) as end_time,
+    at_poll(first_poll + 1) as start_time,
+    at_poll(first_poll + life) - interval 30 second as end_time,
     null::timestamptz as removed_time, null::bigint as removed_user_id,
     life as transfer_runs_total, life as transfer_runs_created,
     life - (life - 1) // 50 as transfer_runs_completed, (life - 1) // 50 as transfer_runs_failed,
     (life - 1) // 50 as error_count,
     md5(transfer_backfill_id || '-final') as state_hash,
     md5(transfer_backfill_id || '-' || ((life - 1) // 50)) as error_report_hash,
-    first_poll + 50 * ((life - 1) // 50) as error_report_poll_id, null as extra_fields,
+    poll_of(first_poll + 50 * ((life - 1) // 50), idx) as error_report_poll_id, null as extra_fields,
     'bench' as _dlt_load_id, md5('f' || transfer_backfill_id) as _dlt_id
 from bench_backfills where first_poll + life <= getvariable('polls');
 
@@ -144,11 +152,28 @@ checkpoint;
 """
 
 
-def generate(db_path: Path, polls: int = 365 * 288, concurrent: int = 20, life: int = 432) -> dict[str, int]:
-    """Fill `db_path` with the history; returns row counts per raw table."""
+def generate(
+    db_path: Path,
+    polls: int = 365 * 288,
+    concurrent: int = 20,
+    life: int = 432,
+    teams: int = 1,
+    finished_only: bool = False,
+) -> dict[str, int]:
+    """Fill `db_path` with the history of `teams` teams (ids from 936506 on, each the same);
+    returns row counts per raw table. `finished_only`: without the backfills still listed at the
+    end, so that a real poll afterwards finds only what the API lists then."""
     if not db_path.exists():
         create_tables(db_path)
-    sql = GENERATE.format(polls=polls, concurrent=concurrent, life=life, team=TEAM, poll_seconds=POLL_SECONDS)
+    sql = GENERATE.format(
+        polls=polls,
+        concurrent=concurrent,
+        life=life,
+        team=TEAM,
+        teams=teams,
+        poll_seconds=POLL_SECONDS,
+        finished_only=str(finished_only).lower(),
+    )
     with duckdb.connect(str(db_path)) as con:
         con.execute(sql)
         return {

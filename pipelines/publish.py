@@ -4,10 +4,13 @@ DuckDB allows one writer or many readers per file: a dashboard holding the inges
 would make the next scheduled run fail. So after each build the analytics tables are copied to
 `published/` beside the database:
 
-- `published/<name>.duckdb`: the tables, as one consistent snapshot. The previous copy is copied
-  aside, brought up to date there, then moved over the old one in one `os.replace`. A reader
+- `published/<name>.duckdb`: the tables, as one consistent snapshot. It is one of two copies,
+  `published/.<name>.1.duckdb` and `.2.duckdb`, in turn: each publish brings the other copy up to
+  date (in one transaction) and then renames a hard link of it over `<name>.duckdb`. A reader
   that has the old file open keeps reading it; the next connection sees the new one. Ingest
-  never opens this file, so a reader can never lock ingest out.
+  never opens the file readers were given, so a reader can never lock ingest out; a reader that
+  still holds a copy two publishes later (a pooled connection) only makes that publish start
+  the copy anew from the published file.
 - `published/<name>/<table>.parquet`: one file per table, each replaced the same way; the tables
   that grow with every poll (`polls`, `backfill_progress`) are folders of one file per UTC day,
   `published/<name>/<table>/<YYYY-MM-DD>.parquet`, plus `_empty.parquet` (no rows: the schema,
@@ -18,8 +21,8 @@ would make the next scheduled run fail. So after each build the analytics tables
 
 What a publish costs does not grow with the history: the rows of a table that grows by poll
 are appended (those of polls after the copy's newest) and only the days they fall on are
-rewritten; the other tables are small and copied whole. After a full refresh of the models
-(which may change old rows) everything is published again.
+rewritten; the other tables are small and copied whole; no file is copied whole. After a full
+refresh of the models (which may change old rows) everything is published again.
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ def published_live_db(db_path: Path) -> Path:
 def unpublish(db_path: Path) -> None:
     """Remove this database's published copy, and nothing another database published."""
     published_db(db_path).unlink(missing_ok=True)
+    for copy in _copies(db_path):
+        copy.unlink(missing_ok=True)
     published_live_db(db_path).unlink(missing_ok=True)
     shutil.rmtree(published_parquet_dir(db_path), ignore_errors=True)
 
@@ -86,13 +91,8 @@ def publish(db_path: Path, by_poll: Collection[str] = ()) -> PublishResult:
     started = time.monotonic()
     target, parquet_dir = published_db(db_path), published_parquet_dir(db_path)
     parquet_dir.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.tmp")
-    for leftover in (staging, staging.with_name(staging.name + ".wal")):
-        leftover.unlink(missing_ok=True)  # from a run killed while publishing
-    if target.exists():
-        shutil.copyfile(target, staging)  # the old snapshot, brought up to date below
     shutil.rmtree(parquet_dir / SCRATCH, ignore_errors=True)
-    replacements: list[tuple[Path, Path]] = []
+    spare = _spare_copy(db_path)
     with duckdb.connect(str(db_path)) as con:
         tables = [
             t
@@ -100,23 +100,32 @@ def publish(db_path: Path, by_poll: Collection[str] = ()) -> PublishResult:
                 "select table_name from information_schema.tables where table_schema = ? order by 1", [SCHEMA]
             ).fetchall()
         ]
-        try:
-            con.execute(f"attach {_sql_path(staging)} as published")
-        except duckdb.Error:  # an old copy this DuckDB cannot open: start a new one
-            staging.unlink(missing_ok=True)
-            con.execute(f"attach {_sql_path(staging)} as published")
-        con.execute(f"create schema if not exists published.{SCHEMA}")
+        _attach(con, spare, target)
         full = _needs_everything(con)
+        since = {  # per table that grows by poll: the copy's newest poll (0: everything anew)
+            t: 0 if full or not _same_columns(con, t) else _newest_poll(con, t)
+            for t in tables
+            if t in by_poll
+        }
+        # the Parquet files first, from their own newest poll on: each copy lags by a publish
+        replacements: list[tuple[Path, Path]] = []
         for table in tables:
             if table in by_poll:
-                replacements += _publish_by_poll(con, table, parquet_dir, full)
+                newest = _newest_poll_in_files(con, parquet_dir / table) if since[table] else 0
+                replacements += _parquet_by_day(con, table, parquet_dir, newest, full)
             else:
-                con.execute(
-                    f"create or replace table published.{SCHEMA}.{table} as select * from {SCHEMA}.{table}"
-                )
                 replacements.append(
                     _write_parquet(con, f"select * from {SCHEMA}.{table}", parquet_dir / f"{table}.parquet")
                 )
+        for source, destination in replacements:
+            os.replace(source, destination)
+        con.execute("begin transaction")  # the copy changes whole or not at all
+        for table in tables:
+            source, copy = f"{SCHEMA}.{table}", f"published.{SCHEMA}.{table}"
+            if table in by_poll and since[table]:
+                con.execute(f"insert into {copy} select * from {source} where poll_id > {since[table]}")
+            else:
+                con.execute(f"create or replace table {copy} as select * from {source}")
         for (gone,) in con.execute(
             "select table_name from information_schema.tables where table_catalog = 'published' "
             "and table_schema = ?",
@@ -124,15 +133,81 @@ def publish(db_path: Path, by_poll: Collection[str] = ()) -> PublishResult:
         ).fetchall():
             if gone not in tables:
                 con.execute(f"drop table published.{SCHEMA}.{gone}")
+        con.execute("commit")
+        con.execute("checkpoint published")  # the file alone holds everything: no write-ahead log
         con.execute("detach published")
-    # the Parquet files first: the copy records what is published, and a publish killed before
-    # the copy moved is redone whole by the next one
-    for source, destination in replacements:
-        os.replace(source, destination)
-    os.replace(staging, target)
+    _hand_over(spare, target)
     shutil.rmtree(parquet_dir / SCRATCH, ignore_errors=True)
     live = _publish_views(published_live_db(db_path), parquet_dir, tables, by_poll)
     return PublishResult(target, parquet_dir, live, tables, time.monotonic() - started, full)
+
+
+def _copies(db_path: Path) -> list[Path]:
+    """The two copies the published file is in turn: readers get one while the other is updated."""
+    return [published_dir(db_path) / f".{db_path.stem}.{n}.duckdb" for n in (1, 2)]
+
+
+def _spare_copy(db_path: Path) -> Path:
+    """The copy the published file is not now: nobody who opened the published file since the
+    last publish reads it."""
+    target = published_db(db_path)
+    current = target.stat().st_ino if target.exists() else None
+    for copy in _copies(db_path):
+        if not copy.exists() or copy.stat().st_ino != current:
+            return copy
+    return _copies(db_path)[0]  # both the same file: cannot happen but by hand
+
+
+def _attach(con: duckdb.DuckDBPyConnection, spare: Path, target: Path) -> None:
+    """Attach the spare copy as `published`, with its schema."""
+    if not _try_attach(con, spare):
+        # a reader that opened it two publishes ago still holds it (a pooled connection), or
+        # this DuckDB cannot open it: start again from a copy of the published file (a cost that
+        # grows with the history), or from nothing
+        spare.unlink(missing_ok=True)  # a reader holding it keeps its own open file
+        if target.exists():
+            shutil.copyfile(target, spare)
+        if not _try_attach(con, spare):  # the published file is damaged or another DuckDB's
+            spare.unlink(missing_ok=True)
+            con.execute(f"attach {_sql_path(spare)} as published")
+    con.execute(f"create schema if not exists published.{SCHEMA}")
+
+
+def _try_attach(con: duckdb.DuckDBPyConnection, copy: Path) -> bool:
+    copy.with_name(copy.name + ".wal").unlink(missing_ok=True)  # a killed run's, never committed
+    try:
+        con.execute(f"attach {_sql_path(copy)} as published")
+    except duckdb.Error:
+        return False
+    return True
+
+
+def _hand_over(spare: Path, target: Path) -> None:
+    """The spare becomes the published file in one rename; readers with the old one keep it."""
+    moving = target.with_name(f".{target.name}.tmp")
+    moving.unlink(missing_ok=True)
+    try:
+        os.link(spare, moving)
+    except OSError:  # a file system without hard links: a copy, which costs what the file weighs
+        shutil.copyfile(spare, moving)
+    os.replace(moving, target)
+
+
+def _newest_poll_in_files(con: duckdb.DuckDBPyConnection, folder: Path) -> int:
+    """The newest poll in a by-day folder's last day (days are moved into place oldest first)."""
+    days = sorted(folder.glob("[0-9]*.parquet"))
+    if not days:
+        return 0
+    try:
+        return con.execute(
+            f"select coalesce(max(poll_id), 0) from read_parquet({_sql_path(days[-1])})"
+        ).fetchone()[0]
+    except duckdb.Error:  # unreadable: write every day again
+        return 0
+
+
+def _newest_poll(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return con.execute(f"select coalesce(max(poll_id), 0) from published.{SCHEMA}.{table}").fetchone()[0]
 
 
 def _needs_everything(con: duckdb.DuckDBPyConnection) -> bool:
@@ -151,25 +226,19 @@ def _needs_everything(con: duckdb.DuckDBPyConnection) -> bool:
     ).fetchone()[0]
 
 
-def _publish_by_poll(
-    con: duckdb.DuckDBPyConnection, table: str, parquet_dir: Path, full: bool
+def _parquet_by_day(
+    con: duckdb.DuckDBPyConnection, table: str, parquet_dir: Path, since: int, full: bool
 ) -> list[tuple[Path, Path]]:
-    """Append the rows of polls after the copy's newest; rewrite the days they fall on."""
+    """The day files of the polls after `since`, each day whole (0: every day)."""
     folder = parquet_dir / table
     folder.mkdir(exist_ok=True)
     (parquet_dir / f"{table}.parquet").unlink(missing_ok=True)  # the layout before by-day folders
-    source, copy = f"{SCHEMA}.{table}", f"published.{SCHEMA}.{table}"
-    if full or not _same_columns(con, table):
-        con.execute(f"create or replace table {copy} as select * from {source}")
-        since = 0
-    else:
-        since = con.execute(f"select coalesce(max(poll_id), 0) from {copy}").fetchone()[0]
-        con.execute(f"insert into {copy} select * from {source} where poll_id > {since}")
+    source = f"{SCHEMA}.{table}"
     replacements = [_write_parquet(con, f"select * from {source} limit 0", folder / EMPTY_FILE)]
     first_day = con.execute(
         f"select min(cast(timezone('UTC', polled_at) as date)) from {source} where poll_id > {since}"
     ).fetchone()[0]
-    if first_day is not None:  # the days from the first new row's on, whole, one file each
+    if first_day is not None:
         scratch = parquet_dir / SCRATCH / table
         scratch.parent.mkdir(exist_ok=True)
         con.execute(

@@ -75,7 +75,9 @@ def test_parquet_files_hold_every_analytics_table(sim: Simulator, api: Api, ware
             "2026-01-05.parquet",
             "_empty.parquet",
         ]
-    assert not list(parquet_dir.glob("**/.*")) and not list(published_dir(warehouse.db_path).glob(".*"))
+    assert not list(parquet_dir.glob("**/.*"))
+    # nothing hidden is left behind but the copy the published file is (see the next test)
+    assert [p.name for p in published_dir(warehouse.db_path).glob(".*")] == [".backfills.1.duckdb"]
     with duckdb.connect() as con:
         for table in tables:
             files = (
@@ -92,6 +94,45 @@ def test_published_copy_is_replaced_not_rewritten(sim: Simulator, api: Api, ware
     warehouse.ingest()
     assert published_db(warehouse.db_path).stat().st_ino != first  # a new file moved into place
     assert Path(published_db(warehouse.db_path)).name == warehouse.db_path.name
+
+
+def test_two_copies_take_turns_and_a_reader_holding_one_costs_only_a_copy(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    published = published_db(warehouse.db_path)
+    copies = [published.with_name(f".backfills.{n}.duckdb") for n in (1, 2)]
+
+    def inode(path: Path) -> int:
+        return path.stat().st_ino
+
+    warehouse.ingest()  # copy 1 made, and published
+    warehouse.ingest()  # copy 2 made once (from the published file), and published
+    first, second = inode(copies[0]), inode(copies[1])
+    assert inode(published) == second
+    warehouse.ingest()  # copy 1 brought up to date where it is: no file is copied
+    assert (inode(published), inode(copies[0]), inode(copies[1])) == (first, first, second)
+
+    reader = subprocess.Popen(  # holds copy 1 (3 polls) past the next two publishes
+        [sys.executable, "-c", READER, str(published)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout.readline().strip() == "3"
+        warehouse.ingest()  # copy 2, in place
+        assert inode(published) == second
+        warehouse.ingest()  # copy 1 is held: it starts again as a copy of the published file
+        assert inode(published) == inode(copies[0]) != first
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline().strip() == "3"  # the reader's file never changed under it
+    finally:
+        reader.communicate(timeout=30)
+    with duckdb.connect(str(published), read_only=True) as con:
+        assert con.execute("select count(*) from analytics.polls").fetchone() == (5,)
+    warehouse.ingest()  # and turns again without copying
+    assert inode(published) == second
 
 
 def test_each_database_publishes_into_its_own_folder(sim: Simulator, tmp_path: Path) -> None:

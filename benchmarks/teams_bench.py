@@ -1,0 +1,141 @@
+"""Many teams over a year: one `backfills ingest` run, as cron starts it, for 1, 10 and 50 teams
+with 20 active backfills each, over a generated year of their history and over an empty one.
+
+The history (benchmarks/history.py) gives every team a year of 5-minute polls with a few
+backfills listed at a time, each changing at every poll; it ends with all of them finished, so
+that the real polls afterwards find only what the simulator lists. The simulator lists 20
+running backfills per team. The first runs after generating build every model and publish
+everything once (setup, not measured); then each measured run is one more poll of every team:
+the whole process's wall time and peak memory (RSS), median of a few runs.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from pipelines.ingest import rebuild_models
+from pipelines.simulator import DEFAULT_TEAM_ID, Simulator
+
+from .history import generate
+from .ingest_bench import _PEAK_RSS
+
+TEAMS = (1, 10, 50)
+ACTIVE = 20  # backfills listed per team at the time of the measured runs
+HISTORY_CONCURRENT = 4  # backfills listed per team at a time over the generated year
+SETUP_RUNS = 3  # first sight of the active backfills, first full publish, the second copy made
+MEASURED_RUNS = 3
+TARGET_SECONDS, TARGET_MIB = 10.0, 500.0
+
+
+def _simulator(team_ids: list[int]) -> Simulator:
+    """`ACTIVE` running backfills per team, each of 60 days (a run a day): listed all along."""
+    sim = Simulator(speed=0, teams=team_ids).start()
+    for team in team_ids:
+        for n in range(ACTIVE):  # one transfer each: a transfer's active backfills may not overlap
+            transfer = sim.world.add_transfer(team, failure_rate=0.1, median_run_seconds=600).id
+            last = (sim.clock.now() - timedelta(days=1 + n)).date()
+            sim.world.create(team, transfer, last - timedelta(days=59), last, 789)
+    sim.clock.advance(900)  # under way
+    return sim
+
+
+def _run(db: Path, sim: Simulator, team_ids: list[int], work: Path) -> tuple[float, float]:
+    """One `backfills ingest` process: (wall seconds, peak RSS MiB)."""
+    env = {
+        **os.environ,
+        "SOURCES__SUPERMETRICS__API_KEY": sim.api_key,
+        "SOURCES__SUPERMETRICS__TEAM_IDS": str(team_ids),
+    }
+    command = [str(Path(sys.executable).with_name("backfills")), "ingest", "--base-url", sim.base_url]
+    started = time.perf_counter()
+    run = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, *command, "--db", str(db)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=work,
+    )
+    seconds = time.perf_counter() - started
+    if run.returncode != 0:
+        raise RuntimeError(f"backfills ingest failed: {run.stderr.strip().splitlines()[-1:]}")
+    sim.clock.advance(300)
+    return seconds, int(run.stdout.split()[-1]) / 1024
+
+
+def measure(work: Path, teams: int, polls: int) -> dict[str, float]:
+    team_ids = [DEFAULT_TEAM_ID + n for n in range(teams)]
+    folder = work / f"teams-{teams}"
+    folder.mkdir(parents=True, exist_ok=True)
+    year, empty = folder / "year.duckdb", folder / "empty.duckdb"
+    counts = generate(year, polls=polls, concurrent=HISTORY_CONCURRENT, teams=teams, finished_only=True)
+    started = time.perf_counter()
+    rebuild_models(year, full_refresh=True)
+    full_build = time.perf_counter() - started
+    sim = _simulator(team_ids)
+    try:
+        result: dict[str, float] = {"versions": counts["backfill_versions"], "polls": counts["polls"]}
+        for name, db in (("year", year), ("empty", empty)):
+            for _ in range(SETUP_RUNS):
+                _run(db, sim, team_ids, folder)
+            samples = [_run(db, sim, team_ids, folder) for _ in range(MEASURED_RUNS)]
+            result[f"{name}_seconds"] = statistics.median(s for s, _ in samples)
+            result[f"{name}_mib"] = statistics.median(m for _, m in samples)
+    finally:
+        sim.stop()
+    result["full_build"] = full_build
+    result["size_mib"] = year.stat().st_size / 2**20
+    return result
+
+
+def run(work: Path, polls: int = 365 * 288) -> dict[int, dict[str, float]]:
+    return {teams: measure(work, teams, polls) for teams in TEAMS}
+
+
+def report(results: dict[int, dict[str, float]]) -> list[str]:
+    lines = [
+        "## Many teams over a year",
+        "",
+        "One `backfills ingest` process as cron starts it (the poll of every team, "
+        f"{ACTIVE} running backfills each, their load, the incremental build and the publish), median of "
+        f"{MEASURED_RUNS} runs, over a generated year of the teams' history (5-minute polls, "
+        f"{HISTORY_CONCURRENT} backfills listed at a time per team, each changing at every poll) and "
+        "over an empty history (same run). Teams are polled 4 at a time (`max_concurrent_teams`).",
+        "",
+        "| teams | history: polls, versions (database) | wall, a year | wall, empty | ratio "
+        "| peak memory, a year | peak memory, empty | ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for teams, r in results.items():
+        lines.append(
+            f"| {teams} | {r['polls']:,.0f}, {r['versions']:,.0f} ({r['size_mib']:,.0f} MiB) "
+            f"| {r['year_seconds']:.2f} s | {r['empty_seconds']:.2f} s "
+            f"| {r['year_seconds'] / r['empty_seconds']:.2f}x "
+            f"| {r['year_mib']:.0f} MiB | {r['empty_mib']:.0f} MiB | {r['year_mib'] / r['empty_mib']:.2f}x |"
+        )
+    most = results[max(results)]
+    met = most["year_seconds"] < TARGET_SECONDS and most["year_mib"] < TARGET_MIB
+    lines += [
+        "",
+        f"Target for {max(results)} teams over a year: one run under {TARGET_SECONDS:.0f} s and "
+        f"{TARGET_MIB:.0f} MiB: {'met' if met else 'MISSED'} ({most['year_seconds']:.1f} s, "
+        f"{most['year_mib']:.0f} MiB).",
+        "",
+        "Setup, not measured: the one full build of every model over the generated year took "
+        + ", ".join(f"{r['full_build']:.0f} s for {teams} team(s)" for teams, r in results.items())
+        + ".",
+    ]
+    return lines
+
+
+if __name__ == "__main__":  # python -m benchmarks.teams_bench [polls]: this table alone
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work_dir:
+        polls = int(sys.argv[1]) if len(sys.argv) > 1 else 365 * 288
+        print("\n".join(report(run(Path(work_dir), polls))))
