@@ -175,6 +175,7 @@ def generate(
         finished_only=str(finished_only).lower(),
     )
     with duckdb.connect(str(db_path)) as con:
+        con.execute("set enable_progress_bar = false")
         con.execute(sql)
         return {
             t: con.execute(f"select count(*) from supermetrics.{t}").fetchone()[0]

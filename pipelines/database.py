@@ -12,6 +12,9 @@ import duckdb
 from .supermetrics.errors import ConfigError, LockedError
 
 log = logging.getLogger(__name__)
+# DuckDB draws a progress bar on stdout for statements over 2 s (a full refresh of a long
+# history): noise in a cron job's mail. The build and the publish turn it off.
+QUIET = "set enable_progress_bar = false"
 LOCK_MESSAGE = re.compile(r"Could not set lock on file|Conflicting lock is held", re.IGNORECASE)
 
 
@@ -31,6 +34,18 @@ def connect(db_path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection
         if LOCK_MESSAGE.search(str(exc)):
             raise locked(db_path) from None
         raise ConfigError(f"cannot open the database {db_path}: {str(exc).splitlines()[0]}") from None
+
+
+def limit_memory(con: duckdb.DuckDBPyConnection, limit: str) -> None:
+    """Cap the memory of the DuckDB instance `con` belongs to (and every connection sharing it)."""
+    try:
+        con.execute(f"set memory_limit = '{limit.replace(chr(39), '')}'")
+    except duckdb.Error as exc:
+        raise ConfigError(
+            f"duckdb.memory_limit = {limit!r} is not a memory size DuckDB accepts, such as '256MB' or "
+            f"'2GB' ({str(exc).splitlines()[0]}): set [duckdb] memory_limit in .dlt/config.toml or "
+            "DUCKDB__MEMORY_LIMIT"
+        ) from None
 
 
 def wait_for_database(db_path: Path, deadline: float) -> None:

@@ -26,7 +26,7 @@ from dlt.common.exceptions import TerminalException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import models
-from .database import LOCK_MESSAGE, connect, locked, wait_for_database
+from .database import LOCK_MESSAGE, connect, limit_memory, locked, wait_for_database
 from .lock import RunLock
 from .models import BuildResult
 from .publish import PublishResult, publish, published_dir
@@ -41,7 +41,7 @@ from .supermetrics.errors import (
     StorageError,
     causes,
 )
-from .supermetrics.settings import DATASET_NAME, PIPELINE_NAME
+from .supermetrics.settings import DATASET_NAME, DUCKDB_MEMORY_LIMIT, PIPELINE_NAME
 from .supermetrics.snapshot import RunReport
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,7 @@ def ingest(
         # held for the run: every other open of the file in this process (dlt's, the build's, the
         # publish's) reuses DuckDB's open instance instead of reading the file anew and checkpointing
         with connect(db_path) as con:
+            limit_memory(con, memory_limit())
             pipeline = open_pipeline(db_path)
             settle_loads(con, finish_pending_loads(pipeline, db_path))
             baseline = read_baseline(con, DATASET_NAME)
@@ -157,11 +158,17 @@ def rebuild_models(
         if wait_lock:  # else the first open says LockedError itself: no extra open per run
             wait_for_database(db_path, started + wait_lock)
         with connect(db_path) as con:  # held for the build and the publish, as in `ingest`
+            limit_memory(con, memory_limit())
             pipeline = open_pipeline(db_path)
             settle_loads(con, finish_pending_loads(pipeline, db_path))
             if read_baseline(con, DATASET_NAME).next_poll_id == 1:
                 raise ConfigError(f"{db_path} holds no polls yet: run backfills ingest first")
             return _build_and_publish(pipeline, db_path, full_refresh)
+
+
+def memory_limit() -> str:
+    """DuckDB's memory for a run: `[duckdb] memory_limit` or DUCKDB__MEMORY_LIMIT."""
+    return str(dlt.config.get("duckdb.memory_limit") or DUCKDB_MEMORY_LIMIT)
 
 
 def settle_loads(con: duckdb.DuckDBPyConnection, reloaded: list[str] | None = None) -> None:

@@ -36,6 +36,7 @@ from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.tokens import TokenType
 
 from . import incremental
+from .database import QUIET
 from .incremental import Plan
 from .supermetrics.errors import ConfigError, ModelError
 
@@ -188,10 +189,13 @@ def build(
     """
     started, started_at = time.monotonic(), datetime.now(UTC)
     with pipeline.sql_client() as client:
+        client.execute_sql(QUIET)
         try:
             models = discover(sql_dir)
             with client.begin_transaction():
                 plan = incremental.plan(client, BUILDS, models, full_refresh)
+                if plan.full_refresh:  # everything at once: DuckDB's own default, not a run's cap
+                    client.execute_sql("reset memory_limit")
                 tests, warnings = _build_all(client, models, raw_dataset, plan)
                 _record(client, raw_dataset, started_at, "ok", None, len(models), tests, plan)
         except ModelError as error:

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import duckdb
 
+from .database import QUIET
+
 SCHEMA = "analytics"
 EMPTY_FILE = "_empty.parquet"  # a by-day folder's schema, so that a glob over it always matches
 SCRATCH = ".publishing"  # day files are written here, then moved into place
@@ -94,6 +96,7 @@ def publish(db_path: Path, by_poll: Collection[str] = ()) -> PublishResult:
     shutil.rmtree(parquet_dir / SCRATCH, ignore_errors=True)
     spare = _spare_copy(db_path)
     with duckdb.connect(str(db_path)) as con:
+        con.execute(QUIET)
         tables = [
             t
             for (t,) in con.execute(
@@ -174,7 +177,8 @@ def _attach(con: duckdb.DuckDBPyConnection, spare: Path, target: Path) -> None:
 
 
 def _try_attach(con: duckdb.DuckDBPyConnection, copy: Path) -> bool:
-    copy.with_name(copy.name + ".wal").unlink(missing_ok=True)  # a killed run's, never committed
+    # a killed publish's log goes: the copy is then whole as of its last finished publish
+    copy.with_name(copy.name + ".wal").unlink(missing_ok=True)
     try:
         con.execute(f"attach {_sql_path(copy)} as published")
     except duckdb.Error:

@@ -69,6 +69,20 @@ def test_out_of_range_settings_exit_78_naming_the_setting(sim: Simulator, tmp_pa
         assert f"SOURCES__SUPERMETRICS__{name}" in result.stderr
 
 
+def test_a_memory_limit_duckdb_cannot_read_exits_78_and_one_it_can_is_used(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    env = {"SOURCES__SUPERMETRICS__API_KEY": sim.api_key}
+    args = ingest_args(sim.base_url, tmp_path / "b.duckdb")
+    result = run_backfills(*args, cwd=tmp_path, **env, DUCKDB__MEMORY_LIMIT="lots")
+    assert result.returncode == 78
+    assert one_line(result).startswith(
+        "backfills: config error: duckdb.memory_limit = 'lots' is not a memory size DuckDB accepts"
+    )
+    assert "DUCKDB__MEMORY_LIMIT" in result.stderr
+    assert run_backfills(*args, cwd=tmp_path, **env, DUCKDB__MEMORY_LIMIT="64MB").returncode == 0
+
+
 def test_a_model_variable_that_is_not_a_number_exits_78(sim: Simulator, api: Api, tmp_path: Path) -> None:
     db = tmp_path / "b.duckdb"
     env = {"SOURCES__SUPERMETRICS__API_KEY": sim.api_key}

@@ -106,7 +106,7 @@ def test_two_copies_take_turns_and_a_reader_holding_one_costs_only_a_copy(
         return path.stat().st_ino
 
     warehouse.ingest()  # copy 1 made, and published
-    warehouse.ingest()  # copy 2 made once (from the published file), and published
+    warehouse.ingest()  # copy 2 made (everything, once), and published
     first, second = inode(copies[0]), inode(copies[1])
     assert inode(published) == second
     warehouse.ingest()  # copy 1 brought up to date where it is: no file is copied

@@ -23,6 +23,11 @@ MAX_RETRY_AFTER_SECONDS = 60.0  # a 429 asking to wait longer stops the run inst
 MAX_RUN_SECONDS = 120.0  # all of a run's API calls and waits together: well inside a 5-minute cron
 MAX_CONCURRENT_TEAMS = 4  # teams polled at once; each team's lookups follow its own poll
 
+# DuckDB's memory for a run's incremental work ([duckdb] memory_limit, DUCKDB__MEMORY_LIMIT): its
+# default, 80% of the machine, would let the cache of a large history grow the process run after
+# run. A full refresh of the models runs without it.
+DUCKDB_MEMORY_LIMIT = "256MB"
+
 # Where things live
 DEFAULT_DB_PATH = Path("data/backfills.duckdb")
 PIPELINE_NAME = "supermetrics_backfills"
