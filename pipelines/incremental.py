@@ -14,8 +14,10 @@ insert what the model's SQL returns.
 
 A full refresh is the same build with everything in scope (no previous build to start from):
 `create or replace table` instead of delete and insert, and the same SQL. It happens on
-`backfills models --full-refresh`, on a first build, and whenever the models' SQL or variables
-changed since the last good build (their fingerprint is recorded with each build).
+`backfills models --full-refresh`, on a first build, whenever the models' SQL or variables
+changed since the last good build (their fingerprint is recorded with each build), and when
+more polls are new than the last good build had (the incremental path, made for a few new
+polls, costs more than a full refresh over most of the history).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def fingerprint(models: list[Any]) -> str:
     return digest.hexdigest()[:16]
 
 
-def plan(client: Any, builds: str, models: list[Any], full_refresh: bool) -> Plan:
+def plan(client: Any, builds: str, models: list[Any], full_refresh: bool, raw: str) -> Plan:
     """Decide from the last good build whether this one can be incremental."""
     current = fingerprint(models)
     if full_refresh:
@@ -68,7 +70,11 @@ def plan(client: Any, builds: str, models: list[Any], full_refresh: bool) -> Pla
     missing = [m.relation for m in models if m.scope and not _exists(client, m.relation)]
     if missing:
         return Plan(True, 0, current, f"{missing[0]} is missing")
-    return Plan(False, through_poll_id or 0, current, "")
+    through_poll_id = through_poll_id or 0
+    newest = client.execute_sql(f"select coalesce(max(poll_id), 0) from {raw}.polls")[0][0]
+    if newest - through_poll_id > through_poll_id:  # builds failed or were skipped for long
+        return Plan(True, 0, current, "more polls are new than built")  # cheaper whole
+    return Plan(False, through_poll_id, current, "")
 
 
 def _last_good_build(client: Any, builds: str) -> tuple[int | None, str | None] | None:

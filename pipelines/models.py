@@ -193,7 +193,7 @@ def build(
         try:
             models = discover(sql_dir)
             with client.begin_transaction():
-                plan = incremental.plan(client, BUILDS, models, full_refresh)
+                plan = incremental.plan(client, BUILDS, models, full_refresh, raw_dataset)
                 if plan.full_refresh:  # everything at once: DuckDB's own default, not a run's cap
                     client.execute_sql("reset memory_limit")
                 tests, warnings = _build_all(client, models, raw_dataset, plan)

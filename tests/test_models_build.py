@@ -103,5 +103,23 @@ def test_models_command(sim: Simulator, api: Api, warehouse: Warehouse, tmp_path
     assert full.stdout.startswith(f"models: {len(discover())} built (full refresh: asked for), ")
 
 
+def test_a_backlog_of_more_polls_than_were_built_is_built_whole(
+    sim: Simulator, warehouse: Warehouse, tmp_path: Path
+) -> None:
+    def build() -> str:
+        result = run_backfills("models", "--db", str(warehouse.db_path), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split(" built ")[1].split(",")[0]
+
+    warehouse.ingest()  # poll 1, built
+    warehouse.build_models = False  # as when builds fail for a while: the polls load all the same
+    warehouse.ingest()
+    assert build() == "(incremental)"  # one new poll, one built
+    for _ in range(3):
+        warehouse.ingest()
+    assert build() == "(full refresh: more polls are new than built)"  # 3 new, 2 built
+    assert build() == "(incremental)"
+
+
 def test_sql_dir_is_the_repository_one() -> None:
     assert SQL_DIR == ROOT / "sql"
