@@ -21,7 +21,8 @@ POLL_SECONDS = 300
 
 
 def create_tables(db_path: Path) -> None:
-    """One real ingest, so that every raw table exists with dlt's columns and bookkeeping."""
+    """One real ingest, so that every raw table exists with dlt's columns and bookkeeping. No
+    build and no publish: the generated history replaces this poll, which happened later."""
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "CRITICAL")
     with Simulator(speed=0, teams=(TEAM,)) as sim:
@@ -30,7 +31,7 @@ def create_tables(db_path: Path) -> None:
         day = (sim.clock.now() - timedelta(days=1)).date()
         sim.world.create(TEAM, transfer, day, day, 789)
         sim.clock.advance(600)  # one failed run: the error report child table exists too
-        ingest(db_path, team_ids=[TEAM], base_url=sim.base_url)
+        ingest(db_path, team_ids=[TEAM], base_url=sim.base_url, build_models=False)
 
 
 GENERATE = """
