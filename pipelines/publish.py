@@ -163,6 +163,8 @@ def _spare_copy(db_path: Path) -> Path:
 
 def _attach(con: duckdb.DuckDBPyConnection, spare: Path, target: Path) -> None:
     """Attach the spare copy as `published`, with its schema."""
+    # a publish that failed half-way in this process may have left it attached to DuckDB's instance
+    con.execute("detach database if exists published")
     if not _try_attach(con, spare):
         # a reader that opened it two publishes ago still holds it (a pooled connection), or
         # this DuckDB cannot open it: start again from a copy of the published file (a cost that
