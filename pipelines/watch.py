@@ -36,7 +36,7 @@ def watch(
 
     A failed run is reported through `on_failure` and the next one happens as planned; a config
     error is raised, since no later run can succeed. `stop` is only looked at between runs, so
-    a run always finishes (no half-done load); the wait between runs ends as soon as it is set.
+    a run always finishes (no half-done load); the wait between runs ends within a second of it.
     """
     next_at = time.monotonic()
     while not stop.is_set():
@@ -47,4 +47,7 @@ def watch(
         except MonitorError as error:
             on_failure(error)
         next_at = max(next_at + every, time.monotonic())  # an overrun delays, never piles up
-        stop.wait(next_at - time.monotonic())
+        # in slices: Python runs a signal handler only when the main thread runs Python code, and
+        # a SIGTERM the kernel hands to another thread (DuckDB's) does not end a long wait
+        while not stop.is_set() and time.monotonic() < next_at:
+            stop.wait(min(1.0, next_at - time.monotonic()))
