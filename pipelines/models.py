@@ -36,7 +36,7 @@ from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.tokens import TokenType
 
 from . import incremental
-from .database import QUIET
+from .database import BUILD_SETTINGS
 from .incremental import Plan
 from .supermetrics.errors import ConfigError, ModelError
 
@@ -189,7 +189,8 @@ def build(
     """
     started, started_at = time.monotonic(), datetime.now(UTC)
     with pipeline.sql_client() as client:
-        client.execute_sql(QUIET)
+        for setting in BUILD_SETTINGS:
+            client.execute_sql(setting)
         try:
             models = discover(sql_dir)
             with client.begin_transaction():

@@ -9,6 +9,7 @@ import pytest
 from cli_process import run_backfills
 from conftest import Api, Warehouse, add_transfer, days_ago
 
+from pipelines.database import BUILD_SETTINGS
 from pipelines.models import SQL_DIR, data_tests, dictionary_markdown, discover
 from pipelines.simulator import Simulator
 from pipelines.supermetrics.errors import ModelError
@@ -64,6 +65,22 @@ def test_every_mart_column_is_in_the_dictionary(sim: Simulator, api: Api, wareho
         assert list(model.doc["columns"]) == columns, model.name
         assert data_tests(model), f"{model.name} has no data tests"
     assert (ROOT / "docs" / "models.md").read_text() == dictionary_markdown(), "run make docs"
+
+
+def test_the_build_runs_every_asof_join_as_a_merge(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
+    # On tiny estimates DuckDB turns an ASOF join into a nested loop, quadratic in the real
+    # sizes: a full refresh of one team's year took 533 s. The build's settings forbid it.
+    api.create(add_transfer(sim), days_ago(2), days_ago(1))
+    sim.clock.advance(500)
+    warehouse.ingest()
+    with duckdb.connect(str(warehouse.db_path)) as con:
+        for setting in BUILD_SETTINGS:
+            con.execute(setting)
+        with_asof = [m for m in discover() if " asof " in m.sql.lower()]
+        assert len(with_asof) == 3
+        for model in with_asof:
+            plan = "".join(row[1] for row in con.execute(f"explain {model.sql}").fetchall())
+            assert "Asof Join" in plan, model.relation
 
 
 def test_a_failing_data_test_stops_the_build_and_keeps_the_old_tables(
