@@ -11,13 +11,19 @@ from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 from openapi_schema_validator import OAS30Validator
 
-# a verbatim copy of ../shared/reference/, so that the project stands on its own
-SPEC_PATH = Path(__file__).resolve().parents[1] / "docs" / "reference" / "supermetrics-backfills-openapi.yaml"
+# verbatim copies of ../shared/reference/, so that the project stands on its own
+REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "reference"
+BACKFILLS, TRANSFERS = "supermetrics-backfills-openapi.yaml", "supermetrics-transfers-openapi.yaml"
+
+
+def _spec_for(url: str) -> str:
+    """The description that documents this URL's endpoint."""
+    return BACKFILLS if "/backfills" in url else TRANSFERS
 
 
 @cache
-def _spec() -> dict:
-    spec = yaml.safe_load(SPEC_PATH.read_text())
+def _spec(name: str = BACKFILLS) -> dict:
+    spec = yaml.safe_load((REFERENCE / name).read_text())
     # the same API, served from loopback: only the server URL differs from production
     spec["servers"] = [{"url": "http://127.0.0.1:{port}/v1", "variables": {"port": {"default": "80"}}}]
     for item in spec["paths"].values():
@@ -26,13 +32,19 @@ def _spec() -> dict:
 
 
 @cache
-def _openapi() -> OpenAPI:
-    return OpenAPI.from_dict(_spec())
+def _openapi(name: str) -> OpenAPI:
+    return OpenAPI.from_dict(_spec(name))
 
 
 def validate(response: requests.Response) -> None:
     """Raise unless the response (status, headers, body) is one the OpenAPI file describes."""
-    _openapi().validate_response(RequestsOpenAPIRequest(response.request), RequestsOpenAPIResponse(response))
+    request = RequestsOpenAPIRequest(response.request)
+    _openapi(_spec_for(response.request.url)).validate_response(request, RequestsOpenAPIResponse(response))
+
+
+def validate_request(request: requests.PreparedRequest) -> None:
+    """Raise unless the request (path, query parameters) is one the OpenAPI file describes."""
+    _openapi(_spec_for(request.url)).validate_request(RequestsOpenAPIRequest(request))
 
 
 def validate_error_envelope(body: object) -> None:

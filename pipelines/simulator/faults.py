@@ -6,7 +6,7 @@ import random
 import threading
 from dataclasses import dataclass
 
-ENDPOINTS = ("list", "get", "latest", "create", "cancel", "any")
+ENDPOINTS = ("list", "get", "latest", "create", "cancel", "transfers", "transfer", "runs", "run", "any")
 
 # kind -> what the answer looks like
 FAULT_KINDS = {

@@ -13,8 +13,9 @@ from datetime import date, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
+from . import runs_query
 from .faults import Fault
 from .world import ApiError
 
@@ -31,6 +32,10 @@ ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("PATCH", re.compile(rf"/v1/teams/{_ID}/backfills/{_ID}"), "cancel"),
     ("POST", re.compile(rf"/v1/teams/{_ID}/transfers/{_ID}/backfills"), "create"),
     ("GET", re.compile(rf"/v1/teams/{_ID}/transfers/{_ID}/backfills/latest"), "latest"),
+    ("GET", re.compile(rf"/v1/teams/{_ID}/transfers"), "transfers"),
+    ("GET", re.compile(rf"/v1/teams/{_ID}/transfers/{_ID}"), "transfer"),
+    ("GET", re.compile(rf"/v1/teams/{_ID}/transfers/{_ID}/runs"), "runs"),
+    ("GET", re.compile(rf"/v1/teams/{_ID}/transfer_runs/{_ID}"), "run"),
 )
 READ_SCOPE, WRITE_SCOPE = "dwh_transfers_read", "dwh_transfers_write"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -119,6 +124,7 @@ class Handler(BaseHTTPRequestHandler):
         sim = self.server.simulator
         request_id = uuid.uuid4().hex.upper()
         path = urlsplit(self.path).path.rstrip("/")
+        self.query = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
         body = self._read_body()
         if path.startswith("/_sim"):
             answer = self._control(method, path, body, request_id)
@@ -192,7 +198,7 @@ class Handler(BaseHTTPRequestHandler):
         fault: Fault | None,
         listed: tuple[int, ...] = (),
     ) -> None:
-        if sim.answers is not None and endpoint in ("list", "get", "latest"):
+        if sim.answers is not None and endpoint in ("list", "get", "latest", "runs"):
             kind = fault.kind if fault is not None else None
             sim.answers.append(Answered(sim.clock.now(), endpoint, ids, status, kind, listed))
 
@@ -223,6 +229,15 @@ class Handler(BaseHTTPRequestHandler):
             return world.get(team_id, ids[1]).to_api()
         if endpoint == "latest":
             return world.latest(team_id, ids[1]).to_api()
+        if endpoint == "transfers":
+            return [t.to_api() for t in sorted(world.team(team_id).transfers.values(), key=lambda t: t.id)]
+        if endpoint == "transfer":
+            return world.transfer(team_id, ids[1]).configuration()
+        if endpoint == "runs":
+            query = runs_query.parse(self.query)
+            return [r.to_api() for r in query.page(world.transfer_runs(team_id, ids[1]))]
+        if endpoint == "run":
+            return world.transfer_run(team_id, ids[1]).detail()
         request = parse_json_object(body)
         if endpoint == "cancel":
             if request.get("status") != "CANCELLED":

@@ -13,6 +13,12 @@ A backfill's life:
 
 Runs go one day at a time, newest day first. A team runs at most `max_running` backfills at once;
 the rest wait as SCHEDULED, oldest first.
+
+Every run is also a transfer run (`TransferRun`, served by the runs endpoints): a backfill's day is
+a run of type `Backfill`, created when the day starts and ended when it is done; a retry makes new
+runs for the same days. Each transfer also makes one `Recurring` run a day, at its `run_hour`, for
+yesterday's data. Runs draw their rows and durations from a second random generator, so that they
+do not change the backfills a seed gives.
 """
 
 from __future__ import annotations
@@ -64,6 +70,101 @@ class Transfer:
     source: str
     failure_rate: float  # probability that one transfer run fails
     median_run_seconds: float
+    created_time: datetime
+    display_name: str = ""
+    run_hour: int = 2  # UTC hour of the daily Recurring run
+
+    def to_api(self) -> dict:
+        """The transfer as the list endpoint serialises it (schema `TransferInfoResponse`)."""
+        return {
+            "dwh_transfer_id": self.id,
+            "display_name": self.display_name,
+            "external_transfer_id": f"ext-{self.id}",
+            "status": "active",
+            "state": "active",
+            "schedule": "daily",
+            "run_date": (self.created_time.date()).isoformat(),
+            "data_source": {"data_source_id": _source_id(self.source), "service_name": self.source},
+            "destination": {"destination_id": 8, "type": "BigQuery"},
+            "accounts": [],
+            "backfill": None,
+        }
+
+    def configuration(self) -> dict:
+        """The transfer as the one-transfer endpoint serialises it (`TransferConfigurationResponse`)."""
+        return {
+            "transfer_id": self.id,
+            "display_name": self.display_name,
+            "schema_id": 2,
+            "destination_id": 8,
+            "accounts": [],
+            "segments": [],
+            "schedule": [{"run_interval": "daily", "run_hour": self.run_hour, "refresh_window": 1}],
+            "data_source": {
+                "data_source_id": _source_id(self.source),
+                "service_name": self.source,
+                "service_provider": "Supermetrics",
+                "settings": [],
+            },
+            "notification_recipients": None,
+            "external_url": None,
+        }
+
+
+def _source_id(source: str) -> str:
+    return "".join(word[0] for word in source.split()).upper()
+
+
+@dataclass
+class TransferRun:
+    """One run of a transfer for one data date: a backfill's day (`Backfill`) or the daily one."""
+
+    id: int
+    team_id: int
+    transfer_id: int
+    type: str  # Recurring | Backfill
+    data_date: date
+    created_time: datetime
+    backfill_id: int | None = None  # the truth the API does not serve: which backfill made it
+    status: str = "RUNNING"
+    ended_time: datetime | None = None
+    total_rows: int | None = None
+    message: str = ""
+    queries: list[dict] = field(default_factory=list)
+
+    @property
+    def total_duration(self) -> float | None:
+        if self.ended_time is None:
+            return None
+        return round((self.ended_time - self.created_time).total_seconds(), 3)
+
+    def to_api(self) -> dict:
+        """The run as the runs list serialises it (schema `TransferRunItem`)."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "created_time": iso(self.created_time),
+            "ended_time": iso(self.ended_time),
+            "type": self.type,
+            "total_duration": self.total_duration,
+            "total_rows": self.total_rows,
+            "data_date": self.data_date.isoformat(),
+            "message": self.message,
+        }
+
+    def detail(self) -> dict:
+        """The run as the one-run endpoint serialises it (schema `TransferRunDetail`)."""
+        body = self.to_api()
+        del body["type"]
+        return {
+            **body,
+            "started_time": iso(self.created_time),  # the simulator starts a run when it creates it
+            "queued_time": iso(self.created_time),
+            "query_details": [dict(q) for q in self.queries],
+            "external_id": f"ext-{self.id}",
+            "failed_query_amount": sum(q["status"] == "FAILED" for q in self.queries),
+            "query_amount": len(self.queries),
+        }
 
 
 @dataclass
@@ -132,6 +233,7 @@ class Team:
     id: int
     transfers: dict[int, Transfer] = field(default_factory=dict)
     backfills: dict[int, Backfill] = field(default_factory=dict)
+    runs: dict[int, TransferRun] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -159,6 +261,7 @@ class World:
     ) -> None:
         self.clock = clock
         self.rng = random.Random(seed)
+        self.run_rng = random.Random(seed + 1)  # rows and recurring runs: leaves `rng`'s draws alone
         self.max_running = max_running
         self.timing = timing or Timing()
         self.retention = retention  # finished backfills are forgotten (404) after this long
@@ -173,6 +276,7 @@ class World:
         self._now = clock.now()
         self._backfill_ids = itertools.count(10_001)
         self._transfer_ids = itertools.count(456_001)
+        self._run_ids = itertools.count(7_000_001)
 
     # -- time -------------------------------------------------------------------------------
 
@@ -226,8 +330,21 @@ class World:
                 median_run_seconds=median_run_seconds
                 if median_run_seconds is not None
                 else rng.uniform(60, 600),
+                created_time=self._now,
             )
+            transfer.display_name = f"{transfer.source} {transfer.id}"
+            transfer.run_hour = transfer.id % 24
             team.transfers[transfer.id] = transfer
+            first = self._now.replace(hour=transfer.run_hour, minute=0, second=0, microsecond=0)
+            self.schedule(
+                first if first > self._now else first + timedelta(days=1), self._recurring, transfer
+            )
+            return transfer
+
+    def rename_transfer(self, team_id: int, transfer_id: int, display_name: str) -> Transfer:
+        with self.lock:
+            transfer = self.transfer(team_id, transfer_id)
+            transfer.display_name = display_name
             return transfer
 
     # -- queries ----------------------------------------------------------------------------
@@ -237,6 +354,25 @@ class World:
         if team is None:
             raise ApiError(403, "ACCESS_DENIED", "Access Denied", "You do not have access to this team.")
         return team
+
+    def transfer(self, team_id: int, transfer_id: int) -> Transfer:
+        with self.lock:
+            transfer = self.team(team_id).transfers.get(transfer_id)
+            if transfer is None:
+                raise not_found("transfer")
+            return transfer
+
+    def transfer_runs(self, team_id: int, transfer_id: int) -> list[TransferRun]:
+        with self.lock:
+            self.transfer(team_id, transfer_id)
+            return [r for r in self.team(team_id).runs.values() if r.transfer_id == transfer_id]
+
+    def transfer_run(self, team_id: int, run_id: int) -> TransferRun:
+        with self.lock:
+            run = self.team(team_id).runs.get(run_id)
+            if run is None:
+                raise not_found("transfer run")
+            return run
 
     def list_incomplete(self, team_id: int) -> list[Backfill]:
         """Incomplete backfills, newest first, at most 100: what the list endpoint returns."""
@@ -394,8 +530,9 @@ class World:
             return
         if backfill.pending_days:
             day = backfill.pending_days.pop(0)
+            run = self._start_run(backfill.team_id, backfill.transfer_id, "Backfill", day, backfill.id)
             self.schedule(
-                self._now + timedelta(seconds=self._run_seconds(backfill)), self._run_done, backfill, day
+                self._now + timedelta(seconds=self._run_seconds(backfill)), self._run_done, backfill, day, run
             )
             return
         if backfill.runs_failed:
@@ -408,18 +545,61 @@ class World:
         self._record(backfill)
         self._dispatch(self.teams[backfill.team_id])
 
-    def _run_done(self, backfill: Backfill, day: date) -> None:
+    def _run_done(self, backfill: Backfill, day: date, run: TransferRun) -> None:
         transfer = self.teams[backfill.team_id].transfers[backfill.transfer_id]
         if self.rng.random() < transfer.failure_rate:
             backfill.runs_failed += 1
-            backfill.errors.append(
-                {"transfer_run_date": day.isoformat(), "error": random_error(self.rng, transfer.source)}
-            )
+            error = random_error(self.rng, transfer.source)
+            backfill.errors.append({"transfer_run_date": day.isoformat(), "error": error})
+            self._end_run(run, error)
         else:
             backfill.runs_completed += 1
+            self._end_run(run, None)
         self._record(backfill)
         if backfill.status == "RUNNING":
             self.schedule(self._now + self._uniform(self.timing.gap_between_runs), self._next_run, backfill)
+
+    def _start_run(
+        self, team_id: int, transfer_id: int, kind: str, day: date, backfill_id: int | None = None
+    ) -> TransferRun:
+        run = TransferRun(next(self._run_ids), team_id, transfer_id, kind, day, self._now, backfill_id)
+        self.teams[team_id].runs[run.id] = run
+        return run
+
+    def _end_run(self, run: TransferRun, error: str | None) -> None:
+        seconds = (self._now - run.created_time).total_seconds()
+        queries = max(1, int(self.run_rng.uniform(1, 4)))
+        rows = [int(self.run_rng.uniform(100, 20_000)) for _ in range(queries)]
+        if error is not None:
+            rows[-1] = 0
+        run.queries = [
+            {
+                "duration": round(seconds / queries, 3),
+                "status": "FAILED" if error is not None and n == queries - 1 else "COMPLETED",
+                "rows": rows[n],
+                "error_description": error if error is not None and n == queries - 1 else None,
+            }
+            for n in range(queries)
+        ]
+        run.status = "FAILED" if error is not None else "COMPLETED"
+        run.message = error or ""
+        run.total_rows = sum(rows)
+        run.ended_time = self._now
+
+    def _recurring(self, transfer: Transfer) -> None:
+        """The transfer's daily run for yesterday's data; schedules tomorrow's."""
+        run = self._start_run(
+            transfer.team_id, transfer.id, "Recurring", self._now.date() - timedelta(days=1)
+        )
+        low, high = self.timing.run_bounds
+        seconds = min(
+            high,
+            max(low, self.run_rng.lognormvariate(0, self.timing.run_sigma) * transfer.median_run_seconds),
+        )
+        failed = self.run_rng.random() < transfer.failure_rate
+        error = random_error(self.run_rng, transfer.source) if failed else None
+        self.schedule(self._now + timedelta(seconds=seconds), self._end_run, run, error)
+        self.schedule(self._now + timedelta(days=1), self._recurring, transfer)
 
     def _record(self, backfill: Backfill) -> None:
         if self.ledger is not None:
