@@ -20,6 +20,7 @@ from .simulator import DEFAULT_API_KEY, DEFAULT_TEAM_ID, FAULT_KINDS, Simulator,
 from .supermetrics.client import is_loopback
 from .supermetrics.errors import ConfigError, Interrupted, MonitorError, UsageError, causes
 from .supermetrics.settings import DEFAULT_DB_PATH
+from .supermetrics.snapshot import RunReport
 from .text import clean, one_line
 from .watch import parse_interval, watch
 
@@ -202,7 +203,17 @@ def _echo_summary(result: IngestResult) -> None:
         click.echo(f"team {team_id}: not polled, the run stopped at the failure on stderr")
     if result.built is not None:
         echo_build(result.built, result.published)
-    click.echo(f"{report.requests} request(s), {result.seconds:.1f} s, database {result.db_path}")
+    click.echo(
+        f"{report.requests} request(s){_sweep_summary(report)}, {result.seconds:.1f} s, database {result.db_path}"
+    )
+
+
+def _sweep_summary(report: RunReport) -> str:
+    if not report.sweep_budget:
+        return " (the sweep of transfers and runs is off)"
+    swept = sum(team.sweep_requests for team in report.teams)
+    runs = sum(team.runs_stored for team in report.teams)
+    return f" ({swept} for transfers and runs, at most {report.sweep_budget} a team; {runs} run(s) stored)"
 
 
 @main.command(name="watch")

@@ -38,7 +38,9 @@ from sqlglot.tokens import TokenType
 from . import incremental
 from .database import BUILD_SETTINGS
 from .incremental import Plan
+from .supermetrics.columns import RUN_COLUMNS, SWEEP_COLUMNS, TRANSFER_COLUMNS
 from .supermetrics.errors import ConfigError, ModelError
+from .supermetrics.settings import RUNS, SWEEPS, TRANSFERS
 
 
 def _sql_dir() -> Path:
@@ -64,6 +66,30 @@ _RAW_BOOTSTRAP = (
     "create table if not exists {raw}.backfill_versions__error_report (transfer_run_date date, "
     "error varchar, _dlt_parent_id varchar not null, _dlt_list_idx bigint not null, _dlt_id varchar not null)"
 )
+# Tables of the sweep (transfers and runs) that a database from before it, or one whose sweep is
+# off, does not have yet: created empty, with dlt's own types, so the models can read them.
+_SQL_TYPES = {
+    "bigint": "bigint",
+    "text": "varchar",
+    "timestamp": "timestamp with time zone",
+    "double": "double",
+    "date": "date",
+    "bool": "boolean",
+}
+_SWEEP_TABLES = {RUNS: RUN_COLUMNS, SWEEPS: SWEEP_COLUMNS, TRANSFERS: TRANSFER_COLUMNS}
+
+
+def _bootstrap_sql(raw: str) -> list[str]:
+    statements = [_RAW_BOOTSTRAP.format(raw=raw)]
+    for table, columns in _SWEEP_TABLES.items():
+        declared = ", ".join(f"{c['name']} {_SQL_TYPES[c['data_type']]}" for c in columns)
+        statements.append(
+            f"create table if not exists {raw}.{table} ({declared}, "
+            "_dlt_load_id varchar not null, _dlt_id varchar not null)"
+        )
+    return statements
+
+
 BUILDS = "analytics.model_builds"
 BUILD_LOG_DAYS = 30
 _BUILDS_TABLE = (
@@ -208,7 +234,8 @@ def build(
 
 def _build_all(client: Any, models: list[Model], raw_dataset: str, plan: Plan) -> tuple[int, list[str]]:
     """Every model in order, then the data tests; returns (checks run, warnings)."""
-    client.execute_sql(_RAW_BOOTSTRAP.format(raw=raw_dataset))
+    for statement in _bootstrap_sql(raw_dataset):
+        client.execute_sql(statement)
     for schema in sorted({m.schema for m in models} | {"staging"}):
         client.execute_sql(f"create schema if not exists {schema}")
     incremental.create_scopes(client, raw_dataset, plan)

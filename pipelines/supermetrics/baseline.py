@@ -10,8 +10,13 @@ from collections import defaultdict
 
 import duckdb
 
-from .settings import CANCELLED_LOOKUPS, LISTING_EVENTS, LOOKUPS, POLLS, VERSIONS
+from .settings import CANCELLED_LOOKUPS, LISTING_EVENTS, LOOKUPS, POLLS, RUNS, SWEEPS, TRANSFERS, VERSIONS
 from .snapshot import Baseline, KnownBackfill, TeamBaseline
+from .sweep import OVERLAP
+
+# The sweep's memory reaches back this far (so that reading it does not grow with the history):
+# a transfer not swept for longer starts afresh at its oldest backfill seen.
+SWEEP_MEMORY = "30 days"
 
 # Per backfill not confirmed finished: listed in the team's last successful poll, pending (left
 # the list, no answered lookup since), due for a recheck (the last answer said still incomplete:
@@ -133,4 +138,79 @@ def read_baseline(con: duckdb.DuckDBPyConnection, dataset: str) -> Baseline:
                 team.cancelled_lookups[backfill_id] = cancelled
         if latest[0] is not None:  # a 404 lookup leaves a backfill with no version: nothing to diff
             team.known[backfill_id] = KnownBackfill(*latest, frozenset(errors[team_id, backfill_id]))
-    return Baseline(next_poll_id=next_poll_id, teams=dict(teams))
+    for team_id, backfill_id in con.execute(_SEEN.format(ds=ds)).fetchall():
+        teams[team_id].sweep.seen_backfills.add(backfill_id)
+    if {TRANSFERS, RUNS, SWEEPS} <= tables:
+        _read_sweeps(con, ds, teams)
+    return Baseline(next_poll_id=next_poll_id, teams=dict(teams), tables=tables)
+
+
+# Every backfill stored for a team: `latest` stores one only when it is none of these.
+_SEEN = f"""
+select distinct team_id, transfer_backfill_id from {{ds}}.{LISTING_EVENTS}
+union
+select distinct team_id, transfer_backfill_id from {{ds}}.{VERSIONS} where source = 'latest'
+"""
+
+_RECENT_SWEEPS = f"""
+select * from {{ds}}.{SWEEPS}
+where swept_at >= (select max(swept_at) from {{ds}}.{SWEEPS}) - interval '{SWEEP_MEMORY}'
+"""
+
+# Per transfer, the last runs window: where the next one starts (after the overlap when it
+# finished, at its own start when it failed or ran out of requests).
+_WINDOWS = f"""
+with recent as ({_RECENT_SWEEPS})
+select
+    team_id,
+    transfer_id,
+    outcome = 'ok' as finished,
+    case
+        when outcome = 'ok' then swept_at - interval '{OVERLAP.total_seconds():g} seconds'
+        else window_start
+    end as next_window
+from recent
+where kind = 'runs'
+qualify row_number() over (partition by team_id, transfer_id order by poll_id desc, swept_at desc) = 1
+"""
+
+# The stored runs a next window can meet again, latest version each; and where each transfer's
+# oldest unfinished run was created (its window reaches back to it).
+_RUNS = f"""
+with windows as ({_WINDOWS})
+select r.team_id, r.transfer_id, r.run_id, r.state_hash, r.ended_time is null as unfinished, r.created_time
+from {{ds}}.{RUNS} as r
+join windows as w on w.team_id = r.team_id and w.transfer_id = r.transfer_id
+where r.created_time >= w.next_window - interval '1 day'
+qualify row_number() over (partition by r.team_id, r.run_id order by r.poll_id desc) = 1
+"""
+
+
+def _read_sweeps(con: duckdb.DuckDBPyConnection, ds: str, teams: dict[int, TeamBaseline]) -> None:
+    for team_id, transfer_id, state_hash in con.execute(
+        f"select team_id, transfer_id, state_hash from {ds}.{TRANSFERS} "
+        "qualify row_number() over (partition by team_id, transfer_id order by poll_id desc) = 1"
+    ).fetchall():
+        teams[team_id].sweep.transfers[transfer_id] = state_hash
+    recent = _RECENT_SWEEPS.format(ds=ds)
+    for team_id, refreshed_at in con.execute(
+        f"select team_id, max(swept_at) from ({recent}) "
+        "where kind = 'transfers' and outcome = 'ok' group by 1"
+    ).fetchall():
+        teams[team_id].sweep.transfers_refreshed_at = refreshed_at
+    for team_id, transfer_id, poll_id in con.execute(
+        f"select team_id, transfer_id, max(poll_id) from ({recent}) where kind = 'latest' group by 1, 2"
+    ).fetchall():
+        teams[team_id].sweep.latest_checked[transfer_id] = poll_id
+    for team_id, transfer_id, finished, next_window in con.execute(_WINDOWS.format(ds=ds)).fetchall():
+        sweep = teams[team_id].sweep
+        sweep.next_window[transfer_id] = next_window
+        if not finished:
+            sweep.unfinished.add(transfer_id)
+    for team_id, transfer_id, run_id, state_hash, unfinished, created in con.execute(
+        _RUNS.format(ds=ds)
+    ).fetchall():
+        sweep = teams[team_id].sweep
+        sweep.runs[run_id] = state_hash
+        if unfinished and created is not None:
+            sweep.next_window[transfer_id] = min(sweep.next_window[transfer_id], created)

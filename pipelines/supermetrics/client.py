@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 
@@ -136,6 +136,32 @@ class SupermetricsClient:
     def get_backfill(self, team_id: int, backfill_id: int) -> ApiResponse:
         path = settings.GET_PATH.format(team_id=team_id, backfill_id=backfill_id)
         return self.get(path, f"looking up backfill {backfill_id} of team {team_id}")
+
+    def latest_backfill(self, team_id: int, transfer_id: int) -> ApiResponse:
+        path = settings.LATEST_PATH.format(team_id=team_id, transfer_id=transfer_id)
+        return self.get(path, f"asking for the latest backfill of transfer {transfer_id} of team {team_id}")
+
+    def list_transfers(self, team_id: int) -> ApiResponse:
+        return self.get(
+            settings.TRANSFERS_PATH.format(team_id=team_id), f"listing transfers of team {team_id}"
+        )
+
+    def list_runs(
+        self, team_id: int, transfer_id: int, start: datetime, end: datetime, limit: int, offset: int
+    ) -> ApiResponse:
+        """One page of a transfer's runs created in [start, end], newest first."""
+        query = urlencode(
+            {
+                "start_date": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "end_date": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "sort_field": "created_time",
+                "sort_direction": "DESC",
+                "limit": limit,
+                "offset": offset,
+            }
+        )
+        path = settings.RUNS_PATH.format(team_id=team_id, transfer_id=transfer_id) + "?" + query
+        return self.get(path, f"listing runs of transfer {transfer_id} of team {team_id} (offset {offset})")
 
     def get(self, path: str, what: str) -> ApiResponse:
         """GET with retries; raises an `ApiError` subclass naming `what` failed and why."""

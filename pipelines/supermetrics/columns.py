@@ -85,3 +85,43 @@ LOOKUP_COLUMNS = _columns(
     request_id="text",
     duration_ms="double",
 )
+TRANSFER_COLUMNS = _columns(
+    poll_id="bigint",
+    team_id="bigint",
+    transfer_id="bigint",
+    observed_at="timestamp",
+    display_name="text",
+    data_source="text",
+    status="text",
+    state="text",
+    schedule="text",
+    state_hash="text",
+)
+RUN_COLUMNS = _columns(
+    poll_id="bigint",
+    team_id="bigint",
+    transfer_id="bigint",
+    run_id="bigint",
+    observed_at="timestamp",
+    type="text",
+    status="text",
+    data_date="date",
+    created_time="timestamp",
+    ended_time="timestamp",
+    total_duration="double",
+    total_rows="bigint",
+    message="text",
+    state_hash="text",
+)
+SWEEP_COLUMNS = _columns(
+    poll_id="bigint",
+    team_id="bigint",
+    kind="text",
+    transfer_id="bigint",
+    swept_at="timestamp",
+    window_start="timestamp",
+    outcome="text",
+    requests="bigint",
+    found="bigint",
+    error_message="text",
+)

@@ -7,6 +7,9 @@ from pathlib import Path
 DEFAULT_BASE_URL = "https://dts-api.supermetrics.com/v1"
 LIST_PATH = "/teams/{team_id}/backfills"
 GET_PATH = "/teams/{team_id}/backfills/{backfill_id}"
+LATEST_PATH = "/teams/{team_id}/transfers/{transfer_id}/backfills/latest"
+TRANSFERS_PATH = "/teams/{team_id}/transfers"
+RUNS_PATH = "/teams/{team_id}/transfers/{transfer_id}/runs"
 
 INCOMPLETE_STATUSES = ("CREATED", "SCHEDULED", "RUNNING", "FAILED")
 FINAL_STATUSES = ("COMPLETED", "CANCELLED")
@@ -23,6 +26,14 @@ MAX_RETRY_AFTER_SECONDS = 60.0  # a 429 asking to wait longer stops the run inst
 MAX_RUN_SECONDS = 120.0  # all of a run's API calls and waits together: well inside a 5-minute cron
 MAX_CONCURRENT_TEAMS = 4  # teams polled at once; each team's lookups follow its own poll
 
+# The sweep of transfers and their runs, after each team's poll and lookups (see sweep.py)
+SWEEP = True  # off: only the backfill list and lookups, as before
+MAX_SWEEP_REQUESTS = 10  # per team and run: transfers list, `latest` checks and runs pages together
+TRANSFERS_REFRESH_HOURS = 24.0  # names change rarely; an unknown transfer id refreshes at once
+LATEST_CHECKS_PER_RUN = 2  # per team: transfers asked for their latest backfill, oldest-checked first
+RUNS_PAGE_SIZE = 1000  # the API's default is 100, its maximum 10000
+RUNS_OVERLAP_SECONDS = 3600  # each runs window starts this long before the last one ended
+
 # DuckDB's memory for a run's incremental work ([duckdb] memory_limit, DUCKDB__MEMORY_LIMIT): its
 # default, 80% of the machine, would let the cache of a large history grow the process run after
 # run. A full refresh of the models runs without it.
@@ -38,3 +49,6 @@ POLLS = "polls"
 VERSIONS = "backfill_versions"  # + the dlt child table backfill_versions__error_report
 LISTING_EVENTS = "listing_events"
 LOOKUPS = "backfill_lookups"
+TRANSFERS = "transfers"  # change-only versions of each transfer's name and source
+RUNS = "transfer_runs"  # change-only versions of each run of type Backfill
+SWEEPS = "api_sweeps"  # the log of every sweep request: transfers, latest, runs windows

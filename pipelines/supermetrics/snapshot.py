@@ -12,7 +12,8 @@ goes out as `Rows`, so the semantics can be read (and tested) in one place:
 - rechecks, at most `max_rechecks` a run per team, oldest-checked first: backfills the 100 cap
   hides (a lookup said still incomplete) until a lookup confirms a final state, and CANCELLED
   backfills while their counters still move (a run in flight finishes after a cancel), at most
-  `CANCELLED_LOOKUPS` lookups in all.
+  `CANCELLED_LOOKUPS` lookups in all;
+- then, unless turned off, the team's sweep of transfers, `latest` and runs (sweep.py).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .settings import (
     MAX_CONCURRENT_TEAMS,
     MAX_RECHECKS_PER_RUN,
 )
+from .sweep import SweepBaseline, SweepRows, SweepSettings, TeamSweep
 from .validation import BackfillRecord, envelope_data, parse_backfill, parse_listing
 
 
@@ -65,19 +67,21 @@ class TeamBaseline:
     # latest versions of those and of backfills confirmed still incomplete or not found, which
     # may be listed again
     known: dict[int, KnownBackfill] = field(default_factory=dict)
+    sweep: SweepBaseline = field(default_factory=SweepBaseline)
 
 
 @dataclass
 class Baseline:
     next_poll_id: int = 1
     teams: dict[int, TeamBaseline] = field(default_factory=dict)
+    tables: set[str] = field(default_factory=set)  # the raw tables the destination has
 
     def team(self, team_id: int) -> TeamBaseline:
         return self.teams.setdefault(team_id, TeamBaseline())
 
 
 @dataclass
-class Rows:
+class Rows(SweepRows):
     polls: list[dict[str, Any]] = field(default_factory=list)
     versions: list[dict[str, Any]] = field(default_factory=list)
     listing_events: list[dict[str, Any]] = field(default_factory=list)
@@ -97,6 +101,8 @@ class TeamResult:
     finished: int = 0
     new_errors: int = 0
     lookups_failed: int = 0
+    sweep_requests: int = 0
+    runs_stored: int = 0
     error: MonitorError | None = None  # why its poll failed
 
 
@@ -110,6 +116,7 @@ class TeamWork:
     warnings: list[str] = field(default_factory=list)
     polled: bool = False
     stopped_by: ApiError | None = None  # a failure that stops the run, the poll's or a lookup's
+    active: dict[int, datetime] = field(default_factory=dict)  # transfer -> oldest backfill seen now
 
 
 @dataclass
@@ -121,6 +128,7 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)  # kept going: unknown fields, failed lookups
     not_polled: list[int] = field(default_factory=list)  # teams after a failure that stops the run
     requests: int = 0
+    sweep_budget: int = 0  # the sweep's requests per team and run; 0 when it is off
 
 
 # A failure that would repeat for every team: stop polling the rest.
@@ -152,7 +160,10 @@ class Collector:
         between_rounds: Callable[[], None] | None = None,
         max_rechecks: int = MAX_RECHECKS_PER_RUN,
         max_concurrent_teams: int = MAX_CONCURRENT_TEAMS,
+        sweep: SweepSettings | None = None,
     ) -> None:
+        self.sweep = sweep or SweepSettings()
+        report.sweep_budget = self.sweep.max_requests if self.sweep.enabled else 0
         self.max_rechecks = max_rechecks
         self.max_concurrent_teams = max_concurrent_teams
         self.client = client
@@ -207,7 +218,7 @@ class Collector:
         polled = [w for w in works if w.polled]
         self.report.not_polled = [w.result.team_id for w in works if not w.polled]
         for work in polled:
-            for name in ("polls", "versions", "listing_events", "lookups"):
+            for name in ("polls", "versions", "listing_events", "lookups", "transfers", "runs", "sweeps"):
                 getattr(self._rows, name).extend(getattr(work.rows, name))
             self.report.teams.append(work.result)
             self.report.warnings.extend(work.warnings)
@@ -237,6 +248,7 @@ class Collector:
         observed_at = response.observed_at
         listed_now = {r.backfill_id for r in records}
         for record in records:
+            _saw(work, known, record)
             work.warnings.extend(record.warnings)
             if record.backfill_id not in known.listed:
                 rows.listing_events.append(
@@ -254,7 +266,33 @@ class Collector:
         due = sorted((checked, b) for b, checked in known.rechecks.items() if b not in to_look_up)
         to_look_up += [b for _, b in due[: self.max_rechecks]]
         known.listed = listed_now
-        return self._look_up(work, known, to_look_up)
+        if not self._look_up(work, known, to_look_up):
+            return False
+        if self.sweep.enabled:
+            self._sweep(work, known, observed_at)
+        return True
+
+    def _sweep(self, work: TeamWork, known: TeamBaseline, polled_at: datetime) -> None:
+        result = work.result
+
+        def store_version(record: BackfillRecord, observed_at: datetime) -> None:
+            result.changed += self._version(work, known, record, "latest", observed_at)
+
+        sweep = TeamSweep(
+            self.client,
+            result.team_id,
+            result.poll_id,
+            polled_at,
+            known.sweep,
+            self.sweep,
+            store_version,
+            work.rows,
+            work.warnings,
+        )
+        stored_before = len(work.rows.runs)
+        sweep.run(work.active)
+        result.sweep_requests = sweep.requests
+        result.runs_stored = len(work.rows.runs) - stored_before
 
     def _look_up(self, work: TeamWork, known: TeamBaseline, backfill_ids: list[int]) -> bool:
         """Look each backfill up by id. A failed lookup is retried next run (a recheck stays due)."""
@@ -297,6 +335,7 @@ class Collector:
                     known.pending_lookups.update(untried)  # not tried: still pending
                     return False
                 continue
+            _saw(work, known, record)
             work.warnings.extend(record.warnings)
             final = record.status in FINAL_STATUSES
             result.finished += final and backfill_id not in known.cancelled_lookups  # not counted twice
@@ -399,6 +438,13 @@ def _run_at_most(workers: int, works: list[TeamWork], poll: Callable[[TeamWork],
         thread.join()
     if failures:
         raise failures[0]
+
+
+def _saw(work: TeamWork, known: TeamBaseline, record: BackfillRecord) -> None:
+    """A backfill in this run's answers: its transfer's runs are due, and `latest` knows it."""
+    transfer_id, created = record.fields["transfer_id"], record.fields["created_time"]
+    work.active[transfer_id] = min(work.active.get(transfer_id, created), created)
+    known.sweep.seen_backfills.add(record.backfill_id)
 
 
 def _keep_answer_facts(error: ApiError, response: ApiResponse | None) -> None:

@@ -20,10 +20,14 @@ from .columns import (
     EVENT_COLUMNS,
     LOOKUP_COLUMNS,
     POLL_COLUMNS,
+    RUN_COLUMNS,
+    SWEEP_COLUMNS,
+    TRANSFER_COLUMNS,
     VERSION_COLUMNS,
 )
 from .errors import ConfigError
 from .snapshot import Baseline, Collector, RunReport
+from .sweep import SweepSettings
 
 
 def _team_ids(team_ids: list[int]) -> list[int]:
@@ -60,6 +64,10 @@ def supermetrics(
     max_rechecks: int = settings.MAX_RECHECKS_PER_RUN,
     max_concurrent_teams: int = settings.MAX_CONCURRENT_TEAMS,
     max_run_seconds: float = settings.MAX_RUN_SECONDS,
+    sweep: bool = settings.SWEEP,
+    max_sweep_requests: int = settings.MAX_SWEEP_REQUESTS,
+    transfers_refresh_hours: float = settings.TRANSFERS_REFRESH_HOURS,
+    latest_checks_per_run: int = settings.LATEST_CHECKS_PER_RUN,
     baseline: Baseline | None = None,
     report: RunReport | None = None,
     rounds: int = 1,
@@ -78,6 +86,13 @@ def supermetrics(
             100 cap, or CANCELLED with a run in flight), oldest-checked first.
         max_concurrent_teams: teams polled at once (1: one after another). What is stored is
             the same either way; a 429's Retry-After holds every team's next request.
+        sweep: after each team's poll, sweep its transfers, `latest` and backfill runs
+            (pipelines/supermetrics/sweep.py); false turns it off.
+        max_sweep_requests: the sweep's requests per team and run; what does not fit waits
+            for the next run.
+        transfers_refresh_hours: how old the stored transfer list may get before it is read
+            again (a backfill of an unknown transfer reads it at once).
+        latest_checks_per_run: transfers per team and run asked for their latest backfill.
         baseline: what the destination already holds; None for an empty destination.
         report: filled in with per-team results, errors and warnings while the source runs.
         rounds, between_rounds: poll every team `rounds` times, calling `between_rounds` in
@@ -86,7 +101,7 @@ def supermetrics(
 
     Returns:
         The resources `polls`, `backfill_versions` (child table `backfill_versions__error_report`),
-        `listing_events` and `backfill_lookups`.
+        `listing_events`, `backfill_lookups`, `transfers`, `transfer_runs` and `api_sweeps`.
 
     Example:
         >>> report = RunReport()
@@ -94,6 +109,14 @@ def supermetrics(
     """
     check_setting("max_rechecks", max_rechecks, 0)
     check_setting("max_concurrent_teams", max_concurrent_teams, 1)
+    check_setting("max_sweep_requests", max_sweep_requests, 1)
+    check_setting("transfers_refresh_hours", transfers_refresh_hours, 0)
+    check_setting("latest_checks_per_run", latest_checks_per_run, 0)
+    if not isinstance(sweep, bool):
+        raise ConfigError(
+            f"sweep = {sweep!r} must be true or false: set [sources.supermetrics] sweep in "
+            ".dlt/config.toml or SOURCES__SUPERMETRICS__SWEEP"
+        )
     client = SupermetricsClient(
         base_url,
         api_key,
@@ -104,6 +127,11 @@ def supermetrics(
         max_run_seconds=max_run_seconds,
     )
     first_run = baseline is None or baseline.next_poll_id == 1
+    stored = set() if baseline is None else baseline.tables
+
+    def missing(table: str) -> bool:  # a database older than the table gets it on its next run
+        return first_run or table not in stored
+
     collector = Collector(
         client,
         _team_ids(team_ids),
@@ -113,6 +141,7 @@ def supermetrics(
         between_rounds=between_rounds,
         max_rechecks=max_rechecks,
         max_concurrent_teams=max_concurrent_teams,
+        sweep=SweepSettings(sweep, max_sweep_requests, transfers_refresh_hours, latest_checks_per_run),
     )
 
     @dlt.resource(name=settings.POLLS, write_disposition="append", columns=POLL_COLUMNS)
@@ -136,4 +165,16 @@ def supermetrics(
     def backfill_lookups() -> Iterator[dict[str, Any]]:
         yield from _rows_or_schema(collector.rows.lookups, first_run)
 
-    return [polls, backfill_versions, listing_events, backfill_lookups]
+    @dlt.resource(name=settings.TRANSFERS, write_disposition="append", columns=TRANSFER_COLUMNS)
+    def transfers() -> Iterator[dict[str, Any]]:
+        yield from _rows_or_schema(collector.rows.transfers, missing(settings.TRANSFERS))
+
+    @dlt.resource(name=settings.RUNS, write_disposition="append", columns=RUN_COLUMNS)
+    def transfer_runs() -> Iterator[dict[str, Any]]:
+        yield from _rows_or_schema(collector.rows.runs, missing(settings.RUNS))
+
+    @dlt.resource(name=settings.SWEEPS, write_disposition="append", columns=SWEEP_COLUMNS)
+    def api_sweeps() -> Iterator[dict[str, Any]]:
+        yield from _rows_or_schema(collector.rows.sweeps, missing(settings.SWEEPS))
+
+    return [polls, backfill_versions, listing_events, backfill_lookups, transfers, transfer_runs, api_sweeps]
