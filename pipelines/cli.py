@@ -203,9 +203,8 @@ def _echo_summary(result: IngestResult) -> None:
         click.echo(f"team {team_id}: not polled, the run stopped at the failure on stderr")
     if result.built is not None:
         echo_build(result.built, result.published)
-    click.echo(
-        f"{report.requests} request(s){_sweep_summary(report)}, {result.seconds:.1f} s, database {result.db_path}"
-    )
+    summary = f"{report.requests} request(s){_sweep_summary(report)}"
+    click.echo(f"{summary}, {result.seconds:.1f} s, database {result.db_path}")
 
 
 def _sweep_summary(report: RunReport) -> str:

@@ -9,15 +9,17 @@ insert what the model's SQL returns.
   analytics.model_builds). A poll's rows (its progress rows, its poll row) depend only on what
   was stored up to that poll, so older rows never change.
 - `scope_backfills`: the backfills with a raw row (a version, a lookup, a listing event) stored
-  after the last good build, and the backfills whose rows run up to "now" (the latest poll):
-  those incomplete in the previous build, and those still listed.
+  after the last good build, those a transfer run stored since may belong to (same transfer,
+  data_date in range), and the backfills whose rows run up to "now" (the latest poll): those
+  incomplete in the previous build, and those still listed.
 
 A full refresh is the same build with everything in scope (no previous build to start from):
 `create or replace table` instead of delete and insert, and the same SQL. It happens on
 `backfills models --full-refresh`, on a first build, whenever the models' SQL or variables
 changed since the last good build (their fingerprint is recorded with each build), and when
 more polls are new than the last good build had (the incremental path, made for a few new
-polls, costs more than a full refresh over most of the history).
+polls, costs more than a full refresh over most of the history), and when a transfer's stored
+name or source changed (names stand beside ids in most marts; renames are rare).
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ def plan(client: Any, builds: str, models: list[Any], full_refresh: bool, raw: s
     newest = client.execute_sql(f"select coalesce(max(poll_id), 0) from {raw}.polls")[0][0]
     if newest - through_poll_id > through_poll_id:  # builds failed or were skipped for long
         return Plan(True, 0, current, "more polls are new than built")  # cheaper whole
+    # names stand beside transfer ids in most marts: a rename (rare) rebuilds them all
+    if client.execute_sql(f"select count(*) from {raw}.transfers where poll_id > {through_poll_id}")[0][0]:
+        return Plan(True, 0, current, "transfer names changed")
     return Plan(False, through_poll_id, current, "")
 
 
@@ -117,12 +122,20 @@ def create_scopes(client: Any, raw: str, plan: Plan) -> None:
     still_running = (
         ""
         if plan.full_refresh
-        else """
+        else f"""
         union all
         select team_id, transfer_backfill_id from analytics.backfills where is_incomplete
         union all
         select team_id, transfer_backfill_id from staging.int_listing_stretches
-        where unlisted_at_poll_id is null"""
+        where unlisted_at_poll_id is null
+        union all
+        select b.team_id, b.transfer_backfill_id
+        from staging.int_backfill_current_state as b
+        join (
+            select distinct team_id, transfer_id, data_date from {raw}.transfer_runs where poll_id > {after}
+        ) as r
+            on r.team_id = b.team_id and r.transfer_id = b.transfer_id
+            and r.data_date between b.range_start_date and b.range_end_date"""
     )
     client.execute_sql(
         f"""create or replace table staging.scope_backfills as

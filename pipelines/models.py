@@ -220,6 +220,8 @@ def build(
         try:
             models = discover(sql_dir)
             with client.begin_transaction():
+                for statement in _bootstrap_sql(raw_dataset):
+                    client.execute_sql(statement)
                 plan = incremental.plan(client, BUILDS, models, full_refresh, raw_dataset)
                 if plan.full_refresh:  # everything at once: DuckDB's own default, not a run's cap
                     client.execute_sql("reset memory_limit")
@@ -234,8 +236,6 @@ def build(
 
 def _build_all(client: Any, models: list[Model], raw_dataset: str, plan: Plan) -> tuple[int, list[str]]:
     """Every model in order, then the data tests; returns (checks run, warnings)."""
-    for statement in _bootstrap_sql(raw_dataset):
-        client.execute_sql(statement)
     for schema in sorted({m.schema for m in models} | {"staging"}):
         client.execute_sql(f"create schema if not exists {schema}")
     incremental.create_scopes(client, raw_dataset, plan)

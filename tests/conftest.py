@@ -143,6 +143,12 @@ class Warehouse:
         return self.rows(f"select count(*) from supermetrics.{table}")[0][0]
 
 
+def poll_requests(result: IngestResult) -> int:
+    """The run's requests of the list and the lookups: all of them but the sweep's (transfers,
+    latest, runs), which tests of the sweep count on their own."""
+    return result.report.requests - sum(team.sweep_requests for team in result.report.teams)
+
+
 @pytest.fixture
 def warehouse(sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Warehouse:
     monkeypatch.chdir(tmp_path)  # no .dlt/ of the repository's: config comes from env vars only

@@ -57,7 +57,10 @@ def test_success_prints_a_summary(sim: Simulator, api: Api, workdir: Path) -> No
     assert result.stdout.splitlines()[0] == (
         f"team {TEAM}: poll 1, listed 1, changed 1, left the list 0, finished 0, new errors 2"
     )
-    assert "1 request(s)" in result.stdout and result.stderr == ""
+    # the list; then the sweep: the transfer list, the transfer's latest backfill, one page of its
+    # runs: the two (failed at T+230, T+340), created after the backfill (the window's start)
+    assert "4 request(s) (3 for transfers and runs, at most 10 a team; 2 run(s) stored)" in result.stdout
+    assert result.stderr == ""
 
 
 FAILURES = [

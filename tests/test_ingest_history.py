@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from conftest import START, TEAM, Api, Warehouse, add_transfer, days_ago
+from conftest import START, TEAM, Api, Warehouse, add_transfer, days_ago, poll_requests
 from history import as_listed, reconstruct
 
 from pipelines.simulator import Simulator
@@ -26,10 +26,11 @@ class Recorder:
         self.listings: dict[int, list[dict]] = {}
 
     def poll(self) -> int:
+        """Ingest; returns the requests of the list and its lookups."""
         result = self.warehouse.ingest()
         [team] = result.report.teams
         self.listings[team.poll_id] = as_listed(self.api.listing())
-        return result.report.requests
+        return poll_requests(result)
 
     def assert_every_poll_reconstructs(self) -> None:
         for poll_id, listing in self.listings.items():
@@ -258,12 +259,12 @@ def test_transient_lookup_failure_is_retried_next_run(
     assert warehouse.rows("select outcome, http_status from supermetrics.backfill_lookups") == [
         ("failed", 503)
     ]
-    assert warehouse.ingest().report.requests == 2  # the list, and the lookup again
+    assert poll_requests(warehouse.ingest()) == 2  # the list, and the lookup again
     assert warehouse.rows(
         "select reason, outcome, status from supermetrics.backfill_lookups order by poll_id"
     ) == [("left", "failed", None), ("retry", "final", "CANCELLED")]
-    assert warehouse.ingest().report.requests == 2  # CANCELLED: once more, in case a run was in flight
-    assert warehouse.ingest().report.requests == 1  # unchanged: done
+    assert poll_requests(warehouse.ingest()) == 2  # CANCELLED: once more, in case a run was in flight
+    assert poll_requests(warehouse.ingest()) == 1  # unchanged: done
 
 
 def test_unknown_fields_and_status_are_kept_with_warnings(

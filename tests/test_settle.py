@@ -16,7 +16,15 @@ from support import put_last_load_back
 from pipelines.simulator import Simulator
 
 ENV = {"SOURCES__SUPERMETRICS__MAX_ATTEMPTS": "2", "SOURCES__SUPERMETRICS__BACKOFF_FACTOR": "0"}
-RAW = ("polls", "backfill_versions", "listing_events", "backfill_lookups")
+RAW = (
+    "polls",
+    "backfill_versions",
+    "listing_events",
+    "backfill_lookups",
+    "transfers",
+    "transfer_runs",
+    "api_sweeps",
+)
 
 
 @pytest.fixture
@@ -83,25 +91,31 @@ def test_the_next_run_repairs_rows_a_killed_run_doubled(sim: Simulator, api: Api
     assert ingest(sim, db).returncode == 0
     before = raw_rows(db)
     doubled = double_a_load_as_the_old_release_did(db, poll_id=2)
-    # poll 2 (T+600, all 3 runs failed at T+460): its poll row, the FAILED version, 3 error rows
+    # poll 2 (T+600, all 3 runs failed at T+460): its poll row, the FAILED version, 3 error rows;
+    # the sweep's 3 runs (created T+130, T+240, T+350) and its log of 2 requests (latest, runs)
     assert doubled == {
         "polls": 1,
         "backfill_versions": 1,
         "backfill_versions__error_report": 3,
         "listing_events": 0,
         "backfill_lookups": 0,
+        "transfers": 0,
+        "transfer_runs": 3,
+        "api_sweeps": 2,
     }
 
-    healed = ingest(sim, db)  # nothing changed in the API: the run adds one poll row only
+    healed = ingest(sim, db)  # nothing changed in the API: the run adds its poll and sweep log rows
     assert healed.returncode == 0, healed.stderr
     warnings = [line for line in healed.stderr.splitlines() if "duplicated" in line]
     assert warnings == [
-        "WARNING: removed 5 duplicated row(s) (backfill_versions 1, backfill_versions__error_report 3, "
-        "polls 1) that a run killed during its load had stored twice"
+        "WARNING: removed 10 duplicated row(s) (api_sweeps 2, backfill_versions 1, "
+        "backfill_versions__error_report 3, polls 1, transfer_runs 3) that a run killed during its load "
+        "had stored twice"
     ]
     after = raw_rows(db)
     assert after["polls"][:-1] == before["polls"] and len(after["polls"]) == len(before["polls"]) + 1
-    for table in ("backfill_versions", "listing_events", "backfill_lookups", "error_report"):
+    assert after["api_sweeps"][: len(before["api_sweeps"])] == before["api_sweeps"]
+    for table in ("backfill_versions", "listing_events", "backfill_lookups", "error_report", "transfer_runs"):
         assert after[table] == before[table], table
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute(
@@ -123,12 +137,16 @@ def test_a_load_dlt_repeats_after_it_was_settled_is_settled_again(sim: Simulator
     put_last_load_back(db, forget_in_database=False)
     again = ingest(sim, db)
     assert again.returncode == 0, again.stderr
-    doubled = "backfill_versions 1, backfill_versions__error_report 3, polls 1"
-    assert f"WARNING: removed 5 duplicated row(s) ({doubled})" in again.stderr
+    # the last load, poll 2 at T+600: its poll row, the FAILED version and its 3 errors, and the
+    # sweep's rows: the 3 runs (created at T+130, T+240, T+350, all failed by T+460) and the log
+    # of its 2 requests (latest, runs; the transfer list read at poll 1 is not due for 24 hours)
+    doubled = "api_sweeps 2, backfill_versions 1, backfill_versions__error_report 3, polls 1, transfer_runs 3"
+    assert f"WARNING: removed 10 duplicated row(s) ({doubled})" in again.stderr
     after = raw_rows(db)
-    assert after["polls"][:-1] == before["polls"]
-    assert {t: after[t] == before[t] for t in after if t != "polls"} == dict.fromkeys(
-        set(after) - {"polls"}, True
+    growing = ("polls", "api_sweeps")  # every run adds its poll and its sweep's log
+    assert all(after[t][: len(before[t])] == before[t] for t in growing)
+    assert {t: after[t] == before[t] for t in after if t not in growing} == dict.fromkeys(
+        set(after) - set(growing), True
     )
 
 

@@ -31,7 +31,8 @@ SWEEP = True  # off: only the backfill list and lookups, as before
 MAX_SWEEP_REQUESTS = 10  # per team and run: transfers list, `latest` checks and runs pages together
 TRANSFERS_REFRESH_HOURS = 24.0  # names change rarely; an unknown transfer id refreshes at once
 LATEST_CHECKS_PER_RUN = 2  # per team: transfers asked for their latest backfill, oldest-checked first
-RUNS_PAGE_SIZE = 1000  # the API's default is 100, its maximum 10000
+RUNS_PAGE_SIZE = 1000  # the API's default is 100
+RUNS_MAX_PAGE_SIZE = 10_000  # the API's documented maximum
 RUNS_OVERLAP_SECONDS = 3600  # each runs window starts this long before the last one ended
 
 # DuckDB's memory for a run's incremental work ([duckdb] memory_limit, DUCKDB__MEMORY_LIMIT): its

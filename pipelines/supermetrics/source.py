@@ -68,6 +68,7 @@ def supermetrics(
     max_sweep_requests: int = settings.MAX_SWEEP_REQUESTS,
     transfers_refresh_hours: float = settings.TRANSFERS_REFRESH_HOURS,
     latest_checks_per_run: int = settings.LATEST_CHECKS_PER_RUN,
+    runs_page_size: int = settings.RUNS_PAGE_SIZE,
     baseline: Baseline | None = None,
     report: RunReport | None = None,
     rounds: int = 1,
@@ -93,6 +94,7 @@ def supermetrics(
         transfers_refresh_hours: how old the stored transfer list may get before it is read
             again (a backfill of an unknown transfer reads it at once).
         latest_checks_per_run: transfers per team and run asked for their latest backfill.
+        runs_page_size: runs per page of the runs endpoint (`limit`; the API's maximum is 10000).
         baseline: what the destination already holds; None for an empty destination.
         report: filled in with per-team results, errors and warnings while the source runs.
         rounds, between_rounds: poll every team `rounds` times, calling `between_rounds` in
@@ -112,6 +114,13 @@ def supermetrics(
     check_setting("max_sweep_requests", max_sweep_requests, 1)
     check_setting("transfers_refresh_hours", transfers_refresh_hours, 0)
     check_setting("latest_checks_per_run", latest_checks_per_run, 0)
+    check_setting("runs_page_size", runs_page_size, 1)
+    if runs_page_size > settings.RUNS_MAX_PAGE_SIZE:
+        raise ConfigError(
+            f"runs_page_size = {runs_page_size} is over the API's maximum of {settings.RUNS_MAX_PAGE_SIZE}: "
+            "set [sources.supermetrics] runs_page_size in .dlt/config.toml or "
+            "SOURCES__SUPERMETRICS__RUNS_PAGE_SIZE"
+        )
     if not isinstance(sweep, bool):
         raise ConfigError(
             f"sweep = {sweep!r} must be true or false: set [sources.supermetrics] sweep in "
@@ -141,7 +150,9 @@ def supermetrics(
         between_rounds=between_rounds,
         max_rechecks=max_rechecks,
         max_concurrent_teams=max_concurrent_teams,
-        sweep=SweepSettings(sweep, max_sweep_requests, transfers_refresh_hours, latest_checks_per_run),
+        sweep=SweepSettings(
+            sweep, max_sweep_requests, transfers_refresh_hours, latest_checks_per_run, runs_page_size
+        ),
     )
 
     @dlt.resource(name=settings.POLLS, write_disposition="append", columns=POLL_COLUMNS)

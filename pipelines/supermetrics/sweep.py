@@ -162,7 +162,8 @@ class TeamSweep:
     # -- runs -------------------------------------------------------------------------------
 
     def _windows(self, active: dict[int, datetime]) -> list[tuple[int, datetime]]:
-        """(transfer, window start) of every transfer due, the oldest window first."""
+        """(transfer, window start) of every transfer due: those whose last window did not finish
+        first (so that a small budget cannot starve them), then the oldest window first."""
         state, windows = self.state, {}
         for transfer_id, oldest_backfill in active.items():
             stored = state.next_window.get(transfer_id)
@@ -170,11 +171,11 @@ class TeamSweep:
                 windows[transfer_id] = oldest_backfill
             elif transfer_id in state.unfinished:
                 windows[transfer_id] = stored
-            else:  # nothing before the oldest backfill of this run is due again
-                windows[transfer_id] = max(stored, min(oldest_backfill, self.polled_at - OVERLAP))
+            else:  # the runs before its oldest backfill seen now belong to none of them
+                windows[transfer_id] = max(stored, oldest_backfill)
         for transfer_id in state.unfinished - set(windows):
             windows[transfer_id] = state.next_window[transfer_id]
-        return sorted(windows.items(), key=lambda item: (item[1], item[0]))
+        return sorted(windows.items(), key=lambda item: (item[0] not in state.unfinished, item[1], item[0]))
 
     def _sweep_runs(self, transfer_id: int, start: datetime) -> None:
         what = f"listing runs of transfer {transfer_id} of team {self.team_id}"

@@ -20,6 +20,10 @@ lookups as (
     semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
+transfers as (
+    select * from analytics.transfers
+),
+
 version_last_listed as (
     select
         team_id,
@@ -91,7 +95,7 @@ distinct_errors as (
 
 final as (
     select
-        *,
+        distinct_errors.*,
         regexp_replace(
             regexp_replace(
                 regexp_replace(
@@ -105,8 +109,13 @@ final as (
                 '\d+(-\d+)+', '<id>', 'g'
             ),
             '\d+(\.\d+)?', '<n>', 'g'
-        ) as error_pattern
+        ) as error_pattern,
+        transfers.transfer_name
     from distinct_errors
+    left join transfers
+        on
+            transfers.team_id = distinct_errors.team_id
+            and transfers.transfer_id = distinct_errors.transfer_id
 )
 
 select * from final

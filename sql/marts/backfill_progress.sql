@@ -22,6 +22,10 @@ stretches as (
     where coalesce(unlisted_at_poll_id, (select max(poll_id) + 1 from polls)) > (select poll_id from first_new_poll)
 ),
 
+transfers as (
+    select * from analytics.transfers
+),
+
 versions as (
     select * from staging.int_backfill_versions_sequenced
     semi join stretches using (team_id, transfer_backfill_id)
@@ -70,7 +74,7 @@ with_state as (
             and listed.poll_id >= versions.poll_id
 ),
 
-final as (
+progress_rows as (
     select
         poll_id,
         polled_at,
@@ -88,6 +92,17 @@ final as (
         error_count,
         version_poll_id
     from with_state
+),
+
+final as (
+    select
+        progress_rows.*,
+        transfers.transfer_name
+    from progress_rows
+    left join transfers
+        on
+            transfers.team_id = progress_rows.team_id
+            and transfers.transfer_id = progress_rows.transfer_id
 )
 
 select * from final

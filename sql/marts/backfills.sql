@@ -25,6 +25,15 @@ errors as (
     semi join staging.scope_backfills using (team_id, transfer_backfill_id)
 ),
 
+runs as (
+    select * from staging.int_backfill_runs
+    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
+),
+
+transfers as (
+    select * from analytics.transfers
+),
+
 team_clock as (
     select * from staging.int_team_clock
 ),
@@ -66,8 +75,23 @@ version_facts as (
         arg_min(observed_at, poll_id) filter (where status = 'RUNNING') as first_running_at,
         arg_min(runs_done, poll_id) filter (where status = 'RUNNING') as runs_done_at_first_running,
         -- every failure observed, those of attempts a retry reset included
-        cast(sum(runs_failed_delta) as bigint) as runs_failed_all_attempts
+        cast(sum(runs_failed_delta) as bigint) as runs_failed_all_attempts,
+        arg_min(observed_by, poll_id) as learnt_from
     from versions
+    group by team_id, transfer_backfill_id
+),
+
+run_facts as (
+    -- exact, from the runs endpoint: every attempt, the rows, the first and last run
+    select
+        team_id,
+        transfer_backfill_id,
+        count(*) as runs_known,
+        count(*) filter (where status = 'FAILED') as run_attempts_failed,
+        cast(sum(total_rows) filter (where status = 'COMPLETED') as bigint) as rows_loaded,
+        min(created_time) as first_run_at,
+        case when bool_and(ended_time is not null) then max(ended_time) end as last_run_ended_at
+    from runs
     group by team_id, transfer_backfill_id
 ),
 
@@ -107,6 +131,13 @@ joined as (
         version_facts.first_running_at,
         version_facts.runs_done_at_first_running,
         version_facts.runs_failed_all_attempts,
+        version_facts.learnt_from,
+        transfers.transfer_name,
+        coalesce(run_facts.runs_known, 0) as runs_known,
+        coalesce(run_facts.run_attempts_failed, 0) as run_attempts_failed,
+        run_facts.rows_loaded,
+        run_facts.first_run_at,
+        run_facts.last_run_ended_at,
         greatest(last_listed.last_listed_at, current_state.confirmed_at) as last_seen_at,
         case
             when current_state.current_status in ('COMPLETED', 'CANCELLED')
@@ -142,6 +173,14 @@ joined as (
         on
             current_failed_stretch.team_id = current_state.team_id
             and current_failed_stretch.transfer_backfill_id = current_state.transfer_backfill_id
+    left join run_facts
+        on
+            run_facts.team_id = current_state.team_id
+            and run_facts.transfer_backfill_id = current_state.transfer_backfill_id
+    left join transfers
+        on
+            transfers.team_id = current_state.team_id
+            and transfers.transfer_id = current_state.transfer_id
     left join team_clock on team_clock.team_id = current_state.team_id
     left join team_slots on team_slots.team_id = current_state.team_id
 ),
@@ -224,7 +263,14 @@ final as (
             false
         ) as is_stalled,
         last_progress_at,
-        extra_fields
+        extra_fields,
+        transfer_name,
+        learnt_from,
+        runs_known,
+        run_attempts_failed,
+        rows_loaded,
+        first_run_at,
+        last_run_ended_at
     from with_rate
 )
 

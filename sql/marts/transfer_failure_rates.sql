@@ -11,6 +11,27 @@ errors as (
     select * from analytics.backfill_errors
 ),
 
+runs as (
+    select * from analytics.backfill_runs
+),
+
+transfers as (
+    select * from analytics.transfers
+),
+
+exact_runs as (
+    -- from the runs endpoint: every attempt, with durations to the second
+    select
+        team_id,
+        transfer_id,
+        count(*) filter (where status = 'COMPLETED') as runs_completed,
+        count(*) filter (where status = 'FAILED') as runs_failed,
+        median(duration_seconds) filter (where status = 'COMPLETED') as median_seconds,
+        quantile_cont(duration_seconds, 0.95) filter (where status = 'COMPLETED') as p95_seconds
+    from runs
+    group by team_id, transfer_id
+),
+
 observed_runs as (
     -- every run outcome ever observed, failures that a retry later reset included
     select
@@ -68,7 +89,15 @@ final as (
         per_transfer.median_run_seconds,
         per_transfer.p95_run_seconds,
         last_errors.last_error,
-        per_transfer.last_backfill_created_at
+        per_transfer.last_backfill_created_at,
+        transfers.transfer_name,
+        transfers.data_source,
+        coalesce(exact_runs.runs_completed, 0) as exact_runs_completed,
+        coalesce(exact_runs.runs_failed, 0) as exact_runs_failed,
+        exact_runs.runs_failed / nullif(exact_runs.runs_completed + exact_runs.runs_failed, 0)
+            as exact_failure_rate,
+        exact_runs.median_seconds as run_duration_median_seconds,
+        exact_runs.p95_seconds as run_duration_p95_seconds
     from per_transfer
     left join observed_runs
         on
@@ -78,6 +107,14 @@ final as (
         on
             last_errors.team_id = per_transfer.team_id
             and last_errors.transfer_id = per_transfer.transfer_id
+    left join transfers
+        on
+            transfers.team_id = per_transfer.team_id
+            and transfers.transfer_id = per_transfer.transfer_id
+    left join exact_runs
+        on
+            exact_runs.team_id = per_transfer.team_id
+            and exact_runs.transfer_id = per_transfer.transfer_id
 )
 
 select * from final

@@ -1,0 +1,23 @@
+-- One row per transfer: its latest stored name, source and state (the sweep stores a transfer's
+-- row when one of them changed), with when it was first and last stored.
+with source as (
+    select * from supermetrics.transfers
+),
+
+final as (
+    select
+        team_id,
+        transfer_id,
+        display_name,
+        data_source,
+        status,
+        state,
+        schedule,
+        min(observed_at) over transfer as first_seen_at,
+        observed_at as updated_at
+    from source
+    window transfer as (partition by team_id, transfer_id)
+    qualify row_number() over (partition by team_id, transfer_id order by poll_id desc, observed_at desc) = 1
+)
+
+select * from final
