@@ -18,7 +18,15 @@ TEAMS = (101, 102, 103, 104, 105)
 # what differs between two runs given the same answers: dlt's ids, this machine's clock and the
 # per-request headers (the rate-limit budget counts calls in the order they arrive)
 VOLATILE = ("_dlt_id", "_dlt_load_id", "_dlt_parent_id", "received_at", "duration_ms", "request_id")
-RAW = ("polls", "backfill_versions", "listing_events", "backfill_lookups")
+RAW = (
+    "polls",
+    "backfill_versions",
+    "listing_events",
+    "backfill_lookups",
+    "transfers",
+    "transfer_runs",
+    "api_sweeps",
+)
 
 
 def busy_simulator() -> Simulator:
