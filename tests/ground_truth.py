@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from pipelines.simulator import Answered, Change
+from pipelines.simulator.world import TransferRun
 
 FINAL = ("COMPLETED", "CANCELLED")
 VALID_FAULTS = (None, "slow", "extra_field")  # answers that stay valid despite the injected fault
@@ -36,6 +37,7 @@ TOLERANCES = {
     "stale_team": "the team's latest polls failed or were skipped (a run stops at an outage)",
     "capped_list": "over 100 incomplete: the list hides the oldest, the running ones among them",
     "day_boundary": "runs done before midnight and first seen after it count on the later day",
+    "after_last_sweep": "a transfer run created or ended after its transfer's last sweep of runs",
 }
 
 
@@ -134,9 +136,15 @@ class ListAnswer:
 class Truth:
     """The ledger and the answers, per backfill and per team."""
 
-    def __init__(self, ledger: list[Change], answers: list[Answered]) -> None:
+    def __init__(self, ledger: list[Change], answers: list[Answered], runs: list[TransferRun] = ()) -> None:
         self.backfills: dict[int, BackfillTruth] = {}
         self.answers = answers
+        self.runs = [r for r in runs if r.type == "Backfill"]  # the only type the monitor stores
+        # (team, transfer) -> times of the runs endpoint's valid answers: when the monitor saw runs
+        self.run_sweeps: dict[tuple[int, int], list[datetime]] = defaultdict(list)
+        for answer in answers:
+            if answer.endpoint == "runs" and answer.status == 200 and answer.fault in VALID_FAULTS:
+                self.run_sweeps[answer.ids[0], answer.ids[1]].append(answer.at)
         for change in ledger:
             backfill_id = change.state["transfer_backfill_id"]
             truth = self.backfills.setdefault(backfill_id, BackfillTruth(backfill_id, change.team_id))

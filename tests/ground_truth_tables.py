@@ -87,6 +87,7 @@ class Audit:
                     "error_summary",
                     "daily_activity",
                     "transfer_failure_rates",
+                    "backfill_runs",
                 )
             }
 
@@ -100,6 +101,7 @@ class Audit:
         self.error_summary()
         self.daily_activity()
         self.transfer_failure_rates()
+        self.backfill_runs()
         return dict(self.tallies)
 
     # -- helpers ----------------------------------------------------------------------------
@@ -700,3 +702,62 @@ class Audit:
                 created,
                 None,
             )
+
+    def backfill_runs(self) -> None:
+        """Every run of type Backfill, as the runs endpoint showed it at its transfer's last sweep
+        that met it: a run whose backfill no poll listed may be there, unattributed, or not."""
+        table = "backfill_runs"
+        tally = self.tallies[table]
+        model = self.keyed(table, "team_id", "run_id")
+        attempts: dict[tuple, list] = defaultdict(list)
+        for run in sorted(self.truth.runs, key=lambda r: (r.created_time, r.id)):
+            attempts[run.backfill_id, run.data_date].append(run.id)
+        expected = {}
+        for run in self.truth.runs:
+            key = (run.team_id, run.id)
+            sweeps = [t for t in self.truth.run_sweeps[run.team_id, run.transfer_id] if t >= run.created_time]
+            if run.backfill_id not in self.seen:
+                row = model.pop(key, None)
+                tally.explain(
+                    row is None or row["transfer_backfill_id"] is None, "never_listed", f"{key}: {row}"
+                )
+            elif not sweeps:
+                tally.explain(model.pop(key, None) is None, "after_last_sweep", f"{key}: stored unswept")
+            else:
+                expected[key] = (run, sweeps[-1])
+        self.missing_or_extra(table, model, expected)
+        for key, (run, last_sweep) in expected.items():
+            row = model.get(key)
+            if row is None:
+                continue
+            ended = run.ended_time is not None and run.ended_time <= last_sweep
+            for column, value, truly, tolerance in (
+                ("transfer_id", run.transfer_id, run.transfer_id, None),
+                ("transfer_backfill_id", run.backfill_id, run.backfill_id, None),
+                ("data_date", run.data_date, run.data_date, None),
+                ("attempt", attempts[run.backfill_id, run.data_date].index(run.id) + 1, None, None),
+                ("created_time", run.created_time.replace(microsecond=0), None, None),
+                ("status", run.status if ended else "RUNNING", run.status, "after_last_sweep"),
+                (
+                    "ended_time",
+                    _second(run.ended_time) if ended else None,
+                    _second(run.ended_time),
+                    "after_last_sweep",
+                ),
+                (
+                    "duration_seconds",
+                    run.total_duration if ended else None,
+                    run.total_duration,
+                    "after_last_sweep",
+                ),
+                ("total_rows", run.total_rows if ended else None, run.total_rows, "after_last_sweep"),
+                ("message", run.message, run.message, "after_last_sweep"),
+            ):
+                self.check(
+                    table, key, column, row[column], value, value if truly is None else truly, tolerance
+                )
+
+
+def _second(at: datetime | None) -> datetime | None:
+    """The API's timestamps are whole seconds."""
+    return None if at is None else at.replace(microsecond=0)

@@ -148,23 +148,36 @@ def test_a_failing_runs_endpoint_never_blocks_the_poll_and_resumes_its_window(
     ]
 
 
-def test_the_budget_defers_a_transfer_to_the_next_run_first(
+def test_the_budget_defers_the_other_transfers_to_the_next_runs_first(
     sim: Simulator, api: Api, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SOURCES__SUPERMETRICS__MAX_SWEEP_REQUESTS", "2")
     monkeypatch.setenv("SOURCES__SUPERMETRICS__LATEST_CHECKS_PER_RUN", "0")
-    one, two = add_transfer(sim, run_seconds=100), add_transfer(sim, run_seconds=100)
-    api.create(one, days_ago(3), days_ago(1))
-    api.create(two, days_ago(3), days_ago(1))
-    sim.clock.advance(300)  # both RUNNING (3 slots), created at the same instant
-    first = warehouse.ingest()  # the transfer list and the first transfer's runs: the other waits
+    one, two, three = (add_transfer(sim, run_seconds=100) for _ in range(3))
+    for transfer in (one, two, three):
+        api.create(transfer, days_ago(3), days_ago(1))
+    sim.clock.advance(300)  # all three RUNNING (3 slots), created at the same instant
+    first = warehouse.ingest()  # the transfer list and the first transfer's runs: the others wait
     assert first.report.teams[0].sweep_requests == 2
     runs_log = "select transfer_id, outcome from supermetrics.api_sweeps where kind = 'runs' and poll_id = ?"
-    assert warehouse.rows(runs_log + " order by transfer_id", 1) == [(one, "ok"), (two, "deferred")]
+    assert warehouse.rows(runs_log + " order by transfer_id", 1) == [
+        (one, "ok"),
+        (two, "deferred"),
+        (three, "deferred"),
+    ]
     monkeypatch.setenv("SOURCES__SUPERMETRICS__MAX_SWEEP_REQUESTS", "1")
     sim.clock.advance(300)
-    warehouse.ingest()  # one request: the deferred transfer goes first (the windows start alike)
+    warehouse.ingest()  # one request: a deferred transfer goes first (the windows start alike)
+    # three stays deferred as logged at poll 1; one is deferred now
     assert warehouse.rows(runs_log + " order by transfer_id", 2) == [(one, "deferred"), (two, "ok")]
+    monkeypatch.setenv("SOURCES__SUPERMETRICS__MAX_SWEEP_REQUESTS", "10")
+    sim.clock.advance(300)
+    warehouse.ingest()  # T+900: the backfills ended at T+460; the two windows still due
+    assert warehouse.rows(runs_log + " order by transfer_id", 3) == [(one, "ok"), (three, "ok")]
+    # each run of each backfill stored once, whenever its transfer's window came
+    assert warehouse.rows(
+        "select transfer_id, count(distinct run_id) from supermetrics.transfer_runs group by 1 order by 1"
+    ) == [(one, 3), (two, 3), (three, 3)]
 
 
 def test_the_sweep_can_be_turned_off(

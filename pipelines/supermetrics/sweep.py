@@ -98,17 +98,24 @@ class TeamSweep:
 
     def run(self, active: dict[int, datetime]) -> None:
         """`active`: transfer id -> the oldest created_time of its backfills seen in this run."""
+        windows: list[tuple[int, datetime]] | None = None
         try:
             if self._transfers_due(active):
                 self._refresh_transfers()
             for transfer_id in self._latest_due():
                 self._check_latest(transfer_id, active)
-            for transfer_id, start in self._windows(active):
-                self._sweep_runs(transfer_id, start)
+            windows = self._windows(active)
+            while windows:
+                self._sweep_runs(*windows[0])
+                windows.pop(0)
         except _OutOfBudget:
             pass
         except ApiError as error:  # the API is down or refusing: the rest waits for the next run
             self.warnings.append(f"{error} (the sweep goes on at the next run)")
+        if windows is None:  # stopped before the runs: every window waits
+            windows = self._windows(active)
+        for transfer_id, start in windows:  # not swept: due first at the next run, from the same start
+            self._defer(transfer_id, start)
 
     # -- transfers --------------------------------------------------------------------------
 
@@ -181,14 +188,7 @@ class TeamSweep:
         what = f"listing runs of transfer {transfer_id} of team {self.team_id}"
         end = self.polled_at + timedelta(days=1)  # the server's clock: whatever it creates meanwhile
         swept_at, requests, stored, offset = None, 0, 0, 0
-        self.state.unfinished.add(transfer_id)
-        self.state.next_window[transfer_id] = start
         while True:
-            if self.requests >= self.settings.max_requests:
-                self._log(
-                    "runs", transfer_id, swept_at or self.polled_at, start, "deferred", requests, stored
-                )
-                raise _OutOfBudget
             page = self._call(
                 transfer_id,
                 "runs",
@@ -197,7 +197,7 @@ class TeamSweep:
                 ),
                 window_start=start,
             )
-            if page is None:
+            if page is None:  # failed, and logged so: due again at the next run from the same start
                 return
             requests += 1
             swept_at = swept_at or page.observed_at
@@ -217,6 +217,16 @@ class TeamSweep:
         self._log("runs", transfer_id, swept_at, start, "ok", requests, stored)
         self.state.unfinished.discard(transfer_id)
         self.state.next_window[transfer_id] = swept_at - OVERLAP
+
+    def _defer(self, transfer_id: int, start: datetime) -> None:
+        """A window this run could not sweep (out of requests, or the API stopped answering) is
+        logged, so that the next run sweeps it first; not again when the log already says so."""
+        state = self.state
+        if transfer_id in state.unfinished and state.next_window.get(transfer_id) == start:
+            return
+        self._log("runs", transfer_id, self.polled_at, start, "deferred", 0, None)
+        state.unfinished.add(transfer_id)
+        state.next_window[transfer_id] = start
 
     # -- requests and the log ---------------------------------------------------------------
 
@@ -242,6 +252,9 @@ class TeamSweep:
         self._log(
             kind, transfer_id, failure.server_time or self.polled_at, window_start, "failed", 1, None, failure
         )
+        if kind == "runs":  # as the stored log now says: its window is still to be swept
+            self.state.unfinished.add(transfer_id)
+            self.state.next_window[transfer_id] = window_start
         if isinstance(failure, ApiUnavailableError | RateLimitError | AuthError):
             raise failure
         self.warnings.append(f"{failure} (tried again at the next run)")
