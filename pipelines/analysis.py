@@ -11,8 +11,9 @@ import duckdb
 import pandas as pd
 
 from .publish import published_db
+from .text import transfer_label
 
-TABLES = ("backfills", "backfill_progress", "transfer_failure_rates", "backfill_errors")
+TABLES = ("backfills", "backfill_progress", "transfer_failure_rates", "backfill_errors", "backfill_runs")
 
 
 def load(db_path: str | Path) -> dict[str, pd.DataFrame]:
@@ -47,9 +48,12 @@ def plot_burnup(progress: pd.DataFrame, ax, backfills: int = 12) -> None:
 def plot_run_times(backfills: pd.DataFrame, ax) -> None:
     """Run time of completed backfills per transfer, in hours, with each transfer's median and p95."""
     done = backfills[(backfills["status"] == "COMPLETED") & backfills["run_seconds"].notna()]
-    groups = sorted(done.groupby("transfer_id"), key=lambda item: item[1]["run_seconds"].median())
+    groups = sorted(
+        done.groupby(["transfer_id", "transfer_name"], dropna=False),
+        key=lambda item: item[1]["run_seconds"].median(),
+    )
     hours = [rows["run_seconds"] / 3600 for _, rows in groups]
-    labels = [str(transfer) for transfer, _ in groups]
+    labels = [transfer_label(name, transfer) for (transfer, name), _ in groups]
     if hours:
         ax.boxplot(hours, tick_labels=labels, vert=False, whis=(5, 95))
         for y, values in enumerate(hours, start=1):
@@ -61,10 +65,35 @@ def plot_run_times(backfills: pd.DataFrame, ax) -> None:
     )
 
 
+def plot_run_durations(runs: pd.DataFrame, ax) -> None:
+    """Duration of each completed backfill run per transfer, in minutes, from the exact runs
+    (analytics.backfill_runs: the API's total_duration), slowest median at the top."""
+    done = runs[(runs["status"] == "COMPLETED") & runs["duration_seconds"].notna()]
+    groups = sorted(
+        done.groupby(["transfer_id", "transfer_name"], dropna=False),
+        key=lambda item: item[1]["duration_seconds"].median(),
+    )
+    minutes = [rows["duration_seconds"] / 60 for _, rows in groups]
+    if minutes:
+        ax.boxplot(
+            minutes, tick_labels=[transfer_label(n, t) for (t, n), _ in groups], vert=False, whis=(5, 95)
+        )
+    else:
+        ax.set_title("no completed runs stored yet")
+    ax.set(
+        title="Duration of completed backfill runs (exact, runs endpoint; whiskers: p5 and p95)",
+        xlabel="minutes",
+        ylabel="transfer",
+    )
+
+
 def plot_failure_rates(rates: pd.DataFrame, ax) -> None:
     """Share of transfer runs that failed, per transfer, worst at the top."""
     ordered = rates.assign(failure_rate=rates["failure_rate"].fillna(0)).sort_values("failure_rate")
-    ax.barh(ordered["transfer_id"].astype(str), 100 * ordered["failure_rate"])
+    labels = [
+        transfer_label(n, t) for n, t in zip(ordered["transfer_name"], ordered["transfer_id"], strict=True)
+    ]
+    ax.barh(labels, 100 * ordered["failure_rate"])
     ax.set(title="Failed transfer runs per transfer", xlabel="% of runs failed", ylabel="transfer")
 
 

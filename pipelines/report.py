@@ -26,25 +26,25 @@ from .database import connect
 from .freshness import Verdict, assess
 from .publish import published_db
 from .supermetrics.errors import ConfigError
-from .text import clean, duration
+from .text import clean, duration, transfer_label
 
 SECTIONS = {
     "incomplete": """
-        select transfer_backfill_id, transfer_id, status, progress_pct, transfer_runs_completed,
-               transfer_runs_failed, transfer_runs_total, failure_rate, runs_per_hour, eta, is_stalled,
-               created_time
+        select transfer_backfill_id, transfer_id, transfer_name, status, progress_pct,
+               transfer_runs_completed, transfer_runs_failed, transfer_runs_total, failure_rate,
+               runs_per_hour, eta, is_stalled, created_time
         from analytics.backfills where is_incomplete
         order by is_stalled desc, created_time desc limit 50""",
     "finished": """
-        select transfer_backfill_id, transfer_id, status, finished_at, queue_seconds, run_seconds,
-               failure_rate, error_count
+        select transfer_backfill_id, transfer_id, transfer_name, status, finished_at, queue_seconds,
+               run_seconds, failure_rate, error_count
         from analytics.backfills
         where coalesce(finished_at, case when status = 'UNKNOWN' then vanished_at end)
             >= (select max(polled_at) from analytics.polls) - interval 24 hour
         order by coalesce(finished_at, vanished_at) desc limit 20""",
     "transfers": """
-        select transfer_id, backfills, backfills_incomplete, runs_completed, runs_failed, failure_rate,
-               median_run_seconds, p95_run_seconds, last_error
+        select transfer_id, transfer_name, backfills, backfills_incomplete, runs_completed, runs_failed,
+               failure_rate, median_run_seconds, p95_run_seconds, last_error
         from analytics.transfer_failure_rates where runs_failed > 0
         order by failure_rate desc, runs_failed desc limit 10""",
     "errors": """
@@ -148,7 +148,7 @@ TABLES = {  # section -> (title, [(header, value function)])
         "Incomplete backfills",
         [
             ("backfill", lambda r: text(r["transfer_backfill_id"])),
-            ("transfer", lambda r: text(r["transfer_id"])),
+            ("transfer", lambda r: text(transfer_label(r["transfer_name"], r["transfer_id"]))),
             ("status", lambda r: text(r["status"]) + (" STALLED" if r["is_stalled"] else "")),
             ("progress", lambda r: f"{bar(r['progress_pct'])} {r['progress_pct'] or 0:5.1f}%"),
             (
@@ -166,7 +166,7 @@ TABLES = {  # section -> (title, [(header, value function)])
         "Finished in the last 24 hours",
         [
             ("backfill", lambda r: text(r["transfer_backfill_id"])),
-            ("transfer", lambda r: text(r["transfer_id"])),
+            ("transfer", lambda r: text(transfer_label(r["transfer_name"], r["transfer_id"]))),
             ("status", lambda r: text(r["status"])),
             ("finished", lambda r: text(r["finished_at"])),
             ("queued", lambda r: duration(r["queue_seconds"])),
@@ -178,7 +178,7 @@ TABLES = {  # section -> (title, [(header, value function)])
     "transfers": (
         "Transfers with the worst failure rates",
         [
-            ("transfer", lambda r: text(r["transfer_id"])),
+            ("transfer", lambda r: text(transfer_label(r["transfer_name"], r["transfer_id"]))),
             ("backfills", lambda r: text(r["backfills"])),
             ("runs failed", lambda r: f"{r['runs_failed']}/{r['runs_completed'] + r['runs_failed']}"),
             ("failure rate", lambda r: percent(r["failure_rate"])),

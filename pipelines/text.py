@@ -46,3 +46,11 @@ def duration(seconds: float | None) -> str:
     if seconds < 86_400:
         return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
     return f"{seconds // 86_400}d {seconds % 86_400 // 3600:02d}h"
+
+
+def transfer_label(name: object, transfer_id: object) -> str:
+    """A transfer for people: its name (untrusted, cleaned, cut to 40 characters) and id, or the
+    id alone while the transfer list has not named it."""
+    if isinstance(name, str) and name:
+        return f"{one_line(name, 40)} ({transfer_id})"
+    return str(transfer_id)

@@ -32,4 +32,4 @@ def test_notebook_executes_and_plots(tmp_path: Path, monkeypatch: pytest.MonkeyP
     outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
     assert not [out for out in outputs if out.output_type == "error"]
     images = [out for out in outputs if "image/png" in out.get("data", {})]
-    assert len(images) == 4  # burn-up, run times, failure rates, error patterns
+    assert len(images) == 5  # burn-up, run times, exact run durations, failure rates, error patterns

@@ -25,6 +25,7 @@ def busy(sim: Simulator, api: Api, warehouse: Warehouse) -> Warehouse:
     """Running, failed with a hostile error message, and finished backfills."""
     running = add_transfer(sim, run_seconds=100)
     failing = add_transfer(sim, failure_rate=1.0, run_seconds=100)
+    sim.world.rename_transfer(TEAM, failing, "Brand\x1b[31m campaigns")  # a name is untrusted text too
     done = api.create(add_transfer(sim, run_seconds=100), days_ago(1), days_ago(1))
     api.create(running, days_ago(30), days_ago(1))
     failed = api.create(failing, days_ago(2), days_ago(1))
@@ -39,6 +40,10 @@ def busy(sim: Simulator, api: Api, warehouse: Warehouse) -> Warehouse:
         "select status from analytics.backfills where transfer_backfill_id = ?", done["transfer_backfill_id"]
     ) == [("COMPLETED",)]
     return warehouse
+
+
+def sim_source(warehouse: Warehouse, transfer_id: int) -> str:
+    return warehouse.sim.world.transfer(TEAM, transfer_id).source
 
 
 def backfills_report(warehouse: Warehouse, *args: str) -> subprocess.CompletedProcess[str]:
@@ -62,6 +67,9 @@ def test_plain_text_when_not_a_terminal(busy: Warehouse) -> None:
         assert title in out
     assert "\x1b" not in out and "\x07" not in out and "\x00" not in out and "\u202e" not in out
     assert "Token expired" in out
+    # transfers by name (the transfer list's display_name) and id
+    assert "Brand\\x1b[31m campaigns (456002)" in out
+    assert f"{sim_source(busy, 456001)} 456001 (456001)" in out
 
 
 def test_rich_tables_on_a_terminal_carry_no_escapes_from_the_data(busy: Warehouse) -> None:
