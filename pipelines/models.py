@@ -370,6 +370,12 @@ def dictionary_markdown(sql_dir: Path = SQL_DIR) -> str:
         "Where these tables can differ from what really happened, and how a test proves that they",
         "differ nowhere else: docs/ground-truth.md.",
         "",
+        "Sources: a column comes from the polls of the incomplete list and the lookups by id (what a",
+        "poll saw, to within a poll) unless its description names another: the *runs endpoint*",
+        "(exact runs: `backfill_runs`, and the columns that say so in `backfills` and",
+        "`transfer_failure_rates`), the *transfer list* (`transfers`, and every `transfer_name`), or",
+        "*latest* (`backfills.learnt_from`).",
+        "",
     ]
     for model in discover(sql_dir, DEFAULT_VARIABLES):
         if model.schema != "analytics" or model.doc is None:
