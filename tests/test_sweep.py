@@ -194,3 +194,21 @@ def test_the_sweep_can_be_turned_off(
     monkeypatch.setenv("SOURCES__SUPERMETRICS__RUNS_PAGE_SIZE", "10001")
     with pytest.raises(ConfigError, match="runs_page_size = 10001 is over the API's maximum of 10000"):
         warehouse.ingest()
+
+
+def test_a_transfer_the_list_lacks_is_asked_for_at_most_hourly(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    add_transfer(sim)
+    warehouse.ingest()  # T: the transfer list is read
+    newer = add_transfer(sim, run_seconds=100)
+    api.create(newer, days_ago(30), days_ago(1))  # a long one: listed on every poll below
+    names = "select transfer_id, transfer_name is not null from analytics.transfers order by 1"
+    refreshes = "select count(*) from supermetrics.api_sweeps where kind = 'transfers'"
+    for _ in range(11):  # T+300 .. T+3300: the list was read less than an hour ago
+        sim.clock.advance(300)
+        warehouse.ingest()
+    assert warehouse.rows(refreshes) == [(1,)] and warehouse.rows(names)[-1] == (newer, False)
+    sim.clock.advance(300)  # T+3600: an hour since the list was read
+    warehouse.ingest()
+    assert warehouse.rows(refreshes) == [(2,)] and warehouse.rows(names)[-1] == (newer, True)

@@ -29,7 +29,7 @@ MAX_CONCURRENT_TEAMS = 4  # teams polled at once; each team's lookups follow its
 # The sweep of transfers and their runs, after each team's poll and lookups (see sweep.py)
 SWEEP = True  # off: only the backfill list and lookups, as before
 MAX_SWEEP_REQUESTS = 10  # per team and run: transfers list, `latest` checks and runs pages together
-TRANSFERS_REFRESH_HOURS = 24.0  # names change rarely; an unknown transfer id refreshes at once
+TRANSFERS_REFRESH_HOURS = 24.0  # names change rarely; an unknown transfer id: hourly at most
 LATEST_CHECKS_PER_RUN = 2  # per team: transfers asked for their latest backfill, oldest-checked first
 RUNS_PAGE_SIZE = 1000  # the API's default is 100
 RUNS_MAX_PAGE_SIZE = 10_000  # the API's documented maximum

@@ -92,7 +92,7 @@ def supermetrics(
         max_sweep_requests: the sweep's requests per team and run; what does not fit waits
             for the next run.
         transfers_refresh_hours: how old the stored transfer list may get before it is read
-            again (a backfill of an unknown transfer reads it at once).
+            again (a backfill of a transfer not in it: at most once an hour).
         latest_checks_per_run: transfers per team and run asked for their latest backfill.
         runs_page_size: runs per page of the runs endpoint (`limit`; the API's maximum is 10000).
         baseline: what the destination already holds; None for an empty destination.

@@ -4,7 +4,8 @@ Three kinds of request, all within `max_requests` per team and run, each logged 
 (a failure there is a warning: the poll and its lookups are already done and are kept):
 
 - **transfers**: the team's transfer list, when the last good one is older than
-  `refresh_hours` or a backfill names a transfer not in it. A transfer's row is stored when its
+  `refresh_hours`, or a backfill names a transfer not in it (at most once an hour: a deleted
+  transfer's backfills must not cost a request every run). A transfer's row is stored when its
   name, source, status or schedule changed.
 - **latest**: `GET .../transfers/{id}/backfills/latest` for `latest_checks` transfers, the ones
   checked longest ago first. A backfill found there that no poll listed (created and finished
@@ -41,6 +42,7 @@ from .transfer_records import parse_runs, parse_transfers
 from .validation import BackfillRecord, envelope_data, parse_backfill
 
 OVERLAP = timedelta(seconds=RUNS_OVERLAP_SECONDS)
+UNKNOWN_TRANSFER_RETRY = timedelta(hours=1)
 
 
 @dataclass
@@ -121,10 +123,12 @@ class TeamSweep:
 
     def _transfers_due(self, active: dict[int, datetime]) -> bool:
         refreshed = self.state.transfers_refreshed_at
-        stale = refreshed is None or self.polled_at - refreshed >= timedelta(
-            hours=self.settings.refresh_hours
-        )
-        return stale or bool(set(active) - set(self.state.transfers))
+        if refreshed is None:
+            return True
+        age = self.polled_at - refreshed
+        # a transfer the list lacks (deleted since?) is asked for at most once an hour
+        unknown = bool(set(active) - set(self.state.transfers)) and age >= UNKNOWN_TRANSFER_RETRY
+        return unknown or age >= timedelta(hours=self.settings.refresh_hours)
 
     def _refresh_transfers(self) -> None:
         what = f"listing transfers of team {self.team_id}"
