@@ -14,6 +14,7 @@ import requests
 
 from pipelines.ingest import IngestResult, ingest, rebuild_models
 from pipelines.simulator import Simulator, Timing
+from pipelines.supermetrics import settings
 
 # Quiet, offline, and quick to retry; no config from the developer's shell leaks in.
 for _name in [n for n in os.environ if n.startswith(("SOURCES__", "DESTINATION__", "RUNTIME__"))]:
@@ -28,6 +29,16 @@ os.environ.update(
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+# the root raw tables the ingest writes (the error report's child table aside)
+RAW_TABLES = (
+    settings.POLLS,
+    settings.VERSIONS,
+    settings.LISTING_EVENTS,
+    settings.LOOKUPS,
+    settings.TRANSFERS,
+    settings.RUNS,
+    settings.SWEEPS,
+)
 TEAM = 936506
 OTHER_TEAM = 424242
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import RAW_TABLES
 
 from pipelines.ingest import ingest
 from pipelines.simulator import Simulator, Timing, Workload
@@ -18,15 +19,6 @@ TEAMS = (101, 102, 103, 104, 105)
 # what differs between two runs given the same answers: dlt's ids, this machine's clock and the
 # per-request headers (the rate-limit budget counts calls in the order they arrive)
 VOLATILE = ("_dlt_id", "_dlt_load_id", "_dlt_parent_id", "received_at", "duration_ms", "request_id")
-RAW = (
-    "polls",
-    "backfill_versions",
-    "listing_events",
-    "backfill_lookups",
-    "transfers",
-    "transfer_runs",
-    "api_sweeps",
-)
 
 
 def busy_simulator() -> Simulator:
@@ -46,7 +38,7 @@ def busy_simulator() -> Simulator:
 def raw_tables(db: Path) -> dict[str, list[tuple]]:
     out = {}
     with duckdb.connect(str(db), read_only=True) as con:
-        for table in RAW:
+        for table in RAW_TABLES:
             columns = [
                 c
                 for (c,) in con.execute(
@@ -82,7 +74,7 @@ def test_teams_polled_at_once_store_what_one_after_another_stores(
     one_by_one, at_once = raw_tables(tmp_path / "1.duckdb"), raw_tables(tmp_path / "4.duckdb")
     assert len(one_by_one["backfill_versions"]) > 100 and one_by_one["backfill_lookups"], "a busy scenario"
     assert {row[1] for row in one_by_one["polls"]} == set(TEAMS)
-    for table in RAW:
+    for table in RAW_TABLES:
         assert at_once[table] == one_by_one[table], table
 
 

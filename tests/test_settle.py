@@ -10,21 +10,12 @@ from pathlib import Path
 import duckdb
 import pytest
 from cli_process import ingest_args, run_backfills
-from conftest import ROOT, TEAM, Api, add_transfer, days_ago
+from conftest import RAW_TABLES, ROOT, TEAM, Api, add_transfer, days_ago
 from support import put_last_load_back
 
 from pipelines.simulator import Simulator
 
 ENV = {"SOURCES__SUPERMETRICS__MAX_ATTEMPTS": "2", "SOURCES__SUPERMETRICS__BACKOFF_FACTOR": "0"}
-RAW = (
-    "polls",
-    "backfill_versions",
-    "listing_events",
-    "backfill_lookups",
-    "transfers",
-    "transfer_runs",
-    "api_sweeps",
-)
 
 
 @pytest.fixture
@@ -42,7 +33,7 @@ def ingest(sim: Simulator, db: Path, **env: str):
 
 def raw_rows(db: Path) -> dict[str, list[tuple]]:
     with duckdb.connect(str(db), read_only=True) as con:
-        rows = {t: con.execute(f"select * from supermetrics.{t} order by all").fetchall() for t in RAW}
+        rows = {t: con.execute(f"select * from supermetrics.{t} order by all").fetchall() for t in RAW_TABLES}
         rows["error_report"] = con.execute(
             "select * from supermetrics.backfill_versions__error_report order by all"
         ).fetchall()
@@ -63,7 +54,7 @@ def double_a_load_as_the_old_release_did(db: Path, poll_id: int) -> dict[str, in
             "(select _dlt_id from supermetrics.backfill_versions where _dlt_load_id = ?)",
             [load_id],
         ).fetchone()[0]
-        for table in RAW:
+        for table in RAW_TABLES:
             con.execute(
                 f"insert into supermetrics.{table} select * from supermetrics.{table} where _dlt_load_id = ?",
                 [load_id],
@@ -73,7 +64,7 @@ def double_a_load_as_the_old_release_did(db: Path, poll_id: int) -> dict[str, in
             [load_id],
         )
         con.execute("drop table supermetrics._settled_loads")
-        for table in RAW:
+        for table in RAW_TABLES:
             doubled[table] = (
                 con.execute(
                     f"select count(*) from supermetrics.{table} where _dlt_load_id = ?", [load_id]
