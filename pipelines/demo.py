@@ -28,8 +28,10 @@ POLLS_PER_RUN = 36  # three simulated hours per ingest run: a run's fixed cost i
 EXAMPLE_QUERIES = (
     "select transfer_backfill_id, status, progress_pct, runs_per_hour, eta, is_stalled\n"
     "  from analytics.backfills where is_incomplete order by created_time desc;",
-    "select transfer_id, backfills, failure_rate, median_run_seconds, last_error\n"
+    "select transfer_name, backfills, failure_rate, run_duration_median_seconds, last_error\n"
     "  from analytics.transfer_failure_rates order by failure_rate desc nulls last limit 5;",
+    "select transfer_backfill_id, data_date, attempt, status, duration_seconds, message\n"
+    "  from analytics.backfill_runs where status = 'FAILED' order by created_time desc limit 5;",
     "select status, count(*), round(avg(duration_seconds) / 60) as avg_minutes\n"
     "  from analytics.backfill_status_history where valid_to is not null group by status;",
 )
