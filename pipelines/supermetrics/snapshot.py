@@ -266,13 +266,13 @@ class Collector:
         due = sorted((checked, b) for b, checked in known.rechecks.items() if b not in to_look_up)
         to_look_up += [b for _, b in due[: self.max_rechecks]]
         known.listed = listed_now
-        if not self._look_up(work, known, to_look_up):
-            return False
+        looked_up = self._look_up(work, known, to_look_up)
         if self.sweep.enabled:
-            self._sweep(work, known, observed_at)
-        return True
+            self._sweep(work, known, observed_at, stopped=not looked_up)
+        return looked_up
 
-    def _sweep(self, work: TeamWork, known: TeamBaseline, polled_at: datetime) -> None:
+    def _sweep(self, work: TeamWork, known: TeamBaseline, polled_at: datetime, stopped: bool) -> None:
+        """The team's sweep; when its lookups stopped the run, only the note of what is due."""
         result = work.result
 
         def store_version(record: BackfillRecord, observed_at: datetime) -> None:
@@ -289,6 +289,9 @@ class Collector:
             work.rows,
             work.warnings,
         )
+        if stopped:
+            sweep.defer_all(work.active)
+            return
         stored_before = len(work.rows.runs)
         sweep.run(work.active)
         result.sweep_requests = sweep.requests

@@ -121,6 +121,12 @@ class TeamSweep:
 
     # -- transfers --------------------------------------------------------------------------
 
+    def defer_all(self, active: dict[int, datetime]) -> None:
+        """The run stopped before the sweep (a lookup's outage): every window due waits for the
+        next run, from where it starts now."""
+        for transfer_id, start in self._windows(active):
+            self._defer(transfer_id, start)
+
     def _transfers_due(self, active: dict[int, datetime]) -> bool:
         refreshed = self.state.transfers_refreshed_at
         if refreshed is None:
@@ -177,13 +183,8 @@ class TeamSweep:
         first (so that a small budget cannot starve them), then the oldest window first."""
         state, windows = self.state, {}
         for transfer_id, oldest_backfill in active.items():
-            stored = state.next_window.get(transfer_id)
-            if stored is None:
-                windows[transfer_id] = oldest_backfill
-            elif transfer_id in state.unfinished:
-                windows[transfer_id] = stored
-            else:  # the runs before its oldest backfill seen now belong to none of them
-                windows[transfer_id] = max(stored, oldest_backfill)
+            # windows are contiguous: a backfill the cap hides now may have run since the last one
+            windows[transfer_id] = state.next_window.get(transfer_id, oldest_backfill)
         for transfer_id in state.unfinished - set(windows):
             windows[transfer_id] = state.next_window[transfer_id]
         return sorted(windows.items(), key=lambda item: (item[0] not in state.unfinished, item[1], item[0]))
