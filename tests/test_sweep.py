@@ -212,3 +212,26 @@ def test_a_transfer_the_list_lacks_is_asked_for_at_most_hourly(
     sim.clock.advance(300)  # T+3600: an hour since the list was read
     warehouse.ingest()
     assert warehouse.rows(refreshes) == [(2,)] and warehouse.rows(names)[-1] == (newer, True)
+
+
+def test_windows_are_contiguous_so_a_newer_backfill_never_skips_an_older_ones_runs(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    transfer = add_transfer(sim, run_seconds=100)
+    first = api.create(transfer, days_ago(3), days_ago(1))["transfer_backfill_id"]
+    sim.clock.advance(150)  # T+150: its first run (created T+130) is running
+    warehouse.ingest()
+    sim.clock.advance(350)  # T+500: its other runs were created at T+240 and T+350; done at T+460
+    second = api.create(transfer, days_ago(5), days_ago(5))["transfer_backfill_id"]
+    sim.faults.add(kind="404", endpoint="get", times=1)  # the first's lookup: the API forgot it
+    sim.clock.advance(100)  # T+600: the second is listed, the first is seen nowhere
+    warehouse.ingest()
+    # the window goes on from the last one, not from the second backfill's creation
+    assert [(b, day, status) for b, day, _, status, _ in backfill_runs(warehouse)] == [
+        (first, "2026-01-04", "COMPLETED"),
+        (first, "2026-01-03", "COMPLETED"),
+        (first, "2026-01-02", "COMPLETED"),
+    ]
+    assert warehouse.rows(
+        "select status from analytics.backfills where transfer_backfill_id = ?", second
+    ) == [("SCHEDULED",)]

@@ -12,7 +12,8 @@ Three kinds of request, all within `max_requests` per team and run, each logged 
   between two polls) is stored as a version with source `latest`.
 - **runs**: for every transfer with a backfill seen in this run (listed, looked up, or found by
   `latest`), or whose last window did not finish, the runs created since its last window, newest
-  first, page by page until a page is short or older than the window. Windows overlap by
+  first, page by page until a page is short or older than the window. Windows are contiguous (a
+  backfill the 100 cap hides may have run since the last one, unseen), overlap by
   `RUNS_OVERLAP_SECONDS` and reach back to the oldest run stored unfinished; runs of type
   `Backfill` are stored when new or changed, so overlaps store nothing twice. A transfer never
   swept starts at its oldest backfill seen in this run.
