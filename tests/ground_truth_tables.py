@@ -751,7 +751,7 @@ class Audit:
                     "after_last_sweep",
                 ),
                 ("total_rows", run.total_rows if ended else None, run.total_rows, "after_last_sweep"),
-                ("message", run.message, run.message, "after_last_sweep"),
+                ("message", run.message if ended else "", run.message, "after_last_sweep"),
             ):
                 self.check(
                     table, key, column, row[column], value, value if truly is None else truly, tolerance
