@@ -6,7 +6,6 @@ call, so nothing from it is stored; fields the description marks nullable may be
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from .errors import InvalidResponseError
@@ -86,7 +85,3 @@ def parse_runs(body: Any, what: str) -> list[dict[str, Any]]:
         row["state_hash"] = _digest({k: str(v) for k, v in row.items()})
         rows.append(row)
     return rows
-
-
-def created(run: dict[str, Any]) -> datetime | None:
-    return run["created_time"]
