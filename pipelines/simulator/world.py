@@ -531,9 +531,9 @@ class World:
         if backfill.pending_days:
             day = backfill.pending_days.pop(0)
             run = self._start_run(backfill.team_id, backfill.transfer_id, "Backfill", day, backfill.id)
-            self.schedule(
-                self._now + timedelta(seconds=self._run_seconds(backfill)), self._run_done, backfill, day, run
-            )
+            transfer = self.teams[backfill.team_id].transfers[backfill.transfer_id]
+            seconds = self._run_seconds(transfer, self.rng)
+            self.schedule(self._now + timedelta(seconds=seconds), self._run_done, backfill, day, run)
             return
         if backfill.runs_failed:
             backfill.status = "FAILED"
@@ -591,11 +591,7 @@ class World:
         run = self._start_run(
             transfer.team_id, transfer.id, "Recurring", self._now.date() - timedelta(days=1)
         )
-        low, high = self.timing.run_bounds
-        seconds = min(
-            high,
-            max(low, self.run_rng.lognormvariate(0, self.timing.run_sigma) * transfer.median_run_seconds),
-        )
+        seconds = self._run_seconds(transfer, self.run_rng)
         failed = self.run_rng.random() < transfer.failure_rate
         error = random_error(self.run_rng, transfer.source) if failed else None
         self.schedule(self._now + timedelta(seconds=seconds), self._end_run, run, error)
@@ -605,10 +601,10 @@ class World:
         if self.ledger is not None:
             self.ledger.append(Change(self._now, backfill.team_id, backfill.to_api()))
 
-    def _run_seconds(self, backfill: Backfill) -> float:
-        median = self.teams[backfill.team_id].transfers[backfill.transfer_id].median_run_seconds
+    def _run_seconds(self, transfer: Transfer, rng: random.Random) -> float:
+        """One run's duration: lognormal around the transfer's median, within the run bounds."""
         low, high = self.timing.run_bounds
-        return min(high, max(low, self.rng.lognormvariate(0, self.timing.run_sigma) * median))
+        return min(high, max(low, rng.lognormvariate(0, self.timing.run_sigma) * transfer.median_run_seconds))
 
     def _uniform(self, bounds: tuple[float, float]) -> timedelta:
         return timedelta(seconds=self.rng.uniform(*bounds))
