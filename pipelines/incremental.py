@@ -20,6 +20,11 @@ changed since the last good build (their fingerprint is recorded with each build
 more polls are new than the last good build had (the incremental path, made for a few new
 polls, costs more than a full refresh over most of the history), and when a transfer's stored
 name or source changed (names stand beside ids in most marts; renames are rare).
+
+How a table is replaced depends on the engine (`replace_table`): DuckDB creates it anew; on
+PostgreSQL, where `drop table` would wait for every BI reader holding the table in an open
+transaction (and block every reader behind it), its rows are deleted and inserted instead,
+in the build's one transaction, and the table is created anew only when its columns changed.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class Plan:
     after_poll_id: int  # the scope holds what was stored after this poll (0: everything)
     fingerprint: str
     reason: str  # why a full refresh, for the build log
+    engine: str = "duckdb"
 
     @property
     def mode(self) -> str:
@@ -58,28 +64,34 @@ def fingerprint(models: list[Any]) -> str:
     return digest.hexdigest()[:16]
 
 
-def plan(client: Any, builds: str, models: list[Any], full_refresh: bool, raw: str) -> Plan:
+def plan(
+    client: Any, builds: str, models: list[Any], full_refresh: bool, raw: str, engine: str = "duckdb"
+) -> Plan:
     """Decide from the last good build whether this one can be incremental."""
     current = fingerprint(models)
+
+    def full(reason: str) -> Plan:
+        return Plan(True, 0, current, reason, engine)
+
     if full_refresh:
-        return Plan(True, 0, current, "asked for")
+        return full("asked for")
     last = _last_good_build(client, builds)
     if last is None:
-        return Plan(True, 0, current, "first build")
+        return full("first build")
     through_poll_id, previous = last
     if previous != current:
-        return Plan(True, 0, current, "the models changed")
+        return full("the models changed")
     missing = [m.relation for m in models if m.scope and not _exists(client, m.relation)]
     if missing:
-        return Plan(True, 0, current, f"{missing[0]} is missing")
+        return full(f"{missing[0]} is missing")
     through_poll_id = through_poll_id or 0
     newest = client.execute_sql(f"select coalesce(max(poll_id), 0) from {raw}.polls")[0][0]
     if newest - through_poll_id > through_poll_id:  # builds failed or were skipped for long
-        return Plan(True, 0, current, "more polls are new than built")  # cheaper whole
+        return full("more polls are new than built")  # cheaper whole
     # names stand beside transfer ids in most marts: a rename (rare) rebuilds them all
     if client.execute_sql(f"select count(*) from {raw}.transfers where poll_id > {through_poll_id}")[0][0]:
-        return Plan(True, 0, current, "transfer names changed")
-    return Plan(False, through_poll_id, current, "")
+        return full("transfer names changed")
+    return Plan(False, through_poll_id, current, "", engine)
 
 
 def _last_good_build(client: Any, builds: str) -> tuple[int | None, str | None] | None:
@@ -87,7 +99,7 @@ def _last_good_build(client: Any, builds: str) -> tuple[int | None, str | None] 
     if not _exists(client, builds):
         return None
     has_fingerprint = client.execute_sql(
-        "select count(*) from information_schema.columns where table_schema = ? and table_name = ? "
+        "select count(*) from information_schema.columns where table_schema = %s and table_name = %s "
         "and column_name = 'fingerprint'",
         schema,
         table,
@@ -105,7 +117,7 @@ def _exists(client: Any, relation: str) -> bool:
     schema, name = relation.split(".")
     return bool(
         client.execute_sql(
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            "select count(*) from information_schema.tables where table_schema = %s and table_name = %s",
             schema,
             name,
         )[0][0]
@@ -115,9 +127,8 @@ def _exists(client: Any, relation: str) -> bool:
 def create_scopes(client: Any, raw: str, plan: Plan) -> None:
     """The scope tables for this build (inside the build's transaction)."""
     after = int(plan.after_poll_id)
-    client.execute_sql(
-        f"create or replace table staging.scope_polls as "
-        f"select poll_id, team_id from {raw}.polls where poll_id > {after}"
+    _create_table(
+        client, plan.engine, "staging.scope_polls", f"select poll_id, team_id from {raw}.polls where poll_id > {after}"
     )
     still_running = (
         ""
@@ -137,16 +148,18 @@ def create_scopes(client: Any, raw: str, plan: Plan) -> None:
             on r.team_id = b.team_id and r.transfer_id = b.transfer_id
             and r.data_date between b.range_start_date and b.range_end_date"""
     )
-    client.execute_sql(
-        f"""create or replace table staging.scope_backfills as
-        select distinct team_id, transfer_backfill_id from (
+    _create_table(
+        client,
+        plan.engine,
+        "staging.scope_backfills",
+        f"""select distinct team_id, transfer_backfill_id from (
             select team_id, transfer_backfill_id from {raw}.backfill_versions where poll_id > {after}
             union all
             select team_id, transfer_backfill_id from {raw}.backfill_lookups where poll_id > {after}
             union all
             select team_id, transfer_backfill_id from {raw}.listing_events where poll_id > {after}
             {still_running}
-        )"""
+        ) as changed""",
     )
 
 
@@ -164,16 +177,73 @@ def materialize(client: Any, relation: str, sql: str, scope: str, plan: Plan) ->
     check what changed without scanning the history again.
     """
     if plan.full_refresh:
-        client.execute_sql(f"create or replace table {relation} as\n{sql}")
+        replace_table(client, plan.engine, relation, sql)
         return
-    condition, new = in_scope(scope), new_rows(relation)
-    client.execute_sql(
-        f"create or replace temp table {new.split('.')[1]} as select * from (\n{sql}\n) where {condition}"
-    )
+    condition, new = in_scope(scope), new_rows(relation, plan.engine)
+    _create_table(client, plan.engine, new, f"select * from (\n{sql}\n) as model where {condition}")
     client.execute_sql(f"delete from {relation} where {condition}")
-    client.execute_sql(f"insert into {relation} by name select * from {new}")
+    client.execute_sql(f"insert into {relation} select * from {new}")  # same SQL: same column order
 
 
-def new_rows(relation: str) -> str:
+def new_rows(relation: str, engine: str = "duckdb") -> str:
     """The temporary table holding the rows this incremental build wrote to `relation`."""
-    return f"temp.new_{relation.replace('.', '__')}"
+    return f"{'temp' if engine == 'duckdb' else 'pg_temp'}.new_{relation.replace('.', '__')}"
+
+
+def replace_table(client: Any, engine: str, relation: str, sql: str) -> None:
+    """Make `relation` hold what `sql` returns, in the build's transaction. On PostgreSQL the rows
+    are replaced while the table stays (see the module's docstring)."""
+    if engine == "duckdb" or not _exists(client, relation):
+        _create_table(client, engine, relation, sql)
+        return
+    if _columns(client, relation) != _columns_of_query(client, sql):
+        _create_table(client, engine, relation, sql)  # the model's columns changed: a new table
+        return
+    client.execute_sql(f"delete from {relation}")
+    client.execute_sql(f"insert into {relation}\n{sql}")
+
+
+def replace_view(client: Any, engine: str, relation: str, sql: str) -> None:
+    if engine == "duckdb":
+        client.execute_sql(f"create or replace view {relation} as\n{sql}")
+        return
+    # PostgreSQL's `or replace` cannot rename, drop or retype a column: a view is made anew
+    client.execute_sql(f"drop view if exists {relation}")
+    client.execute_sql(f"create view {relation} as\n{sql}")
+
+
+def _create_table(client: Any, engine: str, relation: str, sql: str) -> None:
+    schema, name = relation.split(".")
+    if engine == "duckdb":
+        kind = "temp table" if schema == "temp" else "table"
+        target = name if schema == "temp" else relation
+        client.execute_sql(f"create or replace {kind} {target} as\n{sql}")
+        return
+    client.execute_sql(f"drop table if exists {relation}")
+    kind = "temp table" if schema == "pg_temp" else "table"
+    client.execute_sql(f"create {kind} {name if schema == 'pg_temp' else relation} as\n{sql}")
+
+
+def _columns(client: Any, relation: str) -> list[tuple[str, str]]:
+    schema, name = relation.split(".")
+    return [
+        tuple(row)
+        for row in client.execute_sql(
+            "select column_name, data_type from information_schema.columns "
+            "where table_schema = %s and table_name = %s order by ordinal_position",
+            schema,
+            name,
+        )
+    ]
+
+
+def _columns_of_query(client: Any, sql: str) -> list[tuple[str, str]]:
+    """The columns `sql` returns, from a table of none of its rows (PostgreSQL: `with no data`
+    plans the query without running it)."""
+    client.execute_sql("drop table if exists pg_temp.model_columns")
+    client.execute_sql(f"create temp table model_columns as\n{sql}\nwith no data")
+    return _columns(client, f"{_temp_schema(client)}.model_columns")
+
+
+def _temp_schema(client: Any) -> str:
+    return client.execute_sql("select nspname from pg_namespace where oid = pg_my_temp_schema()")[0][0]

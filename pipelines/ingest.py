@@ -1,12 +1,14 @@
 """One scheduled ingest run: lock, finish leftovers, diff against the database, poll, load.
 
-with RunLock(db):                      # overlapping cron ticks never run at once
+with the run lock:                     # overlapping cron ticks never run at once (a lock file
+                                       # beside DuckDB, an advisory lock on PostgreSQL)
     finish pending load packages       # a killed run's data loads before anything new
     settle loads                       # a job dlt loaded twice counts once (pipelines.settle)
     baseline = read from the database  # the only source of truth for change detection
     poll the API, load what changed    # the dlt source
     settle loads
     build the models, publish          # a failed build is recorded and published too
+                                       # (DuckDB only: on PostgreSQL BI tools read analytics)
 """
 
 from __future__ import annotations
@@ -15,18 +17,17 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import dlt
-import duckdb
 from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.exceptions import TerminalException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import models
-from .database import LOCK_MESSAGE, connect, limit_memory, locked, wait_for_database
+from .database import LOCK_MESSAGE, limit_memory, locked, wait_for_database
 from .lock import RunLock
 from .models import BuildResult
 from .publish import PublishResult, publish, published_dir
@@ -43,6 +44,7 @@ from .supermetrics.errors import (
 )
 from .supermetrics.settings import DATASET_NAME, DUCKDB_MEMORY_LIMIT, PIPELINE_NAME
 from .supermetrics.snapshot import RunReport
+from .warehouse import AdvisoryLock, Connection, Warehouse, warehouse
 
 log = logging.getLogger(__name__)
 RESERVED_DB_NAMES = (DATASET_NAME, "analytics", "staging", "main")
@@ -53,13 +55,22 @@ class IngestResult:
     report: RunReport
     db_path: Path
     built: BuildResult | None
-    published: PublishResult | None
+    published: PublishResult | None  # None on PostgreSQL: BI tools read its analytics schema
     seconds: float
+    database: str = ""  # what to call it: the file, or the PostgreSQL server and database
 
 
 def working_dir(db_path: Path) -> Path:
     """dlt's local working folder belongs to one DuckDB file and lives beside it."""
-    return db_path.parent / f".{db_path.name}.dlt"
+    return Warehouse("duckdb", db_path).working_dir()
+
+
+def target_of(db_path: Path, destination: str | None) -> Warehouse:
+    """The configured warehouse; a DuckDB file's name checked and its folder created."""
+    target = warehouse(Path(db_path), destination)
+    if target.is_duckdb:
+        prepare_db_path(target.db_path)
+    return target
 
 
 def prepare_db_path(db_path: Path) -> Path:
@@ -84,17 +95,21 @@ def prepare_db_path(db_path: Path) -> Path:
     return db_path
 
 
-def open_pipeline(db_path: Path) -> dlt.Pipeline:
-    return _pipeline_for(Path(db_path).resolve())
+def open_pipeline(target: Warehouse | Path) -> dlt.Pipeline:
+    if not isinstance(target, Warehouse):
+        target = Warehouse("duckdb", Path(target))
+    if target.is_duckdb:
+        target = Warehouse("duckdb", target.db_path.resolve())
+    return _pipeline_for(target.label, target)
 
 
 @functools.cache  # one per database and process: `watch` and the demo reuse it run after run
-def _pipeline_for(db_path: Path) -> dlt.Pipeline:
+def _pipeline_for(_label: str, target: Warehouse) -> dlt.Pipeline:
     pipeline = dlt.pipeline(
         pipeline_name=PIPELINE_NAME,
-        destination=dlt.destinations.duckdb(str(db_path)),
+        destination=target.dlt_destination(),
         dataset_name=DATASET_NAME,
-        pipelines_dir=str(working_dir(db_path)),
+        pipelines_dir=str(target.working_dir()),
     )
     # The baseline comes from the tables themselves, never from dlt's pipeline state: syncing
     # that state with the destination on every run would cost time and buy nothing.
@@ -111,35 +126,33 @@ def ingest(
     rounds: int = 1,
     between_rounds: Callable[[], None] | None = None,
     build_models: bool = True,
+    destination: str | None = None,
 ) -> IngestResult:
     """Poll every team once, load what changed, rebuild the models. Raises `MonitorError`.
 
     A run whose polls failed still loads the failed-poll rows (and rebuilds the models), then
     raises the first poll error. `rounds` and `between_rounds` are for the demo: see the source.
+    `destination`: duckdb or postgres, else the configured one (pipelines.warehouse).
     """
     started = time.monotonic()
-    db_path = prepare_db_path(Path(db_path))
-    with RunLock(db_path, wait_lock):
-        if wait_lock:  # else the first open says LockedError itself: no extra open per run
-            wait_for_database(db_path, started + wait_lock)
-        # held for the run: every other open of the file in this process (dlt's, the build's, the
-        # publish's) reuses DuckDB's open instance instead of reading the file anew and checkpointing
-        with connect(db_path) as con:
-            limit_memory(con, memory_limit())
-            pipeline = open_pipeline(db_path)
-            settle_loads(con, finish_pending_loads(pipeline, db_path))
-            baseline = read_baseline(con, DATASET_NAME)
-            report = RunReport()
-            overrides = {k: v for k, v in (("team_ids", team_ids), ("base_url", base_url)) if v}
-            source = _make_source(
-                baseline=baseline, report=report, rounds=rounds, between_rounds=between_rounds, **overrides
-            )
-            _run(db_path, lambda: pipeline.run(source, loader_file_format="insert_values"))
-            settle_loads(con)
-            built, published = None, None
-            if build_models:  # after every run, a failed poll's included: it shows in analytics.polls at once
-                built, published = _build_and_publish(pipeline, db_path)
-    result = IngestResult(report, db_path, built, published, time.monotonic() - started)
+    target = target_of(db_path, destination)
+    with open_for_run(target, started, wait_lock) as con:
+        pipeline = open_pipeline(target)
+        settle_loads(con, finish_pending_loads(pipeline, target))
+        baseline = read_baseline(con, DATASET_NAME)
+        report = RunReport()
+        overrides = {k: v for k, v in (("team_ids", team_ids), ("base_url", base_url)) if v}
+        source = _make_source(
+            baseline=baseline, report=report, rounds=rounds, between_rounds=between_rounds, **overrides
+        )
+        _run(target, lambda: pipeline.run(source, loader_file_format="insert_values"))
+        settle_loads(con)
+        built, published = None, None
+        if build_models:  # after every run, a failed poll's included: it shows in analytics.polls at once
+            built, published = _build_and_publish(pipeline, target)
+    result = IngestResult(
+        report, target.db_path, built, published, time.monotonic() - started, database=target.label
+    )
     if report.errors:
         error = report.errors[0]
         error.result = result  # what the other teams did, for the summary printed before the error
@@ -148,22 +161,40 @@ def ingest(
 
 
 def rebuild_models(
-    db_path: Path, wait_lock: float = 0.0, full_refresh: bool = False
-) -> tuple[BuildResult, PublishResult]:
+    db_path: Path, wait_lock: float = 0.0, full_refresh: bool = False, destination: str | None = None
+) -> tuple[BuildResult, PublishResult | None]:
     """Build and publish the models of an existing database (`backfills models`)."""
-    started, db_path = time.monotonic(), Path(db_path)
-    if not db_path.exists():
+    started = time.monotonic()
+    target = warehouse(Path(db_path), destination)
+    if target.is_duckdb and not target.db_path.exists():
         raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
-    with RunLock(db_path, wait_lock):
+    with open_for_run(target, started, wait_lock) as con:
+        pipeline = open_pipeline(target)
+        settle_loads(con, finish_pending_loads(pipeline, target))
+        if read_baseline(con, DATASET_NAME).next_poll_id == 1:
+            raise ConfigError(f"{target.label} holds no polls yet: run backfills ingest first")
+        return _build_and_publish(pipeline, target, full_refresh)
+
+
+@contextlib.contextmanager
+def open_for_run(target: Warehouse, started: float, wait_lock: float) -> Iterator[Connection]:
+    """The run lock, and a connection held for the run.
+
+    DuckDB: the lock file, and a connection held open so that every other open of the file in
+    this process (dlt's, the build's, the publish's) reuses DuckDB's open instance instead of
+    reading the file anew and checkpointing. PostgreSQL: an advisory lock in the database itself,
+    so that runs on different machines exclude each other too.
+    """
+    if not target.is_duckdb:
+        with AdvisoryLock(target, DATASET_NAME, wait_lock), target.connect() as con:
+            yield con
+        return
+    with RunLock(target.db_path, wait_lock):
         if wait_lock:  # else the first open says LockedError itself: no extra open per run
-            wait_for_database(db_path, started + wait_lock)
-        with connect(db_path) as con:  # held for the build and the publish, as in `ingest`
-            limit_memory(con, memory_limit())
-            pipeline = open_pipeline(db_path)
-            settle_loads(con, finish_pending_loads(pipeline, db_path))
-            if read_baseline(con, DATASET_NAME).next_poll_id == 1:
-                raise ConfigError(f"{db_path} holds no polls yet: run backfills ingest first")
-            return _build_and_publish(pipeline, db_path, full_refresh)
+            wait_for_database(target.db_path, started + wait_lock)
+        with target.connect() as con:
+            limit_memory(con.raw, memory_limit())
+            yield con
 
 
 def memory_limit() -> str:
@@ -171,7 +202,7 @@ def memory_limit() -> str:
     return str(dlt.config.get("duckdb.memory_limit") or DUCKDB_MEMORY_LIMIT)
 
 
-def settle_loads(con: duckdb.DuckDBPyConnection, reloaded: list[str] | None = None) -> None:
+def settle_loads(con: Connection, reloaded: list[str] | None = None) -> None:
     """Make every completed load count once; say so when a killed run had doubled rows."""
     settled = settle(con, DATASET_NAME, reloaded)
     if settled.removed:
@@ -179,40 +210,48 @@ def settle_loads(con: duckdb.DuckDBPyConnection, reloaded: list[str] | None = No
 
 
 def _build_and_publish(
-    pipeline: dlt.Pipeline, db_path: Path, full_refresh: bool = False
-) -> tuple[BuildResult, PublishResult]:
+    pipeline: dlt.Pipeline, target: Warehouse, full_refresh: bool = False
+) -> tuple[BuildResult, PublishResult | None]:
     """Build the models and publish. A failed build is published too (analytics.model_builds says
-    it failed, the other tables stay those of the last good build), then raised."""
+    it failed, the other tables stay those of the last good build), then raised.
+
+    PostgreSQL has no copy to publish: readers never block its writers, and the build replaces
+    the tables' rows in one transaction, so BI tools read the analytics schema itself."""
     try:
-        built = _build_models(pipeline, db_path, full_refresh)
+        built = _build_models(pipeline, target, full_refresh)
     except ModelError:
         with contextlib.suppress(PublishError):  # the failed build is the error to report
-            _publish(db_path)
+            _publish(target)
         raise
-    return built, _publish(db_path)
+    return built, _publish(target)
 
 
-def _publish(db_path: Path) -> PublishResult:
+def _publish(target: Warehouse) -> PublishResult | None:
+    if not target.is_duckdb:
+        return None
+    import duckdb
+
     try:
-        return publish(db_path, models.tables_by_poll())
+        return publish(target.db_path, models.tables_by_poll())
     except (OSError, duckdb.Error) as exc:
         raise PublishError(
-            f"could not write the copy for BI tools in {published_dir(db_path)}: {str(exc).splitlines()[0]}"
+            f"could not write the copy for BI tools in {published_dir(target.db_path)}: "
+            f"{str(exc).splitlines()[0]}"
         ) from None
 
 
-def _build_models(pipeline: dlt.Pipeline, db_path: Path, full_refresh: bool = False) -> BuildResult:
+def _build_models(pipeline: dlt.Pipeline, target: Warehouse, full_refresh: bool = False) -> BuildResult:
     try:
-        return models.build(pipeline, DATASET_NAME, full_refresh=full_refresh)
+        return models.build(pipeline, DATASET_NAME, full_refresh=full_refresh, engine=target.engine)
     except MonitorError:
         raise
     except Exception as exc:
-        if LOCK_MESSAGE.search(_chain_text(exc)):
-            raise locked(db_path) from None
+        if target.is_duckdb and LOCK_MESSAGE.search(_chain_text(exc)):
+            raise locked(target.db_path) from None
         raise
 
 
-def finish_pending_loads(pipeline: dlt.Pipeline, db_path: Path) -> list[str]:
+def finish_pending_loads(pipeline: dlt.Pipeline, target: Warehouse) -> list[str]:
     """Load what a killed or failed run left behind, before reading the baseline. Returns the
     load ids of the packages that were pending in dlt's load folder: they may have been loaded
     before, and are settled again.
@@ -225,7 +264,7 @@ def finish_pending_loads(pipeline: dlt.Pipeline, db_path: Path) -> list[str]:
     log.warning("loading data a previous run left pending")
     pending = list(pipeline.list_normalized_load_packages())
     try:
-        _run(db_path, pipeline.run)
+        _run(target, pipeline.run)
     except MonitorError:
         raise
     except PipelineStepFailed as failed:
@@ -233,7 +272,7 @@ def finish_pending_loads(pipeline: dlt.Pipeline, db_path: Path) -> list[str]:
             raise
         load_ids = list(pipeline.list_normalized_load_packages())
         pipeline.abort_packages()
-        with connect(db_path) as con:  # nothing half-loaded stays behind
+        with target.connect() as con:  # nothing half-loaded stays behind
             removed = discard(con, DATASET_NAME, load_ids)
         log.warning(
             "dropped a pending load package that cannot load (%d row(s) it had loaded removed): %s",
@@ -267,7 +306,7 @@ def _config_message(exc: ConfigurationException) -> str:
     return f"bad configuration: {str(exc).splitlines()[0]}"
 
 
-def _run(db_path: Path, step: Callable[[], object]) -> None:
+def _run(target: Warehouse, step: Callable[[], object]) -> None:
     """Run a dlt step; our own errors and a locked database come out as their `MonitorError`."""
     try:
         step()
@@ -275,8 +314,8 @@ def _run(db_path: Path, step: Callable[[], object]) -> None:
         cause = _monitor_error(failed)
         if cause is not None:
             raise cause from None
-        if LOCK_MESSAGE.search(_chain_text(failed)):
-            raise locked(db_path) from None
+        if target.is_duckdb and LOCK_MESSAGE.search(_chain_text(failed)):
+            raise locked(target.db_path) from None
         raise
 
 

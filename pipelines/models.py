@@ -12,7 +12,10 @@
 - A model whose YAML says `incremental: polls` or `incremental: backfills` is rebuilt only for
   what changed since the last build (see incremental.py); `full_refresh` rebuilds everything.
 - Everything runs in one transaction: a failed build or data test leaves the previous tables
-  in place for readers, and raises `ModelError`.
+  in place for readers, and raises `ModelError`. On PostgreSQL a table's rows are replaced
+  (delete and insert, not drop and create), so that a BI reader in the middle of a query never
+  blocks a build, and never sees a half-built state.
+- The same SQL runs on DuckDB and PostgreSQL (see README "Running on PostgreSQL").
 - Every build, failed ones included, adds a row to `analytics.model_builds` (a failed build's
   after its rollback), so readers can tell that the tables are stale and since when. Rows older
   than `BUILD_LOG_DAYS` go, so that the log does not grow with every 5-minute run.
@@ -96,6 +99,10 @@ _BUILDS_TABLE = (
     f"create table if not exists {BUILDS} (started_at timestamptz not null, "
     "finished_at timestamptz not null, outcome varchar not null, error varchar, models bigint, "
     "tests bigint, through_poll_id bigint)"
+)
+_BUILDS_INSERT = (
+    f"insert into {BUILDS} (started_at, finished_at, outcome, error, models, tests, through_poll_id, "
+    "mode, fingerprint) values (%s, now(), %s, %s, %s, %s, (select max(poll_id) from {raw}.polls), %s, %s)"
 )
 _BUILDS_COLUMNS = ("mode varchar", "fingerprint varchar")  # added with incremental builds
 
@@ -206,7 +213,11 @@ def _dependencies(model: Model, known: set[str]) -> set[str]:
 
 
 def build(
-    pipeline: dlt.Pipeline, raw_dataset: str, sql_dir: Path = SQL_DIR, full_refresh: bool = False
+    pipeline: dlt.Pipeline,
+    raw_dataset: str,
+    sql_dir: Path = SQL_DIR,
+    full_refresh: bool = False,
+    engine: str = "duckdb",
 ) -> BuildResult:
     """Build every model (incrementally where it can) and run the data tests, atomically.
     Raises `ModelError`.
@@ -215,15 +226,16 @@ def build(
     """
     started, started_at = time.monotonic(), datetime.now(UTC)
     with pipeline.sql_client() as client:
-        for setting in BUILD_SETTINGS:
-            client.execute_sql(setting)
+        if engine == "duckdb":
+            for setting in BUILD_SETTINGS:
+                client.execute_sql(setting)
         try:
             models = discover(sql_dir)
             with client.begin_transaction():
                 for statement in _bootstrap_sql(raw_dataset):
                     client.execute_sql(statement)
-                plan = incremental.plan(client, BUILDS, models, full_refresh, raw_dataset)
-                if plan.full_refresh:  # everything at once: DuckDB's own default, not a run's cap
+                plan = incremental.plan(client, BUILDS, models, full_refresh, raw_dataset, engine)
+                if plan.full_refresh and engine == "duckdb":  # DuckDB's own default, not a run's cap
                     client.execute_sql("reset memory_limit")
                 tests, warnings = _build_all(client, models, raw_dataset, plan)
                 _record(client, raw_dataset, started_at, "ok", None, len(models), tests, plan)
@@ -242,9 +254,9 @@ def _build_all(client: Any, models: list[Model], raw_dataset: str, plan: Plan) -
     for model in models:
         try:
             if model.materialized == "view":
-                client.execute_sql(f"create or replace view {model.relation} as\n{model.sql}")
+                incremental.replace_view(client, plan.engine, model.relation, model.sql)
             elif model.scope is None:
-                client.execute_sql(f"create or replace table {model.relation} as\n{model.sql}")
+                incremental.replace_table(client, plan.engine, model.relation, model.sql)
             else:
                 incremental.materialize(client, model.relation, model.sql, model.scope, plan)
         except Exception as exc:  # the database's own message says what is wrong with the SQL
@@ -271,13 +283,11 @@ def _record(
     for column in _BUILDS_COLUMNS:
         client.execute_sql(f"alter table {BUILDS} add column if not exists {column}")
     client.execute_sql(  # old rows go, but never the last good build: "stale since" needs it
-        f"delete from {BUILDS} where finished_at < now() - interval {BUILD_LOG_DAYS} day "
+        f"delete from {BUILDS} where finished_at < now() - interval '{BUILD_LOG_DAYS} days' "
         f"and finished_at < (select max(finished_at) from {BUILDS} where outcome = 'ok')"
     )
     client.execute_sql(
-        f"insert into {BUILDS} by name select ? as started_at, now() as finished_at, ? as outcome, "
-        f"? as error, ? as models, ? as tests, "
-        f"(select max(poll_id) from {raw_dataset}.polls) as through_poll_id, ? as mode, ? as fingerprint",
+        _BUILDS_INSERT.format(raw=raw_dataset),
         started_at,
         outcome,
         error,
@@ -308,24 +318,30 @@ def run_data_tests(
     checks = [
         (f"{m.relation}: {description}", sql)
         for m in models
-        for description, sql in data_tests(m, section, scoped=plan is not None and not plan.full_refresh)
+        for description, sql in data_tests(
+            m, section, scoped=plan is not None and not plan.full_refresh, engine=plan.engine if plan else "duckdb"
+        )
     ]
     if not checks:
         return [], 0
     union = "\nunion all\n".join(
         f"select {n} as check_number, ({sql}) as bad" for n, (_, sql) in enumerate(checks)
     )
-    rows = client.execute_sql(f"select check_number, bad from ({union}) where bad > 0 order by check_number")
+    rows = client.execute_sql(
+        f"select check_number, bad from ({union}) as checks where bad > 0 order by check_number"
+    )
     return [f"{checks[n][0]} ({bad} rows)" for n, bad in rows or []], len(checks)
 
 
-def data_tests(model: Model, section: str = "tests", scoped: bool = False) -> list[tuple[str, str]]:
+def data_tests(
+    model: Model, section: str = "tests", scoped: bool = False, engine: str = "duckdb"
+) -> list[tuple[str, str]]:
     """(description, SQL counting the rows that break it) for each check in a YAML section;
     `scoped`: of the rows this incremental build replaced only."""
     tests = (model.doc or {}).get(section, {})
     relation = model.relation
     if scoped and model.scope is not None:
-        relation = incremental.new_rows(model.relation)
+        relation = incremental.new_rows(model.relation, engine)
     out = []
     grain = tests.get("grain", [])
     if grain:
@@ -345,10 +361,12 @@ def data_tests(model: Model, section: str = "tests", scoped: bool = False) -> li
         )
     for rel in tests.get("relationships", []):
         cols = ", ".join(rel["columns"])
+        matches = " and ".join(f"parent.{c} = child.{c}" for c in rel["columns"])
         out.append(
             (
                 f"({cols}) exists in {rel['to']}",
-                f"select count(*) from {relation} anti join {rel['to']} using ({cols})",
+                f"select count(*) from {relation} as child "
+                f"where not exists (select 1 from {rel['to']} as parent where {matches})",
             )
         )
     for expression in tests.get("expressions", []):

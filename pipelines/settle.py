@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import duckdb
+from .warehouse import Connection
 
 SETTLED = "_settled_loads"
 
@@ -42,7 +42,7 @@ class SettleResult:
         )
 
 
-def settle(con: duckdb.DuckDBPyConnection, dataset: str, recheck: list[str] | None = None) -> SettleResult:
+def settle(con: Connection, dataset: str, recheck: list[str] | None = None) -> SettleResult:
     """Settle every completed load not settled yet, and the loads in `recheck` (packages dlt has
     just loaded again). Returns what was removed."""
     result = SettleResult()
@@ -50,19 +50,16 @@ def settle(con: duckdb.DuckDBPyConnection, dataset: str, recheck: list[str] | No
     if "_dlt_loads" not in tables:
         return result
     ds = _quote(dataset)
-    con.execute("begin transaction")
-    try:
-        con.execute(
-            f"create table if not exists {ds}.{SETTLED} (load_id varchar not null, settled_at timestamptz)"
-        )
-        con.execute(
+    with con.transaction():
+        con.run(f"create table if not exists {ds}.{SETTLED} (load_id varchar not null, settled_at timestamptz)")
+        con.run(
             f"""create temp table unsettled as
             select load_id from {ds}._dlt_loads where load_id not in (select load_id from {ds}.{SETTLED})
             union
-            select unnest(?::varchar[])""",
-            [recheck or []],
+            select unnest(%s::varchar[])""",
+            recheck or [],
         )
-        load_ids = [load_id for (load_id,) in con.execute("select load_id from unsettled").fetchall()]
+        load_ids = [load_id for (load_id,) in con.rows("select load_id from unsettled")]
         if load_ids:
             # literals, not a subquery: DuckDB then skips the row groups of older loads (zone maps)
             listed = ", ".join("'" + load_id.replace("'", "''") + "'" for load_id in load_ids)
@@ -70,76 +67,69 @@ def settle(con: duckdb.DuckDBPyConnection, dataset: str, recheck: list[str] | No
                 removed = _deduplicate(con, ds, table, parent, listed)
                 if removed and table != "_dlt_loads":  # dlt's bookkeeping: not worth a word
                     result.removed[table] = removed
-            con.execute(f"delete from {ds}.{SETTLED} where load_id in (select load_id from unsettled)")
-            con.execute(
+            con.run(f"delete from {ds}.{SETTLED} where load_id in (select load_id from unsettled)")
+            con.run(
                 f"insert into {ds}.{SETTLED} select load_id, now() from unsettled "
                 f"where load_id in (select load_id from {ds}._dlt_loads)"
             )
-        con.execute("drop table unsettled")
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
+        con.run("drop table unsettled")
     return result
 
 
-def _deduplicate(
-    con: duckdb.DuckDBPyConnection, ds: str, table: str, parent: str | None, load_ids: str
-) -> int:
+def _deduplicate(con: Connection, ds: str, table: str, parent: str | None, load_ids: str) -> int:
     """Delete all but one copy of each row of the loads `load_ids` (SQL literals) in one table;
-    returns how many."""
+    returns how many. A copy is told apart by its physical address (DuckDB's rowid, PostgreSQL's
+    ctid)."""
+    row_id = con.row_id
     if table == "_dlt_loads":
-        key, rows = "load_id", f"select rowid, load_id from {ds}._dlt_loads where load_id in ({load_ids})"
+        key = "load_id"
+        rows = f"select {row_id} as row_id, load_id from {ds}._dlt_loads where load_id in ({load_ids})"
     elif parent is None:
         key = "_dlt_id"
-        rows = f"select rowid, _dlt_id from {ds}.{_quote(table)} where _dlt_load_id in ({load_ids})"
+        rows = f"select {row_id} as row_id, _dlt_id from {ds}.{_quote(table)} where _dlt_load_id in ({load_ids})"
     else:  # a child table: its rows of a load are those whose parent row belongs to it
         key = "_dlt_id"
         parents = f"select _dlt_id from {ds}.{_quote(parent)} where _dlt_load_id in ({load_ids})"
-        rows = f"select rowid, _dlt_id from {ds}.{_quote(table)} where _dlt_parent_id in ({parents})"
-    if con.execute(f"select count(*) - count(distinct {key}) from ({rows})").fetchone()[0] == 0:
+        rows = f"select {row_id} as row_id, _dlt_id from {ds}.{_quote(table)} where _dlt_parent_id in ({parents})"
+    if con.rows(f"select count(*) - count(distinct {key}) from ({rows}) as load_rows")[0][0] == 0:
         return 0  # the usual case: a cheap count, and no delete that would scan the whole table
     extra = f"""
-        select rowid from (
-            select rowid, row_number() over (partition by {key} order by rowid) as copy from ({rows})
-        ) where copy > 1"""
-    return con.execute(f"delete from {ds}.{_quote(table)} where rowid in ({extra})").fetchone()[0]
+        select row_id from (
+            select row_id, row_number() over (partition by {key} order by row_id) as copy from ({rows}) as r
+        ) as numbered where copy > 1"""
+    return con.run(f"delete from {ds}.{_quote(table)} where {row_id} in ({extra})")
 
 
-def discard(con: duckdb.DuckDBPyConnection, dataset: str, load_ids: list[str]) -> int:
+def discard(con: Connection, dataset: str, load_ids: list[str]) -> int:
     """Delete every row of these (aborted) loads; returns how many root rows went."""
     if not load_ids:
         return 0
     ds, removed = _quote(dataset), 0
     tables = _dlt_tables(con, dataset)
-    con.execute("begin transaction")
-    try:
+    with con.transaction():
         for table, parent in tables.items():  # children first: they find their rows through the parent
             if parent is not None:
-                con.execute(
+                con.run(
                     f"delete from {ds}.{_quote(table)} where _dlt_parent_id in (select _dlt_id from "
-                    f"{ds}.{_quote(parent)} where _dlt_load_id in (select unnest(?)))",
-                    [load_ids],
+                    f"{ds}.{_quote(parent)} where _dlt_load_id in (select unnest(%s::varchar[])))",
+                    load_ids,
                 )
         for table, parent in tables.items():
             if parent is None and table != "_dlt_loads":
-                removed += con.execute(
-                    f"delete from {ds}.{_quote(table)} where _dlt_load_id in (select unnest(?))", [load_ids]
-                ).fetchone()[0]
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
+                removed += con.run(
+                    f"delete from {ds}.{_quote(table)} where _dlt_load_id in (select unnest(%s::varchar[]))",
+                    load_ids,
+                )
     return removed
 
 
-def _dlt_tables(con: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, str | None]:
+def _dlt_tables(con: Connection, dataset: str) -> dict[str, str | None]:
     """The dataset's tables holding loaded rows: table -> its parent for child tables (else None),
     children first, plus `_dlt_loads`."""
     columns: dict[str, set[str]] = {}
-    for table, column in con.execute(
-        "select table_name, column_name from information_schema.columns where table_schema = ?", [dataset]
-    ).fetchall():
+    for table, column in con.rows(
+        "select table_name, column_name from information_schema.columns where table_schema = %s", dataset
+    ):
         columns.setdefault(table, set()).add(column)
     tables: dict[str, str | None] = {}
     for table in sorted(columns, key=lambda t: -t.count("__")):

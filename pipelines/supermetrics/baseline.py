@@ -2,17 +2,22 @@
 
 The database is the only source of truth: dlt's local pipeline state is never consulted, so a
 lost or deleted working folder cannot make a run forget (or repeat) history.
+
+The SQL here runs on DuckDB and PostgreSQL alike: "the latest row per key" is a `row_number()`
+in a subquery (no QUALIFY), a semi join is `exists`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from .settings import CANCELLED_LOOKUPS, LISTING_EVENTS, LOOKUPS, POLLS, RUNS, SWEEPS, TRANSFERS, VERSIONS
 from .snapshot import Baseline, KnownBackfill, TeamBaseline
 from .sweep import OVERLAP
+
+if TYPE_CHECKING:
+    from ..warehouse import Connection
 
 # The sweep's memory reaches back this far (so that reading it does not grow with the history):
 # a transfer not swept for longer starts afresh at its oldest backfill seen.
@@ -24,17 +29,21 @@ SWEEP_MEMORY = "30 days"
 # or not found (it may be listed again, and must then not look new).
 _RELEVANT = f"""
 last_answers as (
-    select
-        team_id,
-        transfer_backfill_id,
-        outcome,
-        status,
-        poll_id,
-        count(*) filter (where status = 'CANCELLED') over backfill as cancelled_lookups
-    from {{ds}}.{LOOKUPS}
-    where outcome in ('final', 'incomplete', 'not_found')
-    window backfill as (partition by team_id, transfer_backfill_id)
-    qualify row_number() over (partition by team_id, transfer_backfill_id order by poll_id desc) = 1
+    select team_id, transfer_backfill_id, outcome, status, poll_id, cancelled_lookups
+    from (
+        select
+            team_id,
+            transfer_backfill_id,
+            outcome,
+            status,
+            poll_id,
+            count(case when status = 'CANCELLED' then 1 end)
+                over (partition by team_id, transfer_backfill_id) as cancelled_lookups,
+            row_number() over (partition by team_id, transfer_backfill_id order by poll_id desc) as recency
+        from {{ds}}.{LOOKUPS}
+        where outcome in ('final', 'incomplete', 'not_found')
+    ) as answers
+    where recency = 1
 ),
 answered as (
     select
@@ -65,9 +74,13 @@ relevant as (
         c.poll_id as checked_poll_id,
         c.cancelled_lookups
     from (
-        select team_id, transfer_backfill_id, event, poll_id
+        select
+            team_id,
+            transfer_backfill_id,
+            event,
+            poll_id,
+            row_number() over (partition by team_id, transfer_backfill_id order by poll_id desc) as recency
         from {{ds}}.{LISTING_EVENTS}
-        qualify row_number() over (partition by team_id, transfer_backfill_id order by poll_id desc) = 1
     ) as e
     left join rechecked as c
         on
@@ -75,15 +88,26 @@ relevant as (
             and c.transfer_backfill_id = e.transfer_backfill_id
             and c.poll_id >= e.poll_id
     where
-        e.event = 'listed'
-        or c.outcome is distinct from 'final'
-        or c.is_cancel_moving
+        e.recency = 1
+        and (e.event = 'listed' or c.outcome is distinct from 'final' or c.is_cancel_moving)
 ),
 latest as (
-    select v.team_id, v.transfer_backfill_id, v.state_hash, v.error_report_hash, v.error_report_poll_id
-    from {{ds}}.{VERSIONS} as v
-    semi join relevant as r using (team_id, transfer_backfill_id)
-    qualify row_number() over (partition by v.team_id, v.transfer_backfill_id order by v.poll_id desc) = 1
+    select team_id, transfer_backfill_id, state_hash, error_report_hash, error_report_poll_id
+    from (
+        select
+            v.team_id,
+            v.transfer_backfill_id,
+            v.state_hash,
+            v.error_report_hash,
+            v.error_report_poll_id,
+            row_number() over (partition by v.team_id, v.transfer_backfill_id order by v.poll_id desc) as recency
+        from {{ds}}.{VERSIONS} as v
+        where exists (
+            select 1 from relevant as r
+            where r.team_id = v.team_id and r.transfer_backfill_id = v.transfer_backfill_id
+        )
+    ) as versions
+    where recency = 1
 )"""
 
 _BACKFILLS = f"""
@@ -107,26 +131,23 @@ join {{ds}}.{VERSIONS}__error_report as e on e._dlt_parent_id = v._dlt_id
 """
 
 
-def read_baseline(con: duckdb.DuckDBPyConnection, dataset: str) -> Baseline:
+def read_baseline(con: Connection, dataset: str) -> Baseline:
     """The next poll id and, per team, the listed and pending backfills with their latest versions."""
     tables = {
-        row[0]
-        for row in con.execute(
-            "select table_name from information_schema.tables where table_schema = ?", [dataset]
-        ).fetchall()
+        row[0] for row in con.rows("select table_name from information_schema.tables where table_schema = %s", dataset)
     }
     if not {POLLS, VERSIONS, LISTING_EVENTS, LOOKUPS} <= tables:
         return Baseline()
     ds = f'"{dataset}"'
-    next_poll_id = con.execute(f"select coalesce(max(poll_id), 0) + 1 from {ds}.{POLLS}").fetchone()[0]
+    next_poll_id = con.rows(f"select coalesce(max(poll_id), 0) + 1 from {ds}.{POLLS}")[0][0]
     errors: dict[tuple[int, int], set] = defaultdict(set)
     if f"{VERSIONS}__error_report" in tables:
-        for team_id, backfill_id, run_date, error in con.execute(_ERRORS.format(ds=ds)).fetchall():
+        for team_id, backfill_id, run_date, error in con.rows(_ERRORS.format(ds=ds)):
             errors[team_id, backfill_id].add((run_date, error))
     teams: dict[int, TeamBaseline] = defaultdict(TeamBaseline)
-    for team_id, backfill_id, is_listed, is_pending, is_recheck, checked, cancelled, *latest in con.execute(
+    for team_id, backfill_id, is_listed, is_pending, is_recheck, checked, cancelled, *latest in con.rows(
         _BACKFILLS.format(ds=ds)
-    ).fetchall():
+    ):
         team = teams[team_id]
         if is_listed:
             team.listed.add(backfill_id)
@@ -138,7 +159,7 @@ def read_baseline(con: duckdb.DuckDBPyConnection, dataset: str) -> Baseline:
                 team.cancelled_lookups[backfill_id] = cancelled
         if latest[0] is not None:  # a 404 lookup leaves a backfill with no version: nothing to diff
             team.known[backfill_id] = KnownBackfill(*latest, frozenset(errors[team_id, backfill_id]))
-    for team_id, backfill_id in con.execute(_SEEN.format(ds=ds)).fetchall():
+    for team_id, backfill_id in con.rows(_SEEN.format(ds=ds)):
         teams[team_id].sweep.seen_backfills.add(backfill_id)
     if {TRANSFERS, RUNS, SWEEPS} <= tables:
         _read_sweeps(con, ds, teams)
@@ -161,55 +182,78 @@ where swept_at >= (select max(swept_at) from {{ds}}.{SWEEPS}) - interval '{SWEEP
 # finished, at its own start when it failed or ran out of requests).
 _WINDOWS = f"""
 with recent as ({_RECENT_SWEEPS})
-select
-    team_id,
-    transfer_id,
-    outcome = 'ok' as finished,
-    case
-        when outcome = 'ok' then swept_at - interval '{OVERLAP.total_seconds():g} seconds'
-        else window_start
-    end as next_window
-from recent
-where kind = 'runs'
-qualify row_number() over (partition by team_id, transfer_id order by poll_id desc, swept_at desc) = 1
+select team_id, transfer_id, finished, next_window
+from (
+    select
+        team_id,
+        transfer_id,
+        outcome = 'ok' as finished,
+        case
+            when outcome = 'ok' then swept_at - interval '{OVERLAP.total_seconds():g} seconds'
+            else window_start
+        end as next_window,
+        row_number() over (partition by team_id, transfer_id order by poll_id desc, swept_at desc) as recency
+    from recent
+    where kind = 'runs'
+) as windows
+where recency = 1
 """
 
 # The stored runs a next window can meet again, latest version each; and where each transfer's
 # oldest unfinished run was created (its window reaches back to it).
 _RUNS = f"""
 with windows as ({_WINDOWS})
-select r.team_id, r.transfer_id, r.run_id, r.state_hash, r.ended_time is null as unfinished, r.created_time
-from {{ds}}.{RUNS} as r
-join windows as w on w.team_id = r.team_id and w.transfer_id = r.transfer_id
-where r.created_time >= w.next_window - interval '1 day'
-qualify row_number() over (partition by r.team_id, r.run_id order by r.poll_id desc) = 1
+select team_id, transfer_id, run_id, state_hash, unfinished, created_time
+from (
+    select
+        r.team_id,
+        r.transfer_id,
+        r.run_id,
+        r.state_hash,
+        r.ended_time is null as unfinished,
+        r.created_time,
+        row_number() over (partition by r.team_id, r.run_id order by r.poll_id desc) as recency
+    from {{ds}}.{RUNS} as r
+    join windows as w on w.team_id = r.team_id and w.transfer_id = r.transfer_id
+    where r.created_time >= w.next_window - interval '1 day'
+) as runs
+where recency = 1
+"""
+
+_TRANSFERS = f"""
+select team_id, transfer_id, state_hash
+from (
+    select
+        team_id,
+        transfer_id,
+        state_hash,
+        row_number() over (partition by team_id, transfer_id order by poll_id desc) as recency
+    from {{ds}}.{TRANSFERS}
+) as transfers
+where recency = 1
 """
 
 
-def _read_sweeps(con: duckdb.DuckDBPyConnection, ds: str, teams: dict[int, TeamBaseline]) -> None:
-    for team_id, transfer_id, state_hash in con.execute(
-        f"select team_id, transfer_id, state_hash from {ds}.{TRANSFERS} "
-        "qualify row_number() over (partition by team_id, transfer_id order by poll_id desc) = 1"
-    ).fetchall():
+def _read_sweeps(con: Connection, ds: str, teams: dict[int, TeamBaseline]) -> None:
+    for team_id, transfer_id, state_hash in con.rows(_TRANSFERS.format(ds=ds)):
         teams[team_id].sweep.transfers[transfer_id] = state_hash
     recent = _RECENT_SWEEPS.format(ds=ds)
-    for team_id, refreshed_at in con.execute(
-        f"select team_id, max(swept_at) from ({recent}) "
-        "where kind = 'transfers' and outcome = 'ok' group by 1"
-    ).fetchall():
+    for team_id, refreshed_at in con.rows(
+        f"select team_id, max(swept_at) from ({recent}) as recent "
+        "where kind = 'transfers' and outcome = 'ok' group by team_id"
+    ):
         teams[team_id].sweep.transfers_refreshed_at = refreshed_at
-    for team_id, transfer_id, poll_id in con.execute(
-        f"select team_id, transfer_id, max(poll_id) from ({recent}) where kind = 'latest' group by 1, 2"
-    ).fetchall():
+    for team_id, transfer_id, poll_id in con.rows(
+        f"select team_id, transfer_id, max(poll_id) from ({recent}) as recent where kind = 'latest' "
+        "group by team_id, transfer_id"
+    ):
         teams[team_id].sweep.latest_checked[transfer_id] = poll_id
-    for team_id, transfer_id, finished, next_window in con.execute(_WINDOWS.format(ds=ds)).fetchall():
+    for team_id, transfer_id, finished, next_window in con.rows(_WINDOWS.format(ds=ds)):
         sweep = teams[team_id].sweep
         sweep.next_window[transfer_id] = next_window
         if not finished:
             sweep.unfinished.add(transfer_id)
-    for team_id, transfer_id, run_id, state_hash, unfinished, created in con.execute(
-        _RUNS.format(ds=ds)
-    ).fetchall():
+    for team_id, transfer_id, run_id, state_hash, unfinished, created in con.rows(_RUNS.format(ds=ds)):
         sweep = teams[team_id].sweep
         sweep.runs[run_id] = state_hash
         if unfinished and created is not None:
