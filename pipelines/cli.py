@@ -22,6 +22,7 @@ from .supermetrics.errors import ConfigError, Interrupted, MonitorError, UsageEr
 from .supermetrics.settings import DEFAULT_DB_PATH
 from .supermetrics.snapshot import RunReport
 from .text import clean, one_line
+from .warehouse import ENGINES
 from .watch import parse_interval, watch
 
 if TYPE_CHECKING:
@@ -115,15 +116,29 @@ def fail(error: MonitorError) -> NoReturn:
     sys.exit(error.exit_code)
 
 
-DB_OPTION = click.option(
+_DB = click.option(
     "--db",
     "db_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=DEFAULT_DB_PATH,
     show_default=True,
     envvar="BACKFILLS_DB",
-    help="DuckDB file (env BACKFILLS_DB). Folders are created.",
+    help="DuckDB file (env BACKFILLS_DB). Folders are created. With PostgreSQL, dlt's working "
+    "folder goes in its folder.",
 )
+_DESTINATION = click.option(
+    "--destination",
+    type=click.Choice(ENGINES),
+    envvar="BACKFILLS_DESTINATION",
+    help="Where the history lives (env BACKFILLS_DESTINATION). Default: [backfills] destination in "
+    ".dlt/config.toml, else duckdb. postgres reads [destination.postgres] credentials from "
+    ".dlt/secrets.toml.",
+)
+
+
+def DB_OPTION(command: Callable) -> Callable:  # noqa: N802 - used as a decorator, like click's
+    """--db and --destination: which database a command works on."""
+    return _DB(_DESTINATION(command))
 
 
 WAIT_LOCK_OPTION = click.option(
@@ -155,7 +170,9 @@ def source_options(command: Callable) -> Callable:
 @main.command()
 @source_options
 @WAIT_LOCK_OPTION
-def ingest(team_ids: tuple[int, ...], base_url: str | None, db_path: Path, wait_lock: float) -> None:
+def ingest(
+    team_ids: tuple[int, ...], base_url: str | None, db_path: Path, destination: str | None, wait_lock: float
+) -> None:
     """Poll each team once, load what changed, and print a summary. The scheduled job.
 
     The API key comes from SOURCES__SUPERMETRICS__API_KEY or .dlt/secrets.toml, never from the
@@ -171,7 +188,13 @@ def ingest(team_ids: tuple[int, ...], base_url: str | None, db_path: Path, wait_
     from .ingest import ingest as run_ingest
 
     echo_ingest(
-        lambda: run_ingest(db_path, team_ids=list(team_ids) or None, base_url=base_url, wait_lock=wait_lock)
+        lambda: run_ingest(
+            db_path,
+            team_ids=list(team_ids) or None,
+            base_url=base_url,
+            wait_lock=wait_lock,
+            destination=destination,
+        )
     )
 
 
@@ -204,7 +227,7 @@ def _echo_summary(result: IngestResult) -> None:
     if result.built is not None:
         echo_build(result.built, result.published)
     summary = f"{report.requests} request(s){_sweep_summary(report)}"
-    click.echo(f"{summary}, {result.seconds:.1f} s, database {result.db_path}")
+    click.echo(f"{summary}, {result.seconds:.1f} s, database {result.database or result.db_path}")
 
 
 def _sweep_summary(report: RunReport) -> str:
@@ -218,7 +241,9 @@ def _sweep_summary(report: RunReport) -> str:
 @main.command(name="watch")
 @click.option("--every", default="5m", show_default=True, help="Interval between polls: 30s, 5m, 1h.")
 @source_options
-def watch_command(every: str, team_ids: tuple[int, ...], base_url: str | None, db_path: Path) -> None:
+def watch_command(
+    every: str, team_ids: tuple[int, ...], base_url: str | None, db_path: Path, destination: str | None
+) -> None:
     """Ingest on an interval, for machines without cron.
 
     A failed poll is logged on stderr and the next one happens as planned. SIGINT (Ctrl+C) or
@@ -255,7 +280,11 @@ def watch_command(every: str, team_ids: tuple[int, ...], base_url: str | None, d
         click.echo(f"-- {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
         echo_ingest(
             lambda: run_ingest(
-                db_path, team_ids=list(team_ids) or None, base_url=base_url, wait_lock=seconds / 2
+                db_path,
+                team_ids=list(team_ids) or None,
+                base_url=base_url,
+                wait_lock=seconds / 2,
+                destination=destination,
             )
         )
 
@@ -265,13 +294,15 @@ def watch_command(every: str, team_ids: tuple[int, ...], base_url: str | None, d
     watch(seconds, run_once, on_failure, stop)
 
 
-def echo_build(built: BuildResult, published: PublishResult) -> None:
+def echo_build(built: BuildResult, published: PublishResult | None) -> None:
     for warning in built.warnings:
         click.echo(f"warning: data check: {clean(warning)}", err=True)
     click.echo(
         f"models: {len(built.models)} built ({built.mode}), "
         f"{built.tests} data tests run in {built.seconds:.1f} s"
     )
+    if published is None:  # PostgreSQL: BI tools read the analytics schema itself
+        return
     click.echo(
         f"published for BI tools: {published.duckdb_path}, {published.parquet_dir}/ (Parquet), "
         f"{published.live_path} (views that pooled connections keep seeing fresh)"
@@ -286,7 +317,7 @@ def echo_build(built: BuildResult, published: PublishResult) -> None:
     is_flag=True,
     help="Rebuild every table from the raw history and run every data test on all rows.",
 )
-def models(db_path: Path, wait_lock: float, full_refresh: bool) -> None:
+def models(db_path: Path, destination: str | None, wait_lock: float, full_refresh: bool) -> None:
     """Build the analytics schema from the raw history and run the data tests.
 
     Ingest does this after every run, incrementally: only the polls and backfills that changed
@@ -301,7 +332,7 @@ def models(db_path: Path, wait_lock: float, full_refresh: bool) -> None:
     """
     from .ingest import rebuild_models
 
-    echo_build(*rebuild_models(db_path, wait_lock, full_refresh))
+    echo_build(*rebuild_models(db_path, wait_lock, full_refresh, destination))
 
 
 def _parse_start(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
@@ -501,7 +532,7 @@ def simulate(
     show_default=True,
     help="With --format csv: the section to print.",
 )
-def report(db_path: Path, output_format: str, section: str) -> None:
+def report(db_path: Path, destination: str | None, output_format: str, section: str) -> None:
     """What is running, what finished, what fails: the 9 o'clock view.
 
     Reads the copy published for BI tools (refreshed by every ingest), so it never gets in the
@@ -512,7 +543,7 @@ def report(db_path: Path, output_format: str, section: str) -> None:
         backfills report
         backfills report --format csv --section transfers > transfers.csv
     """
-    sections, _ = report_module.gather(db_path)
+    sections, _ = report_module.gather(db_path, destination)
     if output_format == "json":
         click.echo(report_module.render_json(sections))
     elif output_format == "csv":
@@ -534,7 +565,7 @@ def report(db_path: Path, output_format: str, section: str) -> None:
     show_default=True,
     help="Critical when a team's newest successful poll is older than this: 90s, 20m, 2h.",
 )
-def check(db_path: Path, max_age: str) -> None:
+def check(db_path: Path, destination: str | None, max_age: str) -> None:
     """Say in one line whether the numbers are current; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
     CRITICAL when the last model build failed or a team's newest successful poll is older than
@@ -548,7 +579,7 @@ def check(db_path: Path, max_age: str) -> None:
     """
     try:
         limit = timedelta(seconds=parse_interval(max_age))
-        sections, _ = report_module.gather(db_path)
+        sections, _ = report_module.gather(db_path, destination)
     except ValueError as exc:  # UNKNOWN, not a usage error's 2, which would read as CRITICAL
         click.echo(f"UNKNOWN: --max-age: {exc}")
         sys.exit(3)
@@ -607,7 +638,7 @@ def demo(db_path: Path, days: float, seed: int) -> None:
         f"{result.polls} polls over {days:g} simulated {plural(days, 'day')}, {result.failed_polls} failed "
         "(an injected outage: see analytics.polls)\n"
     )
-    sections, _ = report_module.gather(db_path)
+    sections, _ = report_module.gather(db_path, "duckdb")
     if sys.stdout.isatty():
         from rich.console import Console
 
@@ -627,26 +658,28 @@ def demo(db_path: Path, days: float, seed: int) -> None:
 @main.command()
 @click.argument("sql")
 @DB_OPTION
-def query(sql: str, db_path: Path) -> None:
+def query(sql: str, db_path: Path, destination: str | None) -> None:
     """Run one read-only SQL query against the database and print the result.
 
     \b
     Example:
-        backfills query "select status, count(*) from analytics.backfills group by all"
+        backfills query "select status, count(*) from analytics.backfills group by status"
     """
-    import duckdb
+    import pandas as pd
 
-    from .database import connect
+    from .warehouse import warehouse
 
-    if not db_path.exists():
+    target = warehouse(db_path, destination)
+    if target.is_duckdb and not db_path.exists():
         fail(ConfigError(f"there is no database at {db_path}: run backfills ingest (or demo) first"))
-    with connect(db_path, read_only=True) as con:
+    with target.connect(read_only=True) as con:
         try:
-            relation = con.sql(sql)
-        except duckdb.Error as exc:
-            fail(UsageError(f"the query failed: {str(exc).splitlines()[0]}"))
-        if relation is not None:
-            frame = relation.df()
+            result = con.result(sql)
+        except con.errors as exc:
+            fail(UsageError(f"the query failed: {str(exc).strip().splitlines()[0]}"))
+        if result is not None:
+            columns, rows = result
+            frame = pd.DataFrame(rows, columns=columns)
             # the values come from outside (error texts): no control character reaches the terminal
             frame.columns = [clean(str(c)) for c in frame.columns]
             frame = frame.map(lambda v: clean(v) if isinstance(v, str) else v)

@@ -117,12 +117,13 @@ def run_demo(
                     rounds=min(POLLS_PER_RUN, total_polls - run * POLLS_PER_RUN),
                     between_rounds=next_poll,
                     build_models=False,
+                    destination="duckdb",  # the demo is always a DuckDB file, whatever is configured
                 )
             marker(db_path).write_text(fingerprint(db_path))
             next_poll()
             if on_run:
                 on_run(run + 1, runs)
-    _, published = rebuild_models(db_path)
+    _, published = rebuild_models(db_path, destination="duckdb")
     with connect(db_path, read_only=True) as con:
         polls, failed = con.execute(
             "select count(*), count(*) filter (where outcome = 'failed') from analytics.polls"

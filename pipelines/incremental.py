@@ -128,7 +128,10 @@ def create_scopes(client: Any, raw: str, plan: Plan) -> None:
     """The scope tables for this build (inside the build's transaction)."""
     after = int(plan.after_poll_id)
     _create_table(
-        client, plan.engine, "staging.scope_polls", f"select poll_id, team_id from {raw}.polls where poll_id > {after}"
+        client,
+        plan.engine,
+        "staging.scope_polls",
+        f"select poll_id, team_id from {raw}.polls where poll_id > {after}",
     )
     still_running = (
         ""

@@ -319,7 +319,10 @@ def run_data_tests(
         (f"{m.relation}: {description}", sql)
         for m in models
         for description, sql in data_tests(
-            m, section, scoped=plan is not None and not plan.full_refresh, engine=plan.engine if plan else "duckdb"
+            m,
+            section,
+            scoped=plan is not None and not plan.full_refresh,
+            engine=plan.engine if plan else "duckdb",
         )
     ]
     if not checks:
@@ -349,7 +352,8 @@ def data_tests(
         out.append(
             (
                 f"grain ({cols}) is unique",
-                f"select count(*) from (select {cols} from {relation} group by {cols} having count(*) > 1)",
+                f"select count(*) from (select {cols} from {relation} group by {cols} "
+                "having count(*) > 1) as keys",
             )
         )
     for column in [*grain, *tests.get("not_null", [])]:

@@ -7,7 +7,8 @@ Sections: what is incomplete (progress, failure rate, ETA, stalls), what finishe
 24 hours, the transfers that fail most, the most frequent error patterns, and the last poll of
 each team. "Now" is the latest poll, so the report reads the same on a simulator's clock.
 
-It reads the copy published for BI tools, so it never makes a scheduled ingest wait.
+It reads the copy published for BI tools, so it never makes a scheduled ingest wait; on
+PostgreSQL, the analytics schema itself (readers never block its writers). The SQL runs on both.
 
 Error messages come from the API and are untrusted: in every text value, control characters
 (and so terminal escape sequences) are shown as visible escapes before it is printed.
@@ -22,11 +23,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .database import connect
 from .freshness import Verdict, assess
 from .publish import published_db
 from .supermetrics.errors import ConfigError
 from .text import clean, duration, transfer_label
+from .warehouse import Connection, Warehouse, warehouse
 
 SECTIONS = {
     "incomplete": """
@@ -40,7 +41,7 @@ SECTIONS = {
                run_seconds, failure_rate, error_count
         from analytics.backfills
         where coalesce(finished_at, case when status = 'UNKNOWN' then vanished_at end)
-            >= (select max(polled_at) from analytics.polls) - interval 24 hour
+            >= (select max(polled_at) from analytics.polls) - interval '24 hours'
         order by coalesce(finished_at, vanished_at) desc limit 20""",
     "transfers": """
         select transfer_id, transfer_name, backfills, backfills_incomplete, runs_completed, runs_failed,
@@ -51,9 +52,8 @@ SECTIONS = {
         select error_pattern, occurrences, backfills, transfers, last_seen_at
         from analytics.error_summary order by occurrences desc, last_seen_at desc limit 10""",
     "polls": """
-        select team_id, poll_id, polled_at, outcome, backfills_listed, error_message
-        from analytics.polls qualify row_number() over (partition by team_id order by poll_id desc) = 1
-        order by team_id""",
+        select distinct on (team_id) team_id, poll_id, polled_at, outcome, backfills_listed, error_message
+        from analytics.polls order by team_id, poll_id desc""",
     "freshness": "select * from analytics.freshness order by team_id",
 }
 # The latest build, and when the last good one ended: whether the tables above are current.
@@ -64,38 +64,46 @@ _LAST_BUILD = """
 DEFAULT_MAX_AGE = timedelta(minutes=20)
 
 
-def gather(db_path: Path) -> tuple[dict[str, list[dict[str, Any]]], Path]:
-    """Every section's rows (and `last_build`: the latest model build), and the file they were
-    read from.
+def gather(db_path: Path, destination: str | None = None) -> tuple[dict[str, list[dict[str, Any]]], str]:
+    """Every section's rows (and `last_build`: the latest model build), and what they were read
+    from.
 
     Reads the copy published for BI tools when there is one, so that a report never makes a
-    scheduled ingest wait or fail; otherwise the database itself.
+    scheduled ingest wait or fail; otherwise the database itself (always, on PostgreSQL).
     """
-    source = published_db(db_path) if published_db(db_path).exists() else db_path
-    if not source.exists():
-        raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
-    with connect(source, read_only=True) as con:
+    target = readable(db_path, destination)
+    with target.connect(read_only=True) as con:
         have = {
             t
-            for (t,) in con.execute(
+            for (t,) in con.rows(
                 "select table_name from information_schema.tables where table_schema = 'analytics'"
-            ).fetchall()
+            )
         }
         if not {"backfills", "polls", "freshness", "model_builds"} <= have:
-            raise ConfigError(f"{source} has no analytics tables yet: run backfills ingest first")
+            raise ConfigError(f"{target.label} has no analytics tables yet: run backfills ingest first")
         sections = {name: _rows(con, sql) for name, sql in SECTIONS.items()}
         sections["last_build"] = _rows(con, _LAST_BUILD)
     now = datetime.now(UTC)
     for team in sections["freshness"]:  # as of this reading: it grows while nothing runs
         received = team["last_ok_received_at"]
         team["newest_ok_poll_age_seconds"] = None if received is None else (now - received).total_seconds()
-    return sections, source
+    return sections, target.label
 
 
-def _rows(con: Any, sql: str) -> list[dict[str, Any]]:
-    cursor = con.execute(sql)
-    columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+def readable(db_path: Path, destination: str | None = None) -> Warehouse:
+    """The database a reader should open: on DuckDB the copy published for BI tools when there is
+    one, else the file; on PostgreSQL the database itself. `ConfigError` when there is none yet."""
+    target = warehouse(Path(db_path), destination)
+    if not target.is_duckdb:
+        return target
+    source = published_db(target.db_path) if published_db(target.db_path).exists() else target.db_path
+    if not source.exists():
+        raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
+    return Warehouse("duckdb", source)
+
+
+def _rows(con: Connection, sql: str) -> list[dict[str, Any]]:
+    return con.records(sql)
 
 
 def verdict(

@@ -51,7 +51,9 @@ def settle(con: Connection, dataset: str, recheck: list[str] | None = None) -> S
         return result
     ds = _quote(dataset)
     with con.transaction():
-        con.run(f"create table if not exists {ds}.{SETTLED} (load_id varchar not null, settled_at timestamptz)")
+        con.run(
+            f"create table if not exists {ds}.{SETTLED} (load_id varchar not null, settled_at timestamptz)"
+        )
         con.run(
             f"""create temp table unsettled as
             select load_id from {ds}._dlt_loads where load_id not in (select load_id from {ds}.{SETTLED})
@@ -86,11 +88,16 @@ def _deduplicate(con: Connection, ds: str, table: str, parent: str | None, load_
         rows = f"select {row_id} as row_id, load_id from {ds}._dlt_loads where load_id in ({load_ids})"
     elif parent is None:
         key = "_dlt_id"
-        rows = f"select {row_id} as row_id, _dlt_id from {ds}.{_quote(table)} where _dlt_load_id in ({load_ids})"
+        rows = (
+            f"select {row_id} as row_id, _dlt_id from {ds}.{_quote(table)} where _dlt_load_id in ({load_ids})"
+        )
     else:  # a child table: its rows of a load are those whose parent row belongs to it
         key = "_dlt_id"
         parents = f"select _dlt_id from {ds}.{_quote(parent)} where _dlt_load_id in ({load_ids})"
-        rows = f"select {row_id} as row_id, _dlt_id from {ds}.{_quote(table)} where _dlt_parent_id in ({parents})"
+        rows = (
+            f"select {row_id} as row_id, _dlt_id from {ds}.{_quote(table)} "
+            f"where _dlt_parent_id in ({parents})"
+        )
     if con.rows(f"select count(*) - count(distinct {key}) from ({rows}) as load_rows")[0][0] == 0:
         return 0  # the usual case: a cheap count, and no delete that would scan the whole table
     extra = f"""

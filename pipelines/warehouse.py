@@ -54,6 +54,24 @@ class Connection:
         columns = [d[0] for d in cursor.description]
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
+    def result(self, sql: str) -> tuple[list[str], list[tuple]] | None:
+        """(column names, rows) of one statement; None when it returns no rows (`backfills query`)."""
+        cursor = self._execute(sql, ())
+        if cursor is None or cursor.description is None:
+            return None
+        return [d[0] for d in cursor.description], cursor.fetchall()
+
+    @property
+    def errors(self) -> type[Exception]:
+        """The engine's base class of database errors."""
+        if self.engine == "duckdb":
+            import duckdb
+
+            return duckdb.Error
+        import psycopg2
+
+        return psycopg2.Error
+
     def run(self, sql: str, *params: Any) -> int:
         """Run a statement; returns the rows it changed (for insert, update and delete)."""
         cursor = self._execute(sql, params)
@@ -182,6 +200,13 @@ def connect_postgres(credentials: Any, read_only: bool = False) -> Any:
         where = f"{credentials.host}:{credentials.port}/{credentials.database}"
         raise StorageError(f"cannot connect to PostgreSQL at {where}: {_first_line(exc)}") from None
     con.autocommit = True
+    # numeric columns as floats, as DuckDB's doubles: the report and pandas need no Decimal
+    decimal_as_float = psycopg2.extensions.new_type(
+        psycopg2.extensions.DECIMAL.values,
+        "DECIMAL_AS_FLOAT",
+        lambda v, _cur: None if v is None else float(v),
+    )
+    psycopg2.extensions.register_type(decimal_as_float, con)
     if read_only:
         con.set_session(readonly=True, autocommit=True)
     return con

@@ -100,7 +100,8 @@ latest as (
             v.state_hash,
             v.error_report_hash,
             v.error_report_poll_id,
-            row_number() over (partition by v.team_id, v.transfer_backfill_id order by v.poll_id desc) as recency
+            row_number()
+                over (partition by v.team_id, v.transfer_backfill_id order by v.poll_id desc) as recency
         from {{ds}}.{VERSIONS} as v
         where exists (
             select 1 from relevant as r
@@ -134,7 +135,10 @@ join {{ds}}.{VERSIONS}__error_report as e on e._dlt_parent_id = v._dlt_id
 def read_baseline(con: Connection, dataset: str) -> Baseline:
     """The next poll id and, per team, the listed and pending backfills with their latest versions."""
     tables = {
-        row[0] for row in con.rows("select table_name from information_schema.tables where table_schema = %s", dataset)
+        row[0]
+        for row in con.rows(
+            "select table_name from information_schema.tables where table_schema = %s", dataset
+        )
     }
     if not {POLLS, VERSIONS, LISTING_EVENTS, LOOKUPS} <= tables:
         return Baseline()

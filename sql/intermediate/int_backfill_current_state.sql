@@ -3,30 +3,39 @@
 -- CANCELLED, or still incomplete behind the 100-item cap); a 404 keeps it UNKNOWN, and a 404
 -- after "still incomplete" makes it UNKNOWN again from that answer (the API forgot it meanwhile).
 with versions as (
-    select * from staging.stg_supermetrics__backfill_versions
-    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
+    select * from staging.stg_supermetrics__backfill_versions as scoped
+    where exists (
+        select 1 from staging.scope_backfills as in_scope
+        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
+    )
 ),
 
 stretches as (
-    select * from staging.int_listing_stretches
-    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
+    select * from staging.int_listing_stretches as scoped
+    where exists (
+        select 1 from staging.scope_backfills as in_scope
+        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
+    )
 ),
 
 lookups as (
-    select * from staging.stg_supermetrics__backfill_lookups
-    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
+    select * from staging.stg_supermetrics__backfill_lookups as scoped
+    where exists (
+        select 1 from staging.scope_backfills as in_scope
+        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
+    )
 ),
 
 latest_versions as (
-    select *
+    select distinct on (team_id, transfer_backfill_id) *
     from versions
-    qualify row_number() over (partition by team_id, transfer_backfill_id order by poll_id desc) = 1
+    order by team_id, transfer_backfill_id, poll_id desc
 ),
 
 latest_stretches as (
-    select *
+    select distinct on (team_id, transfer_backfill_id) *
     from stretches
-    qualify row_number() over (partition by team_id, transfer_backfill_id order by listed_from_poll_id desc) = 1
+    order by team_id, transfer_backfill_id, listed_from_poll_id desc
 ),
 
 confirmations as (
@@ -59,7 +68,27 @@ answered_after_confirmation as (
 
 final as (
     select
-        latest_versions.* exclude (version_id, error_report_poll_id),
+        latest_versions.poll_id,
+        latest_versions.team_id,
+        latest_versions.transfer_backfill_id,
+        latest_versions.transfer_id,
+        latest_versions.observed_at,
+        latest_versions.observed_by,
+        latest_versions.status,
+        latest_versions.range_start_date,
+        latest_versions.range_end_date,
+        latest_versions.created_time,
+        latest_versions.created_user_id,
+        latest_versions.start_time,
+        latest_versions.end_time,
+        latest_versions.removed_time,
+        latest_versions.removed_user_id,
+        latest_versions.transfer_runs_total,
+        latest_versions.transfer_runs_created,
+        latest_versions.transfer_runs_completed,
+        latest_versions.transfer_runs_failed,
+        latest_versions.error_count,
+        latest_versions.extra_fields,
         latest_versions.transfer_runs_completed + latest_versions.transfer_runs_failed as runs_done,
         latest_stretches.unlisted_at_poll_id,
         latest_stretches.vanished_at,

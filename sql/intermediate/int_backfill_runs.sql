@@ -19,7 +19,7 @@ backfills as (
 ),
 
 attributed as (
-    select
+    select distinct on (runs.team_id, runs.run_id)
         runs.*,
         backfills.transfer_backfill_id
     from runs
@@ -30,10 +30,8 @@ attributed as (
             and runs.data_date between backfills.range_start_date and backfills.range_end_date
             and runs.created_time >= backfills.created_time
             and (backfills.ended_time is null or runs.created_time <= backfills.ended_time)
-    qualify row_number() over (
-        partition by runs.team_id, runs.run_id
-        order by backfills.created_time desc nulls last, backfills.transfer_backfill_id desc
-    ) = 1
+    order by
+        runs.team_id, runs.run_id, backfills.created_time desc nulls last, backfills.transfer_backfill_id desc
 ),
 
 final as (

@@ -2,8 +2,11 @@
 -- and which version's child rows hold its error report. Narrow on purpose: it has a row per
 -- change (millions over a year); the full latest state is in int_backfill_current_state.
 with versions as (
-    select * from staging.stg_supermetrics__backfill_versions
-    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
+    select * from staging.stg_supermetrics__backfill_versions as scoped
+    where exists (
+        select 1 from staging.scope_backfills as in_scope
+        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
+    )
 ),
 
 sequenced as (
@@ -27,9 +30,10 @@ sequenced as (
         lag(transfer_runs_completed + transfer_runs_failed) over backfill_history as previous_runs_done,
         lag(transfer_runs_completed, 1, 0) over backfill_history as previous_runs_completed,
         lag(transfer_runs_failed, 1, 0) over backfill_history as previous_runs_failed,
-        -- the report's holder is the latest version, up to this one, stored in error_report_poll_id
-        last_value(case when poll_id = error_report_poll_id then version_id end ignore nulls)
-            over backfill_history as error_report_version_id
+        -- the report's holder is the latest version, up to this one, that stored a report (its
+        -- poll is its error_report_poll_id): a running max of poll ids, as both engines run it
+        max(case when poll_id = error_report_poll_id then poll_id end)
+            over backfill_history as error_report_holder_poll_id
     from versions
     window backfill_history as (
         partition by team_id, transfer_backfill_id order by poll_id
@@ -53,16 +57,39 @@ attempts as (
 
 final as (
     select
-        * exclude (version_id, error_report_poll_id, previous_runs_completed, previous_runs_failed),
-        coalesce(status <> previous_status or runs_done <> previous_runs_done, true) as is_progress,
+        attempts.poll_id,
+        attempts.team_id,
+        attempts.transfer_backfill_id,
+        attempts.transfer_id,
+        attempts.observed_at,
+        attempts.observed_by,
+        attempts.status,
+        attempts.transfer_runs_total,
+        attempts.transfer_runs_created,
+        attempts.transfer_runs_completed,
+        attempts.transfer_runs_failed,
+        attempts.error_count,
+        attempts.runs_done,
+        attempts.previous_status,
+        attempts.previous_runs_done,
+        holders.version_id as error_report_version_id,
+        attempts.is_new_attempt,
+        coalesce(
+            attempts.status <> attempts.previous_status or attempts.runs_done <> attempts.previous_runs_done, true
+        ) as is_progress,
         -- completed runs only ever add up (a retry re-runs only the failed days)
-        greatest(transfer_runs_completed - previous_runs_completed, 0) as runs_completed_delta,
+        greatest(attempts.transfer_runs_completed - attempts.previous_runs_completed, 0) as runs_completed_delta,
         -- a new attempt's failures count from zero: its whole counter is new
         case
-            when is_new_attempt then transfer_runs_failed
-            else greatest(transfer_runs_failed - previous_runs_failed, 0)
+            when attempts.is_new_attempt then attempts.transfer_runs_failed
+            else greatest(attempts.transfer_runs_failed - attempts.previous_runs_failed, 0)
         end as runs_failed_delta
     from attempts
+    left join versions as holders
+        on
+            holders.team_id = attempts.team_id
+            and holders.transfer_backfill_id = attempts.transfer_backfill_id
+            and holders.poll_id = attempts.error_report_holder_poll_id
 )
 
 select * from final

@@ -6,13 +6,13 @@ with polls as (
 ),
 
 final as (
-    select
+    select distinct on (team_id)
         team_id,
-        max(polled_at) as latest_poll_at,
-        coalesce(arg_max(possibly_truncated, polled_at), false) as is_latest_poll_capped
+        polled_at as latest_poll_at,
+        coalesce(possibly_truncated, false) as is_latest_poll_capped
     from polls
     where outcome = 'ok'
-    group by team_id
+    order by team_id, polled_at desc, poll_id desc
 )
 
 select * from final

@@ -2,8 +2,11 @@
 -- that the most a team was ever seen running is a scan of this small table, not of every
 -- progress row.
 with progress as (
-    select * from analytics.backfill_progress
-    semi join staging.scope_polls using (poll_id)
+    select * from analytics.backfill_progress as scoped
+    where exists (
+        select 1 from staging.scope_polls as in_scope
+        where in_scope.poll_id = scoped.poll_id
+    )
 ),
 
 final as (

@@ -2,8 +2,11 @@
 -- normalised pattern: quoted values, dates, ids and numbers masked, so that
 -- "Account 123-456-7890 not found" and "Account 987-654-3210 not found" are one problem.
 with versions as (
-    select * from staging.int_backfill_versions_sequenced
-    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
+    select * from staging.int_backfill_versions_sequenced as scoped
+    where exists (
+        select 1 from staging.scope_backfills as in_scope
+        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
+    )
 ),
 
 reports as (
@@ -11,13 +14,19 @@ reports as (
 ),
 
 progress as (
-    select * from analytics.backfill_progress
-    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
+    select * from analytics.backfill_progress as scoped
+    where exists (
+        select 1 from staging.scope_backfills as in_scope
+        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
+    )
 ),
 
 lookups as (
-    select * from staging.stg_supermetrics__backfill_lookups
-    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
+    select * from staging.stg_supermetrics__backfill_lookups as scoped
+    where exists (
+        select 1 from staging.scope_backfills as in_scope
+        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
+    )
 ),
 
 transfers as (
@@ -34,20 +43,40 @@ version_last_listed as (
     group by team_id, transfer_backfill_id, version_poll_id
 ),
 
+-- each answered lookup's latest version at or before it: an as-of join, written as a running max
+-- over both sides in poll order (DuckDB and PostgreSQL run it alike; a version sorts before a
+-- lookup of the same poll)
+lookup_timeline as (
+    select team_id, transfer_backfill_id, poll_id, 0 as is_lookup, null as looked_up_at from versions
+    union all
+    select team_id, transfer_backfill_id, poll_id, 1 as is_lookup, looked_up_at
+    from lookups
+    where outcome in ('final', 'incomplete')
+),
+
+lookup_versions as (
+    select
+        team_id,
+        transfer_backfill_id,
+        is_lookup,
+        looked_up_at,
+        max(case when is_lookup = 0 then poll_id end) over (
+            partition by team_id, transfer_backfill_id order by poll_id, is_lookup
+            rows between unbounded preceding and current row
+        ) as version_poll_id
+    from lookup_timeline
+),
+
 version_last_looked_up as (
     -- a lookup that found the state unchanged stores no version, but it saw that version's report
     select
-        answered.team_id,
-        answered.transfer_backfill_id,
-        versions.poll_id as version_poll_id,
-        max(answered.looked_up_at) as last_looked_up_at
-    from (select * from lookups where outcome in ('final', 'incomplete')) as answered
-    asof inner join versions
-        on
-            versions.team_id = answered.team_id
-            and versions.transfer_backfill_id = answered.transfer_backfill_id
-            and answered.poll_id >= versions.poll_id
-    group by answered.team_id, answered.transfer_backfill_id, versions.poll_id
+        team_id,
+        transfer_backfill_id,
+        version_poll_id,
+        max(looked_up_at) as last_looked_up_at
+    from lookup_versions
+    where is_lookup = 1 and version_poll_id is not null
+    group by team_id, transfer_backfill_id, version_poll_id
 ),
 
 report_spans as (
@@ -56,7 +85,7 @@ report_spans as (
         versions.team_id,
         versions.transfer_backfill_id,
         versions.error_report_version_id,
-        any_value(versions.transfer_id) as transfer_id,
+        max(versions.transfer_id) as transfer_id,  -- one per backfill
         min(versions.observed_at) as first_seen_at,
         max(
             greatest(
@@ -83,7 +112,7 @@ distinct_errors as (
     select
         report_spans.team_id,
         report_spans.transfer_backfill_id,
-        any_value(report_spans.transfer_id) as transfer_id,
+        max(report_spans.transfer_id) as transfer_id,
         reports.transfer_run_date,
         reports.error,
         min(report_spans.first_seen_at) as first_seen_at,
@@ -101,14 +130,15 @@ final as (
                 regexp_replace(
                     regexp_replace(
                         regexp_replace(error, '''[^'']*''|"[^"]*"', '<value>', 'g'),
-                        '\d{4}-\d{2}-\d{2}([T ][0-9:.]+Z?)?', '<date>', 'g'
+                        '[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+Z?)?', '<date>', 'g'
                     ),
-                    -- words mixing letters and digits: request ids, hex ids
-                    '\b([A-Za-z_]+\w*\d|\d+[A-Za-z_])\w*\b', '<id>', 'g'
+                    -- words mixing letters and digits: request ids, hex ids. ASCII classes, and no
+                    -- \b (a backspace to PostgreSQL): the greedy match spans the whole word anyway
+                    '([A-Za-z_]+[A-Za-z0-9_]*[0-9]|[0-9]+[A-Za-z_])[A-Za-z0-9_]*', '<id>', 'g'
                 ),
-                '\d+(-\d+)+', '<id>', 'g'
+                '[0-9]+(-[0-9]+)+', '<id>', 'g'
             ),
-            '\d+(\.\d+)?', '<n>', 'g'
+            '[0-9]+([.][0-9]+)?', '<n>', 'g'
         ) as error_pattern,
         transfers.transfer_name
     from distinct_errors

@@ -9,7 +9,7 @@ with polls as (
 new_polls as (
     select polls.*
     from polls
-    semi join staging.scope_polls using (poll_id)
+    where exists (select 1 from staging.scope_polls as in_scope where in_scope.poll_id = polls.poll_id)
 ),
 
 first_new_poll as (
@@ -27,19 +27,23 @@ transfers as (
 ),
 
 versions as (
-    select * from staging.int_backfill_versions_sequenced
-    semi join stretches using (team_id, transfer_backfill_id)
+    select * from staging.int_backfill_versions_sequenced as scoped
+    where exists (
+        select 1 from stretches
+        where stretches.team_id = scoped.team_id and stretches.transfer_backfill_id = scoped.transfer_backfill_id
+    )
 ),
 
 listed_poll_ids as (
     select
-        team_id,
-        transfer_backfill_id,
-        unnest(range(
-            greatest(listed_from_poll_id, (select poll_id from first_new_poll)),
-            coalesce(unlisted_at_poll_id, (select max(poll_id) + 1 from polls))
-        )) as poll_id
-    from stretches
+        stretches.team_id,
+        stretches.transfer_backfill_id,
+        listed_poll.poll_id
+    from stretches,
+        generate_series(
+            greatest(stretches.listed_from_poll_id, (select poll_id from first_new_poll)),
+            coalesce(stretches.unlisted_at_poll_id, (select max(poll_id) + 1 from polls)) - 1
+        ) as listed_poll (poll_id)
 ),
 
 listed as (
@@ -55,6 +59,28 @@ listed as (
             and polls.team_id = listed_poll_ids.team_id
 ),
 
+-- each listed poll's latest version at or before it: an as-of join, written as a running max
+-- over both sides in poll order (DuckDB and PostgreSQL run it alike; a version sorts before a
+-- listing of the same poll)
+version_timeline as (
+    select team_id, transfer_backfill_id, poll_id, 0 as is_listing from versions
+    union all
+    select team_id, transfer_backfill_id, poll_id, 1 as is_listing from listed
+),
+
+listed_versions as (
+    select
+        team_id,
+        transfer_backfill_id,
+        poll_id,
+        is_listing,
+        max(case when is_listing = 0 then poll_id end) over (
+            partition by team_id, transfer_backfill_id order by poll_id, is_listing
+            rows between unbounded preceding and current row
+        ) as version_poll_id
+    from version_timeline
+),
+
 with_state as (
     select
         listed.*,
@@ -67,11 +93,17 @@ with_state as (
         versions.error_count,
         versions.poll_id as version_poll_id
     from listed
-    asof left join versions
+    inner join listed_versions
+        on
+            listed_versions.team_id = listed.team_id
+            and listed_versions.transfer_backfill_id = listed.transfer_backfill_id
+            and listed_versions.poll_id = listed.poll_id
+            and listed_versions.is_listing = 1
+    left join versions
         on
             versions.team_id = listed.team_id
             and versions.transfer_backfill_id = listed.transfer_backfill_id
-            and listed.poll_id >= versions.poll_id
+            and versions.poll_id = listed_versions.version_poll_id
 ),
 
 progress_rows as (

@@ -4,27 +4,64 @@
 -- (hidden by the 100-item cap): then it starts at the lookup that found it final. An
 -- unconfirmed one is an UNKNOWN stretch from the moment it stopped being known.
 with versions as (
-    select * from staging.int_backfill_versions_sequenced
-    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
+    select * from staging.int_backfill_versions_sequenced as scoped
+    where exists (
+        select 1 from staging.scope_backfills as in_scope
+        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
+    )
 ),
 
 lookups as (
-    select * from staging.stg_supermetrics__backfill_lookups
-    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
+    select * from staging.stg_supermetrics__backfill_lookups as scoped
+    where exists (
+        select 1 from staging.scope_backfills as in_scope
+        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
+    )
 ),
 
 stretches as (
-    select * from staging.int_listing_stretches
-    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
+    select * from staging.int_listing_stretches as scoped
+    where exists (
+        select 1 from staging.scope_backfills as in_scope
+        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
+    )
 ),
 
 current_state as (
-    select * from staging.int_backfill_current_state
-    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
+    select * from staging.int_backfill_current_state as scoped
+    where exists (
+        select 1 from staging.scope_backfills as in_scope
+        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
+    )
 ),
 
 team_clock as (
     select * from staging.int_team_clock
+),
+
+-- each version's latest stretch unlisted at or before it: an as-of join, written as a running
+-- max over both sides in poll order (DuckDB and PostgreSQL run it alike; a stretch's unlisting
+-- sorts before a version of the same poll)
+unlisting_timeline as (
+    select team_id, transfer_backfill_id, unlisted_at_poll_id as poll_id, 0 as is_version
+    from stretches
+    where unlisted_at_poll_id is not null
+    union all
+    select team_id, transfer_backfill_id, poll_id, 1 as is_version
+    from versions
+),
+
+version_unlistings as (
+    select
+        team_id,
+        transfer_backfill_id,
+        poll_id,
+        is_version,
+        max(case when is_version = 0 then poll_id end) over (
+            partition by team_id, transfer_backfill_id order by poll_id, is_version
+            rows between unbounded preceding and current row
+        ) as unlisted_at_poll_id
+    from unlisting_timeline
 ),
 
 version_observations as (
@@ -51,11 +88,17 @@ version_observations as (
             else versions.observed_at
         end as observed_at
     from versions
-    asof left join stretches
+    left join version_unlistings
+        on
+            version_unlistings.team_id = versions.team_id
+            and version_unlistings.transfer_backfill_id = versions.transfer_backfill_id
+            and version_unlistings.poll_id = versions.poll_id
+            and version_unlistings.is_version = 1
+    left join stretches
         on
             stretches.team_id = versions.team_id
             and stretches.transfer_backfill_id = versions.transfer_backfill_id
-            and versions.poll_id >= stretches.unlisted_at_poll_id
+            and stretches.unlisted_at_poll_id = version_unlistings.unlisted_at_poll_id
 ),
 
 unknown_observations as (
@@ -98,7 +141,7 @@ status_stretches as (
         team_id,
         transfer_backfill_id,
         stretch_number,
-        any_value(status) as status,
+        min(status) as status,  -- one per stretch
         min(observed_at) as valid_from
     from numbered
     group by team_id, transfer_backfill_id, stretch_number
@@ -112,18 +155,14 @@ final as (
         status_stretches.status,
         status_stretches.valid_from,
         lead(status_stretches.valid_from) over backfill_history as valid_to,
-        date_diff(
-            'second',
-            status_stretches.valid_from,
-            coalesce(
-                lead(status_stretches.valid_from) over backfill_history,
-                -- a current stretch of an unfinished status lasts up to the latest poll
-                case
-                    when status_stretches.status not in ('COMPLETED', 'CANCELLED', 'UNKNOWN')
-                        then team_clock.latest_poll_at
-                end
-            )
-        ) as duration_seconds,
+        cast(extract(epoch from coalesce(
+            lead(status_stretches.valid_from) over backfill_history,
+            -- a current stretch of an unfinished status lasts up to the latest poll
+            case
+                when status_stretches.status not in ('COMPLETED', 'CANCELLED', 'UNKNOWN')
+                    then team_clock.latest_poll_at
+            end
+        ) - status_stretches.valid_from) as bigint) as duration_seconds,
         status_stretches.stretch_number
     from status_stretches
     left join team_clock on team_clock.team_id = status_stretches.team_id

@@ -1,33 +1,51 @@
 -- One row per backfill ever seen: its latest state, durations, progress rate, ETA and stall flag.
 -- Rebuilt for the backfills that changed and those still running (staging.scope_backfills).
 with current_state as (
-    select * from staging.int_backfill_current_state
-    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
+    select * from staging.int_backfill_current_state as scoped
+    where exists (
+        select 1 from staging.scope_backfills as in_scope
+        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
+    )
 ),
 
 versions as (
-    select * from staging.int_backfill_versions_sequenced
-    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
+    select * from staging.int_backfill_versions_sequenced as scoped
+    where exists (
+        select 1 from staging.scope_backfills as in_scope
+        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
+    )
 ),
 
 progress as (
-    select * from analytics.backfill_progress
-    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
+    select * from analytics.backfill_progress as scoped
+    where exists (
+        select 1 from staging.scope_backfills as in_scope
+        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
+    )
 ),
 
 status_history as (
-    select * from analytics.backfill_status_history
-    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
+    select * from analytics.backfill_status_history as scoped
+    where exists (
+        select 1 from staging.scope_backfills as in_scope
+        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
+    )
 ),
 
 errors as (
-    select * from analytics.backfill_errors
-    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
+    select * from analytics.backfill_errors as scoped
+    where exists (
+        select 1 from staging.scope_backfills as in_scope
+        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
+    )
 ),
 
 runs as (
-    select * from staging.int_backfill_runs
-    semi join staging.scope_backfills using (team_id, transfer_backfill_id)
+    select * from staging.int_backfill_runs as scoped
+    where exists (
+        select 1 from staging.scope_backfills as in_scope
+        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
+    )
 ),
 
 transfers as (
@@ -65,20 +83,48 @@ team_slots as (
 ),
 
 
-version_facts as (
-    select
+first_running as (
+    -- the first time it was seen RUNNING, and the runs done by then: the start of the rate
+    select distinct on (team_id, transfer_backfill_id)
         team_id,
         transfer_backfill_id,
-        min(observed_at) as first_seen_at,
-        max(case when is_progress then observed_at end) as last_progress_at,
-        -- the first time it was seen RUNNING, and the runs done by then: the start of the rate
-        arg_min(observed_at, poll_id) filter (where status = 'RUNNING') as first_running_at,
-        arg_min(runs_done, poll_id) filter (where status = 'RUNNING') as runs_done_at_first_running,
-        -- every failure observed, those of attempts a retry reset included
-        cast(sum(runs_failed_delta) as bigint) as runs_failed_all_attempts,
-        arg_min(observed_by, poll_id) as learnt_from
+        observed_at as first_running_at,
+        runs_done as runs_done_at_first_running
     from versions
-    group by team_id, transfer_backfill_id
+    where status = 'RUNNING'
+    order by team_id, transfer_backfill_id, poll_id
+),
+
+first_version as (
+    select distinct on (team_id, transfer_backfill_id)
+        team_id,
+        transfer_backfill_id,
+        observed_by as learnt_from
+    from versions
+    order by team_id, transfer_backfill_id, poll_id
+),
+
+version_facts as (
+    select
+        versions.team_id,
+        versions.transfer_backfill_id,
+        min(versions.observed_at) as first_seen_at,
+        max(case when versions.is_progress then versions.observed_at end) as last_progress_at,
+        min(first_running.first_running_at) as first_running_at,
+        min(first_running.runs_done_at_first_running) as runs_done_at_first_running,
+        -- every failure observed, those of attempts a retry reset included
+        cast(sum(versions.runs_failed_delta) as bigint) as runs_failed_all_attempts,
+        min(first_version.learnt_from) as learnt_from
+    from versions
+    left join first_running
+        on
+            first_running.team_id = versions.team_id
+            and first_running.transfer_backfill_id = versions.transfer_backfill_id
+    left join first_version
+        on
+            first_version.team_id = versions.team_id
+            and first_version.transfer_backfill_id = versions.transfer_backfill_id
+    group by versions.team_id, versions.transfer_backfill_id
 ),
 
 run_facts as (
@@ -204,9 +250,9 @@ with_rate as (
         -- enough data: at least two runs done over at least ten minutes of observed running
         case
             when runs_done - runs_done_at_first_running >= 2
-                and date_diff('second', first_running_at, rate_measured_until) >= 600
+                and extract(epoch from rate_measured_until - first_running_at) >= 600
                 then 3600.0 * (runs_done - runs_done_at_first_running)
-                / date_diff('second', first_running_at, rate_measured_until)
+                / extract(epoch from rate_measured_until - first_running_at)
         end as runs_per_hour
     from rates
 ),
@@ -218,7 +264,7 @@ final as (
         transfer_id,
         range_start_date,
         range_end_date,
-        date_diff('day', range_start_date, range_end_date) + 1 as range_days,
+        range_end_date - range_start_date + 1 as range_days,
         current_status as status,
         is_incomplete,
         created_time,
@@ -231,11 +277,11 @@ final as (
         last_seen_at,
         vanished_at,
         finished_at,
-        date_diff('second', created_time, start_time) as queue_seconds,
+        cast(extract(epoch from start_time - created_time) as bigint) as queue_seconds,
         case
-            when end_time is not null then date_diff('second', start_time, end_time)
-            when current_status = 'FAILED' then date_diff('second', start_time, failed_since)
-            when is_incomplete then date_diff('second', start_time, latest_poll_at)
+            when end_time is not null then cast(extract(epoch from end_time - start_time) as bigint)
+            when current_status = 'FAILED' then cast(extract(epoch from failed_since - start_time) as bigint)
+            when is_incomplete then cast(extract(epoch from latest_poll_at - start_time) as bigint)
         end as run_seconds,
         transfer_runs_total,
         transfer_runs_created,
@@ -243,14 +289,15 @@ final as (
         transfer_runs_failed,
         round(100.0 * runs_done / nullif(transfer_runs_total, 0), 2) as progress_pct,
         runs_failed_all_attempts,
-        runs_failed_all_attempts / nullif(transfer_runs_completed + runs_failed_all_attempts, 0) as failure_rate,
-        transfer_runs_failed / nullif(runs_done, 0) as failure_rate_current_attempt,
+        cast(runs_failed_all_attempts as double precision)
+        / nullif(transfer_runs_completed + runs_failed_all_attempts, 0) as failure_rate,
+        cast(transfer_runs_failed as double precision) / nullif(runs_done, 0) as failure_rate_current_attempt,
         error_count_ever as error_count,
         runs_per_hour,
         case
             when current_status = 'RUNNING' and runs_per_hour > 0
                 then latest_poll_at
-                + to_seconds(cast(round(3600 * (transfer_runs_total - runs_done) / runs_per_hour) as bigint))
+                + cast(round(3600 * (transfer_runs_total - runs_done) / runs_per_hour) as bigint) * interval '1 second'
         end as eta,
         is_waiting_for_slot,
         coalesce(
@@ -259,7 +306,7 @@ final as (
             and not is_waiting_for_slot
             -- seen without progress for that long: a backfill hidden behind the cap is judged by
             -- its last lookup, not by how long nobody looked
-            and date_diff('second', last_progress_at, last_seen_at) > 3600 * {{ stall_after_hours }},
+            and extract(epoch from last_seen_at - last_progress_at) > 3600 * {{ stall_after_hours }},
             false
         ) as is_stalled,
         last_progress_at,

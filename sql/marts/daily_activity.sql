@@ -53,15 +53,18 @@ bounds as (
         select team_id, cast(timezone('UTC', polled_at) as date) as day from polls
         union all
         select team_id, created_date as day from backfill_days
-    )
+    ) as team_days
     group by team_id
 ),
 
 days as (
     select
-        team_id,
-        cast(unnest(generate_series(first_day, last_day, interval 1 day)) as date) as day
-    from bounds
+        bounds.team_id,
+        cast(series.day_start as date) as day
+    from bounds,
+        generate_series(
+            cast(bounds.first_day as timestamp), cast(bounds.last_day as timestamp), interval '1 day'
+        ) as series (day_start)
 ),
 
 created as (

@@ -5,7 +5,7 @@ with polls as (
 ),
 
 latest as (
-    select
+    select distinct on (team_id)
         team_id,
         poll_id as last_poll_id,
         polled_at as last_polled_at,
@@ -14,7 +14,7 @@ latest as (
         error_class as last_error_class,
         error_message as last_error_message
     from polls
-    qualify row_number() over (partition by team_id order by poll_id desc) = 1
+    order by team_id, poll_id desc
 ),
 
 latest_ok as (

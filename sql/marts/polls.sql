@@ -1,7 +1,10 @@
 -- One row per poll, failed ones included: the monitor's own health.
 with polls as (
-    select * from staging.stg_supermetrics__polls
-    semi join staging.scope_polls using (poll_id)
+    select * from staging.stg_supermetrics__polls as scoped
+    where exists (
+        select 1 from staging.scope_polls as in_scope
+        where in_scope.poll_id = scoped.poll_id
+    )
 ),
 
 final as (

@@ -26,8 +26,10 @@ exact_runs as (
         transfer_id,
         count(*) filter (where status = 'COMPLETED') as runs_completed,
         count(*) filter (where status = 'FAILED') as runs_failed,
-        median(duration_seconds) filter (where status = 'COMPLETED') as median_seconds,
-        quantile_cont(duration_seconds, 0.95) filter (where status = 'COMPLETED') as p95_seconds
+        percentile_cont(0.5) within group (order by duration_seconds)
+            filter (where status = 'COMPLETED') as median_seconds,
+        percentile_cont(0.95) within group (order by duration_seconds)
+            filter (where status = 'COMPLETED') as p95_seconds
     from runs
     group by team_id, transfer_id
 ),
@@ -46,15 +48,12 @@ observed_runs as (
 last_errors as (
     -- the error first seen most recently; ties (one poll reports several) go to the latest run
     -- date, then the error text, so that the answer never depends on row order
-    select
+    select distinct on (team_id, transfer_id)
         team_id,
         transfer_id,
         error as last_error
     from errors
-    qualify row_number() over (
-        partition by team_id, transfer_id
-        order by first_seen_at desc, transfer_run_date desc, error desc
-    ) = 1
+    order by team_id, transfer_id, first_seen_at desc, transfer_run_date desc, error desc
 ),
 
 per_transfer as (
@@ -66,8 +65,10 @@ per_transfer as (
         count(*) filter (where status = 'COMPLETED') as backfills_completed,
         count(*) filter (where status = 'CANCELLED') as backfills_cancelled,
         count(*) filter (where status = 'FAILED') as backfills_failed,
-        median(run_seconds) filter (where status = 'COMPLETED') as median_run_seconds,
-        quantile_cont(run_seconds, 0.95) filter (where status = 'COMPLETED') as p95_run_seconds,
+        percentile_cont(0.5) within group (order by run_seconds)
+            filter (where status = 'COMPLETED') as median_run_seconds,
+        percentile_cont(0.95) within group (order by run_seconds)
+            filter (where status = 'COMPLETED') as p95_run_seconds,
         max(created_time) as last_backfill_created_at
     from backfills
     group by team_id, transfer_id
@@ -84,8 +85,8 @@ final as (
         per_transfer.backfills_failed,
         coalesce(observed_runs.runs_completed, 0) as runs_completed,
         coalesce(observed_runs.runs_failed, 0) as runs_failed,
-        observed_runs.runs_failed / nullif(observed_runs.runs_completed + observed_runs.runs_failed, 0)
-            as failure_rate,
+        cast(observed_runs.runs_failed as double precision)
+        / nullif(observed_runs.runs_completed + observed_runs.runs_failed, 0) as failure_rate,
         per_transfer.median_run_seconds,
         per_transfer.p95_run_seconds,
         last_errors.last_error,
@@ -94,8 +95,8 @@ final as (
         transfers.data_source,
         coalesce(exact_runs.runs_completed, 0) as exact_runs_completed,
         coalesce(exact_runs.runs_failed, 0) as exact_runs_failed,
-        exact_runs.runs_failed / nullif(exact_runs.runs_completed + exact_runs.runs_failed, 0)
-            as exact_failure_rate,
+        cast(exact_runs.runs_failed as double precision)
+        / nullif(exact_runs.runs_completed + exact_runs.runs_failed, 0) as exact_failure_rate,
         exact_runs.median_seconds as run_duration_median_seconds,
         exact_runs.p95_seconds as run_duration_p95_seconds
     from per_transfer

@@ -5,7 +5,7 @@ with source as (
 ),
 
 final as (
-    select
+    select distinct on (team_id, run_id)
         team_id,
         transfer_id,
         run_id,
@@ -20,7 +20,7 @@ final as (
         observed_at as updated_at
     from source
     window run as (partition by team_id, run_id)
-    qualify row_number() over (partition by team_id, run_id order by poll_id desc, observed_at desc) = 1
+    order by team_id, run_id, poll_id desc, observed_at desc
 )
 
 select * from final
