@@ -23,7 +23,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
-# one worker per core; an idle worker takes queued tests from a busy one (worksteal)
+# one worker per core; an idle worker takes queued tests from a busy one (worksteal).
+# The PostgreSQL tests use BACKFILLS_TEST_POSTGRES_URL (.ci/run sets it), else start a throwaway
+# server themselves, else are skipped with the reason in the summary.
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist worksteal
 

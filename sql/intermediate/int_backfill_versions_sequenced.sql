@@ -32,13 +32,12 @@ sequenced as (
         lag(transfer_runs_failed, 1, 0) over backfill_history as previous_runs_failed,
         -- the report's holder is the latest version, up to this one, that stored a report (its
         -- poll is its error_report_poll_id): a running max of poll ids, as both engines run it
-        max(case when poll_id = error_report_poll_id then poll_id end)
-            over backfill_history as error_report_holder_poll_id
+        max(case when poll_id = error_report_poll_id then poll_id end) over (
+            partition by team_id, transfer_backfill_id order by poll_id
+            rows between unbounded preceding and current row
+        ) as error_report_holder_poll_id
     from versions
-    window backfill_history as (
-        partition by team_id, transfer_backfill_id order by poll_id
-        rows between unbounded preceding and current row
-    )
+    window backfill_history as (partition by team_id, transfer_backfill_id order by poll_id)
 ),
 
 attempts as (

@@ -1,0 +1,282 @@
+"""The same pipeline on a real PostgreSQL server: the same tables as DuckDB, row for row.
+
+One seeded simulated history is ingested twice, into a DuckDB file and into a fresh PostgreSQL
+database (two simulators of the same seed, moved in lockstep, give both the same answers), with
+the models built after every run (incrementally, as cron runs them). Every raw and analytics
+table must then hold the same rows on both engines; what may differ is only what differs between
+any two runs: dlt's ids and this machine's clock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import threading
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg2
+import pytest
+from cli_process import run_backfills
+from conftest import RAW_TABLES
+from postgres_server import postgres_server, postgres_url  # noqa: F401 - fixtures
+
+from pipelines.ingest import ingest, rebuild_models
+from pipelines.simulator import Simulator, Timing, Workload
+from pipelines.supermetrics.settings import DATASET_NAME
+from pipelines.warehouse import AdvisoryLock, Warehouse, postgres_credentials
+
+TEAMS = (101, 102)
+RUNS = 10
+# differ between any two runs given the same answers: dlt's ids, this machine's clock, the
+# per-request headers
+VOLATILE = {
+    "_dlt_id",
+    "_dlt_load_id",
+    "_dlt_parent_id",
+    "received_at",
+    "last_received_at",
+    "last_ok_received_at",
+    "duration_ms",
+    "request_id",
+    "rate_limit_remaining",
+}
+CHILD_TABLE = "backfill_versions__error_report"
+
+
+def seeded_simulator() -> Simulator:
+    """Two busy teams: backfills queue, run, fail with error reports, are retried and cancelled."""
+    workload = Workload(transfers_per_team=4, backfills_per_day=1500, cancel_probability=0.2)
+    quick = Timing(runs_created_after=(10, 60), pickup_after=(10, 60), run_bounds=(5, 20))
+    return Simulator(
+        seed=11,
+        speed=0,
+        teams=TEAMS,
+        workload=workload,
+        warmup=timedelta(hours=3),
+        timing=quick,
+        max_running=6,
+    )
+
+
+def ingest_history(db_path: Path, destination: str) -> None:
+    with seeded_simulator() as sim:
+        for _ in range(RUNS):
+            ingest(db_path, team_ids=list(TEAMS), base_url=sim.base_url, destination=destination)
+            sim.clock.advance(600)
+
+
+def normalised(value: Any) -> Any:
+    """One value as both engines' drivers can return it: numbers as rounded floats, times in UTC,
+    JSON as sorted text."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float | Decimal):
+        number = float(value)
+        return None if math.isnan(number) else round(number, 6)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value
+    if isinstance(value, timedelta | date):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.dumps(json.loads(value), sort_keys=True)
+        except ValueError:
+            return value
+    return value
+
+
+def tables(con: Any, schema: str, names: list[str], param: str) -> dict[str, list[tuple]]:
+    """Each table's rows (volatile columns left out), normalised and sorted."""
+    out = {}
+    cursor = con.cursor()
+    for name in names:
+        cursor.execute(
+            "select column_name from information_schema.columns where table_schema = "
+            f"{param} and table_name = {param} order by column_name",
+            [schema, name],
+        )
+        columns = [c for (c,) in cursor.fetchall() if c not in VOLATILE]
+        cursor.execute(f"select {', '.join(columns)} from {schema}.{name}")
+        rows = [tuple(normalised(v) for v in row) for row in cursor.fetchall()]
+        out[name] = sorted(rows, key=repr)
+    return out
+
+
+def analytics_tables(con: Any, param: str) -> list[str]:
+    cursor = con.cursor()
+    cursor.execute(
+        f"select table_name from information_schema.tables where table_schema = {param} "
+        "and table_name <> 'model_builds' order by table_name",
+        ["analytics"],
+    )
+    return [t for (t,) in cursor.fetchall()]
+
+
+def cli_env(url: str) -> dict[str, str]:
+    """What `backfills` run as a subprocess needs to work on that PostgreSQL database."""
+    return {
+        "BACKFILLS_DESTINATION": "postgres",
+        "DESTINATION__POSTGRES__CREDENTIALS": url,
+        "SOURCES__SUPERMETRICS__API_KEY": "sim-key",
+    }
+
+
+@pytest.fixture
+def on_postgres(postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:  # noqa: F811
+    monkeypatch.chdir(tmp_path)  # no .dlt/ of the repository's: config comes from env vars only
+    monkeypatch.setenv("SOURCES__SUPERMETRICS__API_KEY", "sim-key")
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", postgres_url)
+    return postgres_url
+
+
+@pytest.mark.slow
+def test_duckdb_and_postgres_hold_the_same_tables_row_for_row(on_postgres: str, tmp_path: Path) -> None:
+    duck_path = tmp_path / "data" / "backfills.duckdb"
+    ingest_history(duck_path, "duckdb")
+    ingest_history(tmp_path / "data" / "pg", "postgres")
+
+    with duckdb.connect(str(duck_path), read_only=True) as duck, psycopg2.connect(on_postgres) as pg:
+        marts = analytics_tables(duck, "?")
+        assert marts == analytics_tables(pg, "%s")
+        raw = [*RAW_TABLES, CHILD_TABLE]
+        duck_raw, pg_raw = tables(duck, DATASET_NAME, raw, "?"), tables(pg, DATASET_NAME, raw, "%s")
+        duck_marts, pg_marts = tables(duck, "analytics", marts, "?"), tables(pg, "analytics", marts, "%s")
+        builds = pg.cursor()
+        builds.execute("select mode, outcome from analytics.model_builds order by finished_at")
+        pg_builds = builds.fetchall()
+
+    # a history worth comparing: errors, lookups, runs, and every mart with rows
+    assert len(duck_raw["backfill_versions"]) > 50 and duck_raw[CHILD_TABLE] and duck_raw["backfill_lookups"]
+    assert duck_raw["transfer_runs"] and duck_raw["transfers"]
+    assert all(duck_marts[m] for m in marts), [m for m in marts if not duck_marts[m]]
+    assert pg_builds[0] == ("full", "ok") and set(pg_builds[1:]) == {("incremental", "ok")}
+    for name in raw:
+        assert pg_raw[name] == duck_raw[name], f"raw table {name} differs"
+    for name in marts:
+        assert pg_marts[name] == duck_marts[name], f"analytics.{name} differs"
+
+    # a full refresh on PostgreSQL rebuilds exactly what the incremental builds made
+    rebuild_models(tmp_path / "data" / "pg", full_refresh=True, destination="postgres")
+    with psycopg2.connect(on_postgres) as pg:
+        assert tables(pg, "analytics", marts, "%s") == pg_marts
+
+
+def test_the_cli_ingests_reports_and_queries_postgres_without_showing_the_password(
+    on_postgres: str, tmp_path: Path
+) -> None:
+    password = postgres_credentials().password
+    assert password and password in on_postgres
+    env = cli_env(on_postgres)
+    with seeded_simulator() as sim:
+        runs = [
+            run_backfills("ingest", "--team-id", "101", "--base-url", sim.base_url, cwd=tmp_path, **env)
+            for _ in range(2)
+        ]
+    report = run_backfills("report", cwd=tmp_path, **env)
+    check = run_backfills("check", cwd=tmp_path, **env)
+    query = run_backfills(
+        "query", "select count(*) as backfills from analytics.backfills", cwd=tmp_path, **env
+    )
+    refused = run_backfills("query", "delete from analytics.backfills", cwd=tmp_path, **env)
+
+    for done in (*runs, report, check, query):
+        assert done.returncode == 0, done.stderr
+    assert "database postgresql://backfills@127.0.0.1:" in runs[0].stdout
+    assert "published for BI tools" not in runs[0].stdout  # BI tools read the analytics schema
+    assert "team 101: poll 1" in runs[0].stdout and "models:" in runs[1].stdout
+    assert "Incomplete" in report.stdout or "incomplete" in report.stdout
+    assert check.stdout.startswith("OK")
+    assert int(query.stdout.split()[-1]) > 0
+    assert refused.returncode == 64 and "read-only" in refused.stderr
+    everything = "".join(p.stdout + p.stderr for p in (*runs, report, check, query, refused))
+    assert password not in everything
+    for path in tmp_path.rglob("*"):  # dlt's working folder included
+        if path.is_file():
+            assert password.encode() not in path.read_bytes(), path
+
+
+def test_overlapping_runs_on_postgres_are_excluded_by_the_database(on_postgres: str, tmp_path: Path) -> None:
+    target = Warehouse("postgres", tmp_path / "data" / "x", postgres_credentials())
+    with seeded_simulator() as sim, AdvisoryLock(target, DATASET_NAME):  # another machine's run
+        blocked = run_backfills(
+            "ingest", "--team-id", "101", "--base-url", sim.base_url, cwd=tmp_path, **cli_env(on_postgres)
+        )
+    assert blocked.returncode == 73, blocked.stderr
+    assert "another ingest" in blocked.stderr and "is running on postgresql://" in blocked.stderr
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.lock"))
+
+
+def test_a_bi_reader_inside_a_transaction_never_blocks_a_build(on_postgres: str, tmp_path: Path) -> None:
+    with seeded_simulator() as sim:
+        ingest(tmp_path / "data" / "pg", team_ids=[101], base_url=sim.base_url, destination="postgres")
+        sim.clock.advance(3600)
+        ingest(tmp_path / "data" / "pg", team_ids=[101], base_url=sim.base_url, destination="postgres")
+    reader = psycopg2.connect(on_postgres)  # a dashboard: one long repeatable-read transaction
+    reader.set_session(isolation_level="REPEATABLE READ")
+    cursor = reader.cursor()
+    cursor.execute("select count(*), max(poll_id) from analytics.polls")
+    before = cursor.fetchone()
+    cursor.execute("select count(*) from analytics.backfills")  # holds every table it read
+    built: list[object] = []
+    build = threading.Thread(
+        target=lambda: built.append(
+            rebuild_models(tmp_path / "data" / "pg", full_refresh=True, destination="postgres")
+        )
+    )
+    build.start()
+    build.join(timeout=90)  # a blocked build waits forever: this join would time out
+    assert not build.is_alive() and built, "the build waited for the reader"
+    cursor.execute("select count(*), max(poll_id) from analytics.polls")
+    assert cursor.fetchone() == before  # the reader's snapshot: never a half-built state
+    reader.rollback()
+    cursor.execute("select count(*), max(poll_id) from analytics.polls")
+    assert cursor.fetchone() == before  # a full refresh of the same polls: the same rows
+    reader.close()
+
+
+def test_a_missing_password_or_a_server_down_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    env = {"BACKFILLS_DESTINATION": "postgres"}
+    missing = run_backfills("report", cwd=tmp_path, **env)
+    assert missing.returncode == 78
+    assert "[destination.postgres] credentials" in missing.stderr and len(missing.stderr.splitlines()) == 1
+    down = run_backfills(
+        "ingest",
+        "--team-id",
+        "1",
+        cwd=tmp_path,
+        **env,
+        DESTINATION__POSTGRES__CREDENTIALS="postgresql://u:secret-pw@127.0.0.1:9/db",
+        SOURCES__SUPERMETRICS__API_KEY="sim-key",
+    )
+    assert down.returncode == 74 and "cannot connect to PostgreSQL at 127.0.0.1:9/db" in down.stderr
+    assert "secret-pw" not in down.stderr + down.stdout and len(down.stderr.splitlines()) == 1
+    unknown = run_backfills("report", cwd=tmp_path, BACKFILLS_DESTINATION="oracle")
+    assert unknown.returncode == 64 and "oracle" in unknown.stderr
+
+
+def test_the_destination_comes_from_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "config.toml").write_text('[backfills]\ndestination = "postgres"\n')
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pipelines.warehouse import configured_engine; print(configured_engine())",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert done.stdout.strip() == "postgres", done.stderr
