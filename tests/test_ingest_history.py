@@ -376,12 +376,13 @@ def test_data_a_killed_run_left_pending_loads_first_without_duplicates(
     from pipelines.ingest import open_pipeline
     from pipelines.supermetrics import supermetrics
     from pipelines.supermetrics.baseline import read_baseline
+    from pipelines.warehouse import Warehouse as Target
 
     api.create(add_transfer(sim), days_ago(2), days_ago(1))
     warehouse.ingest()
     sim.clock.advance(60)  # SCHEDULED: a change
     # what a run killed after extracting and normalizing, before loading, leaves behind
-    with duckdb.connect(str(warehouse.db_path)) as con:
+    with Target("duckdb", warehouse.db_path).connect() as con:
         baseline = read_baseline(con, "supermetrics")
     pipeline = open_pipeline(warehouse.db_path)
     pipeline.extract(supermetrics(team_ids=[TEAM], base_url=sim.base_url, baseline=baseline))
