@@ -51,14 +51,15 @@ RAW_SKIP = {"_settled_loads"}  # bookkeeping: which loads were settled when
 ANALYTICS_SKIP = {"model_builds"}  # one row per build: the chaos database builds more often
 
 
-def started_jobs(db: Path) -> list[Path]:
-    return list((working_dir(db) / "supermetrics_backfills" / "load" / "normalized").glob("*/started_jobs/*"))
+def started_jobs(working: Path) -> list[Path]:
+    return list((working / "supermetrics_backfills" / "load" / "normalized").glob("*/started_jobs/*"))
 
 
-def kill_while_loading(victim: subprocess.Popen, db: Path) -> bool:
-    """SIGKILL the victim as soon as a load job file is in `started_jobs/`; False if it ended first."""
+def kill_while_loading(victim: subprocess.Popen, working: Path) -> bool:
+    """SIGKILL the victim as soon as a load job file is in dlt's working folder's `started_jobs/`;
+    False if it ended first."""
     while victim.poll() is None:
-        if started_jobs(db):
+        if started_jobs(working):
             victim.send_signal(signal.SIGKILL)
             return True
         time.sleep(0.0005)  # watching the folder: the job file is the event
@@ -172,7 +173,7 @@ def test_killed_runs_leave_the_database_equal_to_an_uninterrupted_twin(
                 stderr=subprocess.DEVNULL,
             )
             if mode == "sigkill_in_load":
-                killed[mode] += kill_while_loading(victim, chaos)
+                killed[mode] += kill_while_loading(victim, working_dir(chaos))
             else:
                 try:  # a random moment: there is nothing to observe
                     victim.wait(timeout=rng.uniform(0.1, 1.0) * run_seconds)

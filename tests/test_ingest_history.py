@@ -371,7 +371,6 @@ def test_several_teams_in_one_run(sim: Simulator, api: Api, warehouse: Warehouse
 def test_data_a_killed_run_left_pending_loads_first_without_duplicates(
     sim: Simulator, api: Api, warehouse: Warehouse
 ) -> None:
-    import duckdb
 
     from pipelines.ingest import open_pipeline
     from pipelines.supermetrics import supermetrics

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -22,9 +25,12 @@ from typing import Any
 import duckdb
 import psycopg2
 import pytest
-from cli_process import run_backfills
+from cli_process import BACKFILLS, backfills_env, run_backfills
 from conftest import RAW_TABLES
 from postgres_server import postgres_server, postgres_url  # noqa: F401 - fixtures
+from support import put_last_load_back
+from test_chaos import ENV, MODES, kill_while_loading
+from test_watch import Watch
 
 from pipelines.ingest import ingest, rebuild_models
 from pipelines.simulator import Simulator, Timing, Workload
@@ -201,6 +207,20 @@ def test_the_cli_ingests_reports_and_queries_postgres_without_showing_the_passwo
     for path in tmp_path.rglob("*"):  # dlt's working folder included
         if path.is_file():
             assert password.encode() not in path.read_bytes(), path
+    with psycopg2.connect(on_postgres) as pg:  # nor the API key or the password in any stored row
+        cursor = pg.cursor()
+        cursor.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_schema in ('supermetrics', 'staging', 'analytics') and table_type = 'BASE TABLE'"
+        )
+        stored = cursor.fetchall()
+        assert len(stored) > 10
+        for schema, table in stored:
+            cursor.execute(
+                f"select count(*) from {schema}.{table} as t where t::text like %s or t::text like %s",
+                ["%sim-key%", f"%{password}%"],
+            )
+            assert cursor.fetchone()[0] == 0, f"{schema}.{table}"
 
 
 def test_overlapping_runs_on_postgres_are_excluded_by_the_database(on_postgres: str, tmp_path: Path) -> None:
@@ -280,3 +300,102 @@ def test_the_destination_comes_from_the_config_file(tmp_path: Path) -> None:
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )
     assert done.stdout.strip() == "postgres", done.stderr
+
+
+@pytest.mark.timeout(900)  # generous: a loaded machine makes every run slower, never wrong
+@pytest.mark.slow
+def test_killed_runs_on_postgres_leave_it_equal_to_an_uninterrupted_duckdb_twin(
+    on_postgres: str, tmp_path: Path
+) -> None:
+    """The chaos test on PostgreSQL (tests/test_chaos.py): runs killed at any moment, SIGKILL in
+    the middle of a load, and a load committed but not recorded (settled through `ctid`); the
+    database must then equal a DuckDB twin that got the same answers without interruption."""
+    rng = random.Random(20261130)
+    pg_db, twin = tmp_path / "data" / "pg", tmp_path / "twin" / "b.duckdb"
+    target = Warehouse("postgres", pg_db, postgres_credentials())
+    env = {**cli_env(on_postgres), **ENV}
+    with seeded_simulator() as sim:
+        args = ["ingest", "--base-url", sim.base_url, "--db", str(pg_db)]
+        args += [a for team in TEAMS for a in ("--team-id", str(team))]
+
+        def clean_run() -> None:
+            result = run_backfills(*args, cwd=tmp_path, **env)
+            assert result.returncode == 0, result.stderr
+
+        def polls() -> int:
+            with target.connect() as con:
+                return con.rows("select count(*) from supermetrics.polls")[0][0]
+
+        started = time.monotonic()
+        clean_run()
+        run_seconds = time.monotonic() - started  # only to spread the random kill moments over a run
+        ingest(twin, team_ids=list(TEAMS), base_url=sim.base_url, build_models=False, destination="duckdb")
+        killed = dict.fromkeys(MODES, 0)
+        for step in range(len(MODES) * 2):
+            sim.clock.advance(300)
+            before, mode = polls(), MODES[step % len(MODES)]
+            if mode == "committed_not_recorded":
+                clean_run()
+                put_last_load_back(pg_db, forget_in_database=True, target=target)
+                killed[mode] += 1
+            else:
+                victim = subprocess.Popen(
+                    [BACKFILLS, *args],
+                    cwd=tmp_path,
+                    env=backfills_env(**env),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                if mode == "sigkill_in_load":
+                    killed[mode] += kill_while_loading(victim, target.working_dir())
+                else:
+                    try:  # a random moment: there is nothing to observe
+                        victim.wait(timeout=rng.uniform(0.1, 1.0) * run_seconds)
+                    except subprocess.TimeoutExpired:
+                        victim.send_signal(signal.SIGKILL if mode == "sigkill" else signal.SIGTERM)
+                        killed[mode] += 1
+                victim.wait()
+            clean_run()
+            kept = polls() - before  # a run stores both teams' polls in one package, or nothing
+            assert kept in (2, 4), kept
+            for _ in range(kept // 2):  # one uninterrupted run per run the PostgreSQL database kept
+                ingest(
+                    twin,
+                    team_ids=list(TEAMS),
+                    base_url=sim.base_url,
+                    build_models=False,
+                    destination="duckdb",
+                )
+    rebuild_models(twin, destination="duckdb")
+    assert killed["committed_not_recorded"] == 2 and killed["sigkill"] + killed["sigterm"] > 0
+
+    with duckdb.connect(str(twin), read_only=True) as duck, psycopg2.connect(on_postgres) as pg:
+        marts = analytics_tables(duck, "?")
+        raw = [*RAW_TABLES, CHILD_TABLE]
+        cursor = pg.cursor()
+        for table in raw:
+            key = "_dlt_id"
+            cursor.execute(f"select count(*) - count(distinct {key}) from supermetrics.{table}")
+            assert cursor.fetchone()[0] == 0, f"{table} holds a row twice"
+        assert tables(pg, DATASET_NAME, raw, "%s") == tables(duck, DATASET_NAME, raw, "?")
+        assert tables(pg, "analytics", marts, "%s") == tables(duck, "analytics", marts, "?")
+
+
+def test_watch_polls_postgres_until_stopped(on_postgres: str, tmp_path: Path) -> None:
+    with seeded_simulator() as sim:
+        process = subprocess.Popen(
+            [BACKFILLS, "watch", "--every", "1s", "--team-id", "101", "--base-url", sim.base_url],
+            cwd=tmp_path,
+            env=backfills_env(**cli_env(on_postgres)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        watch = Watch(process)
+        watch.read_until("team 101: poll 1,")
+        watch.read_until("database postgresql://backfills@")
+        _, stderr = watch.stop(signal.SIGTERM)
+    assert process.returncode == 0, stderr
+    with psycopg2.connect(on_postgres) as pg:
+        cursor = pg.cursor()
+        cursor.execute("select count(*) from analytics.polls")
+        assert cursor.fetchone()[0] >= 1
