@@ -44,7 +44,7 @@ from .supermetrics.errors import (
 )
 from .supermetrics.settings import DATASET_NAME, DUCKDB_MEMORY_LIMIT, PIPELINE_NAME
 from .supermetrics.snapshot import RunReport
-from .warehouse import AdvisoryLock, Connection, Warehouse, warehouse
+from .warehouse import AdvisoryLock, Connection, Warehouse, database_errors, warehouse
 
 log = logging.getLogger(__name__)
 RESERVED_DB_NAMES = (DATASET_NAME, "analytics", "staging", "main")
@@ -136,7 +136,7 @@ def ingest(
     """
     started = time.monotonic()
     target = target_of(db_path, destination)
-    with open_for_run(target, started, wait_lock) as con:
+    with database_errors(target), open_for_run(target, started, wait_lock) as con:
         pipeline = open_pipeline(target)
         settle_loads(con, finish_pending_loads(pipeline, target))
         baseline = read_baseline(con, DATASET_NAME)
@@ -168,7 +168,7 @@ def rebuild_models(
     target = warehouse(Path(db_path), destination)
     if target.is_duckdb and not target.db_path.exists():
         raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
-    with open_for_run(target, started, wait_lock) as con:
+    with database_errors(target), open_for_run(target, started, wait_lock) as con:
         pipeline = open_pipeline(target)
         settle_loads(con, finish_pending_loads(pipeline, target))
         if read_baseline(con, DATASET_NAME).next_poll_id == 1:

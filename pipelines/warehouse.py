@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tomllib
 import zlib
 from collections.abc import Iterator, Sequence
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .supermetrics.errors import ConfigError, LockedError, StorageError
+from .supermetrics.errors import ConfigError, LockedError, MonitorError, StorageError, causes
 
 ENGINES = ("duckdb", "postgres")
 CONFIG_FILE = Path(".dlt/config.toml")
@@ -187,6 +188,25 @@ def postgres_credentials() -> Any:
             '[destination.postgres] credentials = "postgresql://user:password@host:5432/database" in '
             ".dlt/secrets.toml, or DESTINATION__POSTGRES__CREDENTIALS"
         ) from None
+
+
+@contextlib.contextmanager
+def database_errors(target: Warehouse) -> Iterator[None]:
+    """On PostgreSQL, any error of the server (a lost connection, a missing privilege, a full
+    disk), however deep inside dlt, comes out as a one-line `StorageError` (exit 74)."""
+    try:
+        yield
+    except MonitorError:
+        raise
+    except Exception as exc:
+        if target.is_duckdb or "psycopg2" not in sys.modules:
+            raise
+        import psycopg2
+
+        cause = next((e for e in causes(exc) if isinstance(e, psycopg2.Error)), None)
+        if cause is None:
+            raise
+        raise StorageError(f"PostgreSQL at {target.label} failed: {_first_line(cause)}") from None
 
 
 def connect_postgres(credentials: Any, read_only: bool = False) -> Any:

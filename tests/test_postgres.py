@@ -32,6 +32,7 @@ from support import put_last_load_back
 from test_chaos import ENV, MODES, kill_while_loading
 from test_watch import Watch
 
+from pipelines import analysis
 from pipelines.ingest import ingest, rebuild_models
 from pipelines.simulator import Simulator, Timing, Workload
 from pipelines.supermetrics.settings import DATASET_NAME
@@ -202,6 +203,9 @@ def test_the_cli_ingests_reports_and_queries_postgres_without_showing_the_passwo
     assert check.stdout.startswith("OK")
     assert int(query.stdout.split()[-1]) > 0
     assert refused.returncode == 64 and "read-only" in refused.stderr
+    frames = analysis.load(tmp_path / "data" / "pg", "postgres")  # the notebook's tables
+    assert len(frames["backfills"]) == int(query.stdout.split()[-1])
+    assert str(frames["backfills"]["created_time"].dtype) == "datetime64[us, UTC]"
     everything = "".join(p.stdout + p.stderr for p in (*runs, report, check, query, refused))
     assert password not in everything
     for path in tmp_path.rglob("*"):  # dlt's working folder included
@@ -399,3 +403,27 @@ def test_watch_polls_postgres_until_stopped(on_postgres: str, tmp_path: Path) ->
         cursor = pg.cursor()
         cursor.execute("select count(*) from analytics.polls")
         assert cursor.fetchone()[0] >= 1
+
+
+def test_a_loader_role_without_privileges_fails_in_one_line(on_postgres: str, tmp_path: Path) -> None:
+    """A role that may connect but not create schemas: exit 74, the server's reason in one line."""
+    with psycopg2.connect(on_postgres) as admin:
+        admin.autocommit = True
+        admin.cursor().execute("create role bare_loader login password 'bare-pw'")
+        database = on_postgres.rsplit("/", 1)[1]
+        admin.cursor().execute(f"revoke create on database {database} from public")
+    port = on_postgres.rsplit(":", 1)[1].split("/")[0]
+    url = f"postgresql://bare_loader:bare-pw@127.0.0.1:{port}/{database}"
+    try:
+        with seeded_simulator() as sim:
+            done = run_backfills(
+                "ingest", "--team-id", "101", "--base-url", sim.base_url, cwd=tmp_path, **cli_env(url)
+            )
+    finally:
+        with psycopg2.connect(on_postgres) as admin:
+            admin.autocommit = True
+            admin.cursor().execute("drop owned by bare_loader; drop role bare_loader")
+    assert done.returncode == 74, done.stderr
+    assert "PostgreSQL at postgresql://bare_loader@127.0.0.1:" in done.stderr
+    assert "permission denied" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert "bare-pw" not in done.stderr + done.stdout
