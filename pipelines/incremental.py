@@ -49,6 +49,7 @@ class Plan:
     fingerprint: str
     reason: str  # why a full refresh, for the build log
     engine: str = "duckdb"
+    models_changed: bool = True  # the SQL differs from the last good build's (or there is none)
 
     @property
     def mode(self) -> str:
@@ -69,13 +70,14 @@ def plan(
 ) -> Plan:
     """Decide from the last good build whether this one can be incremental."""
     current = fingerprint(models)
+    last = _last_good_build(client, builds)
+    changed = last is None or last[1] != current
 
     def full(reason: str) -> Plan:
-        return Plan(True, 0, current, reason, engine)
+        return Plan(True, 0, current, reason, engine, changed)
 
     if full_refresh:
         return full("asked for")
-    last = _last_good_build(client, builds)
     if last is None:
         return full("first build")
     through_poll_id, previous = last
@@ -91,7 +93,7 @@ def plan(
     # names stand beside transfer ids in most marts: a rename (rare) rebuilds them all
     if client.execute_sql(f"select count(*) from {raw}.transfers where poll_id > {through_poll_id}")[0][0]:
         return full("transfer names changed")
-    return Plan(False, through_poll_id, current, "", engine)
+    return Plan(False, through_poll_id, current, "", engine, changed)
 
 
 def _last_good_build(client: Any, builds: str) -> tuple[int | None, str | None] | None:
@@ -127,7 +129,7 @@ def _exists(client: Any, relation: str) -> bool:
 def create_scopes(client: Any, raw: str, plan: Plan) -> None:
     """The scope tables for this build (inside the build's transaction)."""
     after = int(plan.after_poll_id)
-    _create_table(
+    replace_table(
         client,
         plan.engine,
         "staging.scope_polls",
@@ -151,7 +153,7 @@ def create_scopes(client: Any, raw: str, plan: Plan) -> None:
             on r.team_id = b.team_id and r.transfer_id = b.transfer_id
             and r.data_date between b.range_start_date and b.range_end_date"""
     )
-    _create_table(
+    replace_table(
         client,
         plan.engine,
         "staging.scope_backfills",
@@ -206,11 +208,14 @@ def replace_table(client: Any, engine: str, relation: str, sql: str) -> None:
     client.execute_sql(f"insert into {relation}\n{sql}")
 
 
-def replace_view(client: Any, engine: str, relation: str, sql: str) -> None:
-    if engine == "duckdb":
+def replace_view(client: Any, plan: Plan, relation: str, sql: str) -> None:
+    if plan.engine == "duckdb":
         client.execute_sql(f"create or replace view {relation} as\n{sql}")
         return
-    # PostgreSQL's `or replace` cannot rename, drop or retype a column: a view is made anew
+    # PostgreSQL: any change to a view waits for its readers, so an unchanged model's view is
+    # left alone; a changed one is made anew (`or replace` cannot rename or retype a column)
+    if not plan.models_changed and _exists(client, relation):
+        return
     client.execute_sql(f"drop view if exists {relation}")
     client.execute_sql(f"create view {relation} as\n{sql}")
 

@@ -254,7 +254,7 @@ def _build_all(client: Any, models: list[Model], raw_dataset: str, plan: Plan) -
     for model in models:
         try:
             if model.materialized == "view":
-                incremental.replace_view(client, plan.engine, model.relation, model.sql)
+                incremental.replace_view(client, plan, model.relation, model.sql)
             elif model.scope is None:
                 incremental.replace_table(client, plan.engine, model.relation, model.sql)
             else:

@@ -239,30 +239,39 @@ def test_overlapping_runs_on_postgres_are_excluded_by_the_database(on_postgres: 
 
 
 def test_a_bi_reader_inside_a_transaction_never_blocks_a_build(on_postgres: str, tmp_path: Path) -> None:
+    db = tmp_path / "data" / "pg"
     with seeded_simulator() as sim:
-        ingest(tmp_path / "data" / "pg", team_ids=[101], base_url=sim.base_url, destination="postgres")
+        ingest(db, team_ids=[101], base_url=sim.base_url, destination="postgres")
         sim.clock.advance(3600)
-        ingest(tmp_path / "data" / "pg", team_ids=[101], base_url=sim.base_url, destination="postgres")
-    reader = psycopg2.connect(on_postgres)  # a dashboard: one long repeatable-read transaction
-    reader.set_session(isolation_level="REPEATABLE READ")
-    cursor = reader.cursor()
-    cursor.execute("select count(*), max(poll_id) from analytics.polls")
-    before = cursor.fetchone()
-    cursor.execute("select count(*) from analytics.backfills")  # holds every table it read
-    built: list[object] = []
-    build = threading.Thread(
-        target=lambda: built.append(
-            rebuild_models(tmp_path / "data" / "pg", full_refresh=True, destination="postgres")
-        )
-    )
-    build.start()
-    build.join(timeout=90)  # a blocked build waits forever: this join would time out
-    assert not build.is_alive() and built, "the build waited for the reader"
+        ingest(db, team_ids=[101], base_url=sim.base_url, destination="postgres")
+        reader = psycopg2.connect(on_postgres)  # a dashboard: one long repeatable-read transaction
+        reader.set_session(isolation_level="REPEATABLE READ")
+        cursor = reader.cursor()
+        cursor.execute("select count(*), max(poll_id) from analytics.polls")
+        before = cursor.fetchone()
+        for relation in (  # a reader holds every table and view it read until its transaction ends
+            "analytics.backfills",
+            "staging.stg_supermetrics__polls",
+            "staging.int_backfill_current_state",
+            "staging.scope_backfills",
+        ):
+            cursor.execute(f"select count(*) from {relation}")
+        sim.clock.advance(300)
+        done: list[object] = []
+
+        def cron() -> None:  # the next scheduled run (an incremental build), then a full refresh
+            done.append(ingest(db, team_ids=[101], base_url=sim.base_url, destination="postgres"))
+            done.append(rebuild_models(db, full_refresh=True, destination="postgres"))
+
+        runs = threading.Thread(target=cron)
+        runs.start()
+        runs.join(timeout=90)  # a blocked build waits as long as the reader: this join would time out
+    assert not runs.is_alive() and len(done) == 2, "a build waited for the reader"
     cursor.execute("select count(*), max(poll_id) from analytics.polls")
     assert cursor.fetchone() == before  # the reader's snapshot: never a half-built state
     reader.rollback()
     cursor.execute("select count(*), max(poll_id) from analytics.polls")
-    assert cursor.fetchone() == before  # a full refresh of the same polls: the same rows
+    assert cursor.fetchone() == (before[0] + 1, before[1] + 1)  # the next reading sees the new poll
     reader.close()
 
 
