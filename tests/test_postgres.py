@@ -144,6 +144,7 @@ def on_postgres(postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     return postgres_url
 
 
+@pytest.mark.timeout(900)  # generous: a loaded machine makes every run slower, never wrong
 @pytest.mark.slow
 def test_duckdb_and_postgres_hold_the_same_tables_row_for_row(on_postgres: str, tmp_path: Path) -> None:
     duck_path = tmp_path / "data" / "backfills.duckdb"
@@ -176,6 +177,7 @@ def test_duckdb_and_postgres_hold_the_same_tables_row_for_row(on_postgres: str, 
         assert tables(pg, "analytics", marts, "%s") == pg_marts
 
 
+@pytest.mark.timeout(600)
 def test_the_cli_ingests_reports_and_queries_postgres_without_showing_the_password(
     on_postgres: str, tmp_path: Path
 ) -> None:
@@ -238,6 +240,7 @@ def test_overlapping_runs_on_postgres_are_excluded_by_the_database(on_postgres: 
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.lock"))
 
 
+@pytest.mark.timeout(600)
 def test_a_bi_reader_inside_a_transaction_never_blocks_a_build(on_postgres: str, tmp_path: Path) -> None:
     db = tmp_path / "data" / "pg"
     with seeded_simulator() as sim:
@@ -265,7 +268,7 @@ def test_a_bi_reader_inside_a_transaction_never_blocks_a_build(on_postgres: str,
 
         runs = threading.Thread(target=cron)
         runs.start()
-        runs.join(timeout=90)  # a blocked build waits as long as the reader: this join would time out
+        runs.join(timeout=300)  # a blocked build waits as long as the reader: this join would time out
     assert not runs.is_alive() and len(done) == 2, "a build waited for the reader"
     cursor.execute("select count(*), max(poll_id) from analytics.polls")
     assert cursor.fetchone() == before  # the reader's snapshot: never a half-built state
