@@ -226,6 +226,8 @@ def _echo_summary(result: IngestResult) -> None:
         click.echo(f"team {team_id}: not polled, the run stopped at the failure on stderr")
     if result.built is not None:
         echo_build(result.built, result.published)
+    if result.alerts is not None:
+        click.echo(result.alerts.describe())
     summary = f"{report.requests} request(s){_sweep_summary(report)}"
     click.echo(f"{summary}, {result.seconds:.1f} s, database {result.database or result.db_path}")
 
@@ -653,6 +655,77 @@ def demo(db_path: Path, days: float, seed: int) -> None:
     click.echo("\nQueries to try, e.g. backfills query --db " + str(db_path) + ' "select ...":')
     for query in EXAMPLE_QUERIES:
         click.echo(f"\n  {query}")
+
+
+@main.command()
+@DB_OPTION
+@WAIT_LOCK_OPTION
+@click.option(
+    "--dry-run", is_flag=True, help="Print the pending alerts and what each would say; send nothing."
+)
+@click.option("--test", "send_test", is_flag=True, help="Send one test message to each configured channel.")
+def alerts(db_path: Path, destination: str | None, wait_lock: float, dry_run: bool, send_test: bool) -> None:
+    """Deliver the pending alerts now (ingest does it after every run), or check the channels.
+
+    Channels: [alerts] webhook_url and slack_webhook_url in .dlt/secrets.toml. Exit 0 when every
+    pending alert was delivered (or --test reached every channel), 69 when a receiver failed
+    (the alerts stay pending), 78 when no channel is configured.
+
+    \b
+    Example:
+        backfills alerts --test
+        backfills alerts --dry-run
+    """
+    from .alerts import delivery
+    from .alerts import settings as alert_settings
+    from .supermetrics.errors import ApiUnavailableError
+
+    settings = alert_settings.load()
+    if not settings.enabled:
+        raise ConfigError(
+            "no alert channel is configured: set [alerts] webhook_url or slack_webhook_url in "
+            ".dlt/secrets.toml (or ALERTS__WEBHOOK_URL, ALERTS__SLACK_WEBHOOK_URL)"
+        )
+    if send_test:
+        import requests
+
+        failed = []
+        for channel, url in settings.urls.items():
+            error = delivery.post(requests.Session(), url, delivery.test_payload(channel), "test", settings)
+            click.echo(f"{channel}: {'test message sent' if error is None else 'failed: ' + error}")
+            if error is not None:
+                failed.append(f"{channel}: {error}")
+        if failed:
+            raise ApiUnavailableError(f"the test message did not reach {'; '.join(failed)}")
+        return
+    if dry_run:  # the outbox is in the database itself (the copy for BI tools has analytics only)
+        from .warehouse import warehouse
+
+        target = warehouse(db_path, destination)
+        if target.is_duckdb and not db_path.exists():
+            raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
+        with target.connect(read_only=True) as con:
+            rows = delivery.pending(con)
+        for row in rows:
+            tried = f" (tried {row['attempts']}x: {row['last_error']})" if row["attempts"] else ""
+            click.echo(f"{row['channel']}: {clean(delivery.summary(row))}{tried}")
+        click.echo(f"{len(rows)} pending alert(s); nothing sent (--dry-run)")
+        return
+    from .ingest import open_for_run, target_of
+
+    target = target_of(db_path, destination)
+    if target.is_duckdb and not db_path.exists():
+        raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
+    import time
+
+    with open_for_run(target, time.monotonic(), wait_lock) as con:
+        report = delivery.deliver(con, settings, max_seconds=float("inf"), due_only=False)
+    click.echo(report.describe())
+    if report.failures:
+        raise ApiUnavailableError(
+            f"{len(report.failures)} alert delivery(ies) failed ({'; '.join(sorted(set(report.failures)))}); "
+            "they stay pending"
+        )
 
 
 @main.command()

@@ -27,6 +27,9 @@ from dlt.common.exceptions import TerminalException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import models
+from .alerts import settings as alert_settings
+from .alerts.delivery import DeliveryReport, deliver
+from .alerts.settings import AlertSettings
 from .database import LOCK_MESSAGE, limit_memory, locked, wait_for_database
 from .lock import RunLock
 from .models import BuildResult
@@ -58,6 +61,7 @@ class IngestResult:
     published: PublishResult | None  # None on PostgreSQL: BI tools read its analytics schema
     seconds: float
     database: str = ""  # what to call it: the file, or the PostgreSQL server and database
+    alerts: DeliveryReport | None = None  # None: alerting is off
 
 
 def working_dir(db_path: Path) -> Path:
@@ -136,6 +140,8 @@ def ingest(
     """
     started = time.monotonic()
     target = target_of(db_path, destination)
+    alerting = alert_settings.load()  # a bad [alerts] config stops the run before it polls
+    delivered = None
     with database_errors(target), open_for_run(target, started, wait_lock) as con:
         pipeline = open_pipeline(target)
         settle_loads(con, finish_pending_loads(pipeline, target))
@@ -149,9 +155,16 @@ def ingest(
         settle_loads(con)
         built, published = None, None
         if build_models:  # after every run, a failed poll's included: it shows in analytics.polls at once
-            built, published = _build_and_publish(pipeline, target)
+            built, published = _build_and_publish(pipeline, target, alerts=alerting)
+            delivered = deliver_alerts(con, alerting)
     result = IngestResult(
-        report, target.db_path, built, published, time.monotonic() - started, database=target.label
+        report,
+        target.db_path,
+        built,
+        published,
+        time.monotonic() - started,
+        database=target.label,
+        alerts=delivered,
     )
     if report.errors:
         error = report.errors[0]
@@ -168,12 +181,30 @@ def rebuild_models(
     target = warehouse(Path(db_path), destination)
     if target.is_duckdb and not target.db_path.exists():
         raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
+    alerting = alert_settings.load()
     with database_errors(target), open_for_run(target, started, wait_lock) as con:
         pipeline = open_pipeline(target)
         settle_loads(con, finish_pending_loads(pipeline, target))
         if read_baseline(con, DATASET_NAME).next_poll_id == 1:
             raise ConfigError(f"{target.label} holds no polls yet: run backfills ingest first")
-        return _build_and_publish(pipeline, target, full_refresh)
+        built = _build_and_publish(pipeline, target, full_refresh, alerting)
+        deliver_alerts(con, alerting)
+        return built
+
+
+def deliver_alerts(con: Connection, alerting: AlertSettings) -> DeliveryReport | None:
+    """Send what the build put in the alert outbox, within `max_seconds`; never fails the run (a
+    receiver's trouble is a warning line, and the alerts stay pending for the next run)."""
+    if not alerting.enabled:
+        return None
+    try:
+        delivered = deliver(con, alerting)
+    except Exception as exc:  # the run's data is committed: alerting must not turn it into a failure
+        log.warning("alerts not delivered this run (%s); they stay pending", type(exc).__name__)
+        return DeliveryReport(failures=[type(exc).__name__])
+    if delivered.failures or delivered.left:
+        log.warning(delivered.describe())
+    return delivered
 
 
 @contextlib.contextmanager
@@ -210,7 +241,7 @@ def settle_loads(con: Connection, reloaded: list[str] | None = None) -> None:
 
 
 def _build_and_publish(
-    pipeline: dlt.Pipeline, target: Warehouse, full_refresh: bool = False
+    pipeline: dlt.Pipeline, target: Warehouse, full_refresh: bool = False, alerts: AlertSettings | None = None
 ) -> tuple[BuildResult, PublishResult | None]:
     """Build the models and publish. A failed build is published too (analytics.model_builds says
     it failed, the other tables stay those of the last good build), then raised.
@@ -218,7 +249,7 @@ def _build_and_publish(
     PostgreSQL has no copy to publish: readers never block its writers, and the build replaces
     the tables' rows in one transaction, so BI tools read the analytics schema itself."""
     try:
-        built = _build_models(pipeline, target, full_refresh)
+        built = _build_models(pipeline, target, full_refresh, alerts)
     except ModelError:
         with contextlib.suppress(PublishError):  # the failed build is the error to report
             _publish(target)
@@ -240,9 +271,13 @@ def _publish(target: Warehouse) -> PublishResult | None:
         ) from None
 
 
-def _build_models(pipeline: dlt.Pipeline, target: Warehouse, full_refresh: bool = False) -> BuildResult:
+def _build_models(
+    pipeline: dlt.Pipeline, target: Warehouse, full_refresh: bool = False, alerts: AlertSettings | None = None
+) -> BuildResult:
     try:
-        return models.build(pipeline, DATASET_NAME, full_refresh=full_refresh, engine=target.engine)
+        return models.build(
+            pipeline, DATASET_NAME, full_refresh=full_refresh, engine=target.engine, alerts=alerts
+        )
     except MonitorError:
         raise
     except Exception as exc:

@@ -39,6 +39,8 @@ from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.tokens import TokenType
 
 from . import incremental
+from .alerts import outbox
+from .alerts.settings import AlertSettings
 from .database import BUILD_SETTINGS
 from .incremental import Plan
 from .supermetrics.columns import RUN_COLUMNS, SWEEP_COLUMNS, TRANSFER_COLUMNS
@@ -60,7 +62,16 @@ LAYERS = {  # folder -> (schema, materialization)
     "intermediate": ("staging", "table"),
     "marts": ("analytics", "table"),
 }
-DEFAULT_VARIABLES = {"stall_after_hours": 2.0}
+MODEL_VARIABLES = {"stall_after_hours": 2.0}  # [models] in .dlt/config.toml, MODELS__<NAME>
+# The thresholds of analytics.alert_events, set under [alerts] (ALERTS__<NAME>) with the rest of
+# the alerting: pipelines/alerts.
+ALERT_VARIABLES = {
+    "running_long_factor": 3.0,
+    "polls_failing_after": 3,
+    "no_success_minutes": 60,
+    "rate_limit_below": 100,
+}
+DEFAULT_VARIABLES = {**MODEL_VARIABLES, **ALERT_VARIABLES}
 _VARIABLE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 _DIALECT = DuckDB()
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -137,16 +148,21 @@ class BuildResult:
 
 def variables() -> dict[str, Any]:
     """Model variables: defaults overridden by `[models]` config or MODELS__<NAME> env vars."""
-    values = dict(DEFAULT_VARIABLES)
-    for name, default in DEFAULT_VARIABLES.items():
-        configured = dlt.config.get(f"models.{name}")
-        if configured is not None:
+    values: dict[str, Any] = dict(DEFAULT_VARIABLES)
+    sections = [("models", MODEL_VARIABLES), ("alerts", ALERT_VARIABLES)]
+    for section, defaults in sections:
+        for name, default in defaults.items():
+            configured = dlt.config.get(f"{section}.{name}")
+            if configured is None:
+                continue
             try:
                 values[name] = type(default)(configured)
+                if values[name] < 0:
+                    raise ValueError
             except (TypeError, ValueError):
                 raise ConfigError(
-                    f"models.{name} = {configured!r} is not a number: set [models] {name} in "
-                    f".dlt/config.toml or MODELS__{name.upper()}"
+                    f"{section}.{name} = {configured!r} is not a number of zero or more: set [{section}] "
+                    f"{name} in .dlt/config.toml or {section.upper()}__{name.upper()}"
                 ) from None
     return values
 
@@ -218,11 +234,13 @@ def build(
     sql_dir: Path = SQL_DIR,
     full_refresh: bool = False,
     engine: str = "duckdb",
+    alerts: AlertSettings | None = None,
 ) -> BuildResult:
     """Build every model (incrementally where it can) and run the data tests, atomically.
     Raises `ModelError`.
 
-    The outcome, failed or not, is recorded in `analytics.model_builds`.
+    The outcome, failed or not, is recorded in `analytics.model_builds`. With `alerts` enabled,
+    the events that are new go into the alert outbox in the same transaction (pipelines.alerts).
     """
     started, started_at = time.monotonic(), datetime.now(UTC)
     with pipeline.sql_client() as client:
@@ -238,6 +256,8 @@ def build(
                 if plan.full_refresh and engine == "duckdb":  # DuckDB's own default, not a run's cap
                     client.execute_sql("reset memory_limit")
                 tests, warnings = _build_all(client, models, raw_dataset, plan)
+                if alerts is not None and alerts.enabled:
+                    outbox.record(client, alerts)
                 _record(client, raw_dataset, started_at, "ok", None, len(models), tests, plan)
         except ModelError as error:
             _record_failure(client, raw_dataset, started_at, str(error))
