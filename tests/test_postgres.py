@@ -28,6 +28,7 @@ import pytest
 from cli_process import BACKFILLS, backfills_env, run_backfills
 from conftest import RAW_TABLES
 from postgres_server import postgres_server, postgres_url  # noqa: F401 - fixtures
+from receiver import Receiver
 from support import put_last_load_back
 from test_chaos import ENV, MODES, kill_while_loading
 from test_watch import Watch
@@ -439,3 +440,28 @@ def test_a_loader_role_without_privileges_fails_in_one_line(on_postgres: str, tm
     assert "PostgreSQL at postgresql://bare_loader@127.0.0.1:" in done.stderr
     assert "permission denied" in done.stderr and len(done.stderr.splitlines()) == 1
     assert "bare-pw" not in done.stderr + done.stdout
+
+
+def test_alerts_from_postgres_arrive_once(
+    on_postgres: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outbox on PostgreSQL: filled in the build's transaction, delivered once per event."""
+    with Receiver() as receiver, seeded_simulator() as sim:
+        monkeypatch.setenv("ALERTS__WEBHOOK_URL", f"{receiver.url}/hook")
+        monkeypatch.setenv("ALERTS__EVENTS", '["failed", "completed", "cancelled"]')
+        monkeypatch.setenv("ALERTS__RETRY_AFTER_SECONDS", "0")
+        for _ in range(6):
+            ingest(
+                tmp_path / "data" / "pg", team_ids=list(TEAMS), base_url=sim.base_url, destination="postgres"
+            )
+            sim.clock.advance(600)
+    keys = [r.headers["Idempotency-Key"] for r in receiver.accepted("/hook")]
+    with psycopg2.connect(on_postgres) as pg:
+        cursor = pg.cursor()
+        cursor.execute("select state, count(*) from alerts.outbox group by state order by state")
+        states = dict(cursor.fetchall())
+        cursor.execute("select event_id from alerts.outbox where state = 'delivered' order by event_id")
+        delivered = [e for (e,) in cursor.fetchall()]
+    assert keys and sorted(keys) == delivered  # each delivered event arrived once
+    assert states.get("suppressed", 0) > 0  # what was true when alerting started is not sent
+    assert "pending" not in states
