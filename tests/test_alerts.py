@@ -268,5 +268,28 @@ def test_the_alerts_command_dry_run_test_and_bad_config(tmp_path: Path, receiver
     assert plain_http.returncode == 78 and "https" in plain_http.stderr
     bad_kind = run_backfills("alerts", "--dry-run", cwd=tmp_path, **env, ALERTS__EVENTS='["exploded"]')
     assert bad_kind.returncode == 78 and "exploded" in bad_kind.stderr
-    for done in (sent, refused, none, plain_http, bad_kind):
+    receiver.statuses = [302]  # a redirect is not followed: the URL never goes elsewhere
+    redirected = run_backfills("alerts", "--test", cwd=tmp_path, **env)
+    assert redirected.returncode == 69 and "HTTP 302: a redirect, not followed" in redirected.stderr
+    assert len(receiver.requests) == 3
+    for done in (sent, refused, none, plain_http, bad_kind, redirected):
         assert "s3cret" not in done.stdout + done.stderr
+
+
+def test_rules_pick_the_teams_and_transfers_alerts_are_sent_for(
+    sim: Simulator, api: Api, warehouse: Warehouse, receiver: Receiver, alerting: dict, monkeypatch
+) -> None:
+    watched, ignored = add_transfer(sim, failure_rate=1.0), add_transfer(sim, failure_rate=1.0)
+    monkeypatch.setenv("ALERTS__TRANSFER_IDS", f"[{watched}]")
+    warehouse.ingest()
+    sent = api.create(watched, days_ago(1), days_ago(1))["transfer_backfill_id"]
+    quiet = api.create(ignored, days_ago(1), days_ago(1))["transfer_backfill_id"]
+    poll_at(sim, warehouse, 300)
+    assert events(receiver) == [("failed", sent)]
+    assert ("webhook", "failed", quiet, "suppressed", 0) in outbox(warehouse)
+    monkeypatch.setenv("ALERTS__TEAM_IDS", "[424242]")  # another team only: this one's events are kept quiet
+    monkeypatch.delenv("ALERTS__TRANSFER_IDS")
+    again = api.create(watched, days_ago(2), days_ago(2))["transfer_backfill_id"]
+    poll_at(sim, warehouse, 700)
+    assert events(receiver) == [("failed", sent)]
+    assert ("webhook", "failed", again, "suppressed", 0) in outbox(warehouse)

@@ -8,7 +8,9 @@ A twin database gets the same answers from uninterrupted runs: one per poll the 
 kept. At the end both hold the same raw history and the same analytics tables, no table holds a
 row twice, and every data test passes. The chaos database's models were built incrementally run
 after run, killed builds included, the twin's in one full build: their equal analytics tables
-also prove that incremental builds equal a full refresh.
+also prove that incremental builds equal a full refresh. Alerting is on in the chaos database (a
+receiver on 127.0.0.1): every event of its analytics.alert_events is in the outbox exactly once,
+and every event sent reached the receiver.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import duckdb
 import pytest
 from cli_process import BACKFILLS, backfills_env, ingest_args, run_backfills
 from conftest import START, TEAM
+from receiver import Receiver
 from support import put_last_load_back
 from test_publish import published_tables
 
@@ -132,20 +135,36 @@ def busy_sim() -> Simulator:
         yield simulator
 
 
+@pytest.fixture
+def receiver() -> Receiver:
+    with Receiver() as running:
+        yield running
+
+
+def alerts_env(receiver: Receiver) -> dict[str, str]:
+    kinds = '["failed", "completed", "cancelled", "stalled", "running_long"]'
+    return {
+        "ALERTS__WEBHOOK_URL": f"{receiver.url}/hook",
+        "ALERTS__EVENTS": kinds,
+        "ALERTS__RETRY_AFTER_SECONDS": "0",
+    }
+
+
 @pytest.mark.timeout(900)  # generous: a loaded machine makes every run slower, never wrong
 @pytest.mark.slow
 def test_killed_runs_leave_the_database_equal_to_an_uninterrupted_twin(
-    busy_sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    busy_sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: Receiver
 ) -> None:
     sim, rng = busy_sim, random.Random(20261129)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SOURCES__SUPERMETRICS__API_KEY", sim.api_key)
     chaos, twin = tmp_path / "chaos" / "b.duckdb", tmp_path / "twin" / "b.duckdb"
     args = [*ingest_args(sim.base_url, chaos), "--team-id", str(OTHER)]
-    env = backfills_env(**ENV, SOURCES__SUPERMETRICS__API_KEY=sim.api_key)
+    chaos_env = {**ENV, **alerts_env(receiver), "SOURCES__SUPERMETRICS__API_KEY": sim.api_key}
+    env = backfills_env(**chaos_env)
 
     def clean_run() -> None:
-        result = run_backfills(*args, cwd=tmp_path, **ENV, SOURCES__SUPERMETRICS__API_KEY=sim.api_key)
+        result = run_backfills(*args, cwd=tmp_path, **chaos_env)
         assert result.returncode == 0, result.stderr
 
     def twin_runs(count: int) -> None:  # the models are built once at the end: same result, less time
@@ -204,3 +223,14 @@ def test_killed_runs_leave_the_database_equal_to_an_uninterrupted_twin(
             table = key.split(":")[1]
             assert published[f"copy:{table}"] == rows and published[f"parquet:{table}"] == rows, table
     assert len(chaos_tables["supermetrics.backfill_versions"]) > 30  # the scenario is busy
+
+    # the outbox: each event once, recorded by a build that committed; each one sent arrived
+    with duckdb.connect(str(chaos), read_only=True) as con:
+        recorded = con.execute("select event_id, state from alerts.outbox order by event_id").fetchall()
+        true_now = {e for (e,) in con.execute("select event_id from analytics.alert_events").fetchall()}
+    ids = {e for e, _ in recorded}
+    assert len(recorded) == len(ids) and true_now <= ids  # a stall that ended stays recorded: <=
+    received = {r.headers["Idempotency-Key"] for r in receiver.accepted("/hook")}
+    delivered = {e for e, state in recorded if state == "delivered"}
+    assert delivered and delivered <= received <= {e for e, _ in recorded}
+    assert {state for _, state in recorded} <= {"delivered", "suppressed"}  # the clean runs sent the rest
