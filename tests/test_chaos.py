@@ -69,6 +69,34 @@ def kill_while_loading(victim: subprocess.Popen, working: Path) -> bool:
     return False
 
 
+def kill_a_run(
+    mode: str,
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    working: Path,
+    latest: float,
+    rng: random.Random,
+) -> bool:
+    """Start `backfills ARGS` and kill it the way `mode` says (not committed_not_recorded): at a
+    random moment up to `latest` seconds, or as soon as a load job starts in dlt's `working`
+    folder. Returns whether it was killed (False: it ended first)."""
+    victim = subprocess.Popen(
+        [BACKFILLS, *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    killed = False
+    if mode == "sigkill_in_load":
+        killed = kill_while_loading(victim, working)
+    else:
+        try:  # a random moment: there is nothing to observe
+            victim.wait(timeout=rng.uniform(0.1, 1.0) * latest)
+        except subprocess.TimeoutExpired:
+            victim.send_signal(signal.SIGKILL if mode == "sigkill" else signal.SIGTERM)
+            killed = True
+    victim.wait()
+    return killed
+
+
 def tables(db: Path) -> dict[str, list[tuple]]:
     """Every raw and analytics table's rows without the volatile columns, sorted; child rows carry
     their parent's poll and backfill instead of dlt's ids."""
@@ -184,22 +212,7 @@ def test_killed_runs_leave_the_database_equal_to_an_uninterrupted_twin(
             put_last_load_back(chaos, forget_in_database=True)
             killed[mode] += 1
         else:
-            victim = subprocess.Popen(
-                [BACKFILLS, *args],
-                cwd=tmp_path,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            if mode == "sigkill_in_load":
-                killed[mode] += kill_while_loading(victim, working_dir(chaos))
-            else:
-                try:  # a random moment: there is nothing to observe
-                    victim.wait(timeout=rng.uniform(0.1, 1.0) * run_seconds)
-                except subprocess.TimeoutExpired:
-                    victim.send_signal(signal.SIGKILL if mode == "sigkill" else signal.SIGTERM)
-                    killed[mode] += 1
-            victim.wait()
+            killed[mode] += kill_a_run(mode, args, tmp_path, env, working_dir(chaos), run_seconds, rng)
         clean_run()
         kept = poll_count(chaos) - before  # a run stores both teams' polls in one package, or nothing
         assert kept in (2, 4), kept

@@ -30,7 +30,7 @@ from conftest import RAW_TABLES
 from postgres_server import postgres_server, postgres_url  # noqa: F401 - fixtures
 from receiver import Receiver
 from support import put_last_load_back
-from test_chaos import ENV, MODES, kill_while_loading
+from test_chaos import ENV, MODES, kill_a_run
 from test_watch import Watch
 
 from pipelines import analysis
@@ -356,22 +356,10 @@ def test_killed_runs_on_postgres_leave_it_equal_to_an_uninterrupted_duckdb_twin(
                 put_last_load_back(pg_db, forget_in_database=True, target=target)
                 killed[mode] += 1
             else:
-                victim = subprocess.Popen(
-                    [BACKFILLS, *args],
-                    cwd=tmp_path,
-                    env=backfills_env(**env),
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                working = target.working_dir()
+                killed[mode] += kill_a_run(
+                    mode, args, tmp_path, backfills_env(**env), working, run_seconds, rng
                 )
-                if mode == "sigkill_in_load":
-                    killed[mode] += kill_while_loading(victim, target.working_dir())
-                else:
-                    try:  # a random moment: there is nothing to observe
-                        victim.wait(timeout=rng.uniform(0.1, 1.0) * run_seconds)
-                    except subprocess.TimeoutExpired:
-                        victim.send_signal(signal.SIGKILL if mode == "sigkill" else signal.SIGTERM)
-                        killed[mode] += 1
-                victim.wait()
             clean_run()
             kept = polls() - before  # a run stores both teams' polls in one package, or nothing
             assert kept in (2, 4), kept
