@@ -232,12 +232,27 @@ def test_the_cli_ingests_reports_and_queries_postgres_without_showing_the_passwo
 
 def test_overlapping_runs_on_postgres_are_excluded_by_the_database(on_postgres: str, tmp_path: Path) -> None:
     target = Warehouse("postgres", tmp_path / "data" / "x", postgres_credentials())
-    with seeded_simulator() as sim, AdvisoryLock(target, DATASET_NAME):  # another machine's run
-        blocked = run_backfills(
-            "ingest", "--team-id", "101", "--base-url", sim.base_url, cwd=tmp_path, **cli_env(on_postgres)
-        )
-    assert blocked.returncode == 73, blocked.stderr
-    assert "another ingest" in blocked.stderr and "is running on postgresql://" in blocked.stderr
+    with seeded_simulator() as sim:
+        args = ["ingest", "--team-id", "101", "--base-url", sim.base_url]
+
+        def run(*extra: str) -> subprocess.CompletedProcess:
+            return run_backfills(*args, *extra, cwd=tmp_path, **cli_env(on_postgres))
+
+        third: list[subprocess.CompletedProcess] = []
+        waiting = threading.Thread(target=lambda: third.append(run("--wait-lock", "300")))
+        with AdvisoryLock(target, DATASET_NAME):  # another machine's run
+            blocked, waited = run(), run("--wait-lock", "0.5")
+            waiting.start()  # this one waits until the holder goes away, then goes ahead
+            with psycopg2.connect(on_postgres) as watcher:  # observe it waiting for the lock
+                cursor = watcher.cursor()
+                ungranted = "select count(*) from pg_locks where locktype = 'advisory' and not granted"
+                while cursor.execute(ungranted) or not cursor.fetchone()[0]:
+                    pass
+        waiting.join(timeout=300)
+    for refused in (blocked, waited):
+        assert refused.returncode == 73, refused.stderr
+        assert "another ingest (" in refused.stderr and "is running on postgresql://" in refused.stderr
+    assert third[0].returncode == 0, third[0].stderr
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.lock"))
 
 
