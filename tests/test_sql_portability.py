@@ -1,6 +1,7 @@
 """The models' SQL ports to the warehouses dlt loads into: every model transpiles with sqlglot to
-BigQuery and Snowflake, and the only constructs sqlglot cannot carry over are the known ones the
-README lists under "Scaling out: BigQuery and Snowflake" (each with what a port does instead)."""
+BigQuery, Snowflake, Databricks, Spark and Trino, and the only constructs sqlglot cannot carry
+over are the known ones the README lists under "Scaling out: BigQuery and Snowflake" (each with
+what a port does instead)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sqlglot
 
 from pipelines.models import DEFAULT_VARIABLES, discover
 
-WAREHOUSES = ("bigquery", "snowflake")
+WAREHOUSES = ("bigquery", "snowflake", "databricks", "spark", "trino")
 # (warehouse, the start of sqlglot's message) -> what a port does; the README says the same
 KNOWN_GAPS = {
     ("bigquery", "'NULLS LAST' translation not supported in window function"): (
