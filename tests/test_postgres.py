@@ -339,9 +339,10 @@ def test_the_destination_comes_from_the_config_file(tmp_path: Path) -> None:
 def test_killed_runs_on_postgres_leave_it_equal_to_an_uninterrupted_duckdb_twin(
     on_postgres: str, tmp_path: Path
 ) -> None:
-    """The chaos test on PostgreSQL (tests/test_chaos.py): runs killed at any moment, SIGKILL in
-    the middle of a load, and a load committed but not recorded (settled through `ctid`); the
-    database must then equal a DuckDB twin that got the same answers without interruption."""
+    """The chaos test on PostgreSQL (tests/test_chaos.py), each way of killing once: at a random
+    moment (SIGKILL, SIGTERM), in the middle of a load, and a load committed but not recorded
+    (settled through `ctid`); the database must then equal a DuckDB twin that got the same
+    answers without interruption."""
     rng = random.Random(20261130)
     pg_db, twin = tmp_path / "data" / "pg", tmp_path / "twin" / "b.duckdb"
     target = Warehouse("postgres", pg_db, postgres_credentials())
@@ -363,7 +364,7 @@ def test_killed_runs_on_postgres_leave_it_equal_to_an_uninterrupted_duckdb_twin(
         run_seconds = time.monotonic() - started  # only to spread the random kill moments over a run
         ingest(twin, team_ids=list(TEAMS), base_url=sim.base_url, build_models=False, destination="duckdb")
         killed = dict.fromkeys(MODES, 0)
-        for step in range(len(MODES) * 2):
+        for step in range(len(MODES)):  # once each: the DuckDB chaos test does each twice
             sim.clock.advance(300)
             before, mode = polls(), MODES[step % len(MODES)]
             if mode == "committed_not_recorded":
@@ -387,7 +388,7 @@ def test_killed_runs_on_postgres_leave_it_equal_to_an_uninterrupted_duckdb_twin(
                     destination="duckdb",
                 )
     rebuild_models(twin, destination="duckdb")
-    assert killed["committed_not_recorded"] == 2 and killed["sigkill"] + killed["sigterm"] > 0
+    assert killed["committed_not_recorded"] == 1
 
     with duckdb.connect(str(twin), read_only=True) as duck, psycopg2.connect(on_postgres) as pg:
         marts = analytics_tables(duck, "?")
