@@ -128,13 +128,13 @@ def _exists(client: Any, relation: str) -> bool:
 
 def create_scopes(client: Any, raw: str, plan: Plan) -> None:
     """The scope tables for this build (inside the build's transaction)."""
+    for relation, sql in scope_queries(raw, plan):
+        replace_table(client, plan.engine, relation, sql)
+
+
+def scope_queries(raw: str, plan: Plan) -> list[tuple[str, str]]:
+    """(scope table, the SQL of its rows) for this build; everything on a full refresh."""
     after = int(plan.after_poll_id)
-    replace_table(
-        client,
-        plan.engine,
-        "staging.scope_polls",
-        f"select poll_id, team_id from {raw}.polls where poll_id > {after}",
-    )
     still_running = (
         ""
         if plan.full_refresh
@@ -153,11 +153,11 @@ def create_scopes(client: Any, raw: str, plan: Plan) -> None:
             on r.team_id = b.team_id and r.transfer_id = b.transfer_id
             and r.data_date between b.range_start_date and b.range_end_date"""
     )
-    replace_table(
-        client,
-        plan.engine,
-        "staging.scope_backfills",
-        f"""select distinct team_id, transfer_backfill_id from (
+    return [
+        ("staging.scope_polls", f"select poll_id, team_id from {raw}.polls where poll_id > {after}"),
+        (
+            "staging.scope_backfills",
+            f"""select distinct team_id, transfer_backfill_id from (
             select team_id, transfer_backfill_id from {raw}.backfill_versions where poll_id > {after}
             union all
             select team_id, transfer_backfill_id from {raw}.backfill_lookups where poll_id > {after}
@@ -165,7 +165,8 @@ def create_scopes(client: Any, raw: str, plan: Plan) -> None:
             select team_id, transfer_backfill_id from {raw}.listing_events where poll_id > {after}
             {still_running}
         ) as changed""",
-    )
+        ),
+    ]
 
 
 def in_scope(scope: str) -> str:

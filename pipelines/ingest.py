@@ -9,6 +9,10 @@ with the run lock:                     # overlapping cron ticks never run at onc
     settle loads
     build the models, publish          # a failed build is recorded and published too
                                        # (DuckDB only: on PostgreSQL BI tools read analytics)
+
+With the filesystem destination (pipelines.lake) the run loads Parquet files and stops there:
+its baseline is read from the committed files, nothing needs settling (a repeated load rewrites
+its own files), and the models are built by Spark (`backfills models`, pipelines.spark).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from .alerts import settings as alert_settings
 from .alerts.delivery import DeliveryReport, deliver
 from .alerts.settings import AlertSettings
 from .database import LOCK_MESSAGE, limit_memory, locked, wait_for_database
+from .lake import attach
 from .lock import RunLock
 from .models import BuildResult
 from .publish import PublishResult, publish, published_dir
@@ -141,19 +146,28 @@ def ingest(
     started = time.monotonic()
     target = target_of(db_path, destination)
     alerting = alert_settings.load()  # a bad [alerts] config stops the run before it polls
+    if alerting.enabled and target.is_lake:
+        raise ConfigError(
+            "alerts need a database (duckdb or postgres): with destination filesystem no model is built "
+            "by the run; remove [alerts] or ingest into a database"
+        )
     delivered = None
     with database_errors(target), open_for_run(target, started, wait_lock) as con:
         pipeline = open_pipeline(target)
-        settle_loads(con, finish_pending_loads(pipeline, target))
+        settle_loads(con, target, finish_pending_loads(pipeline, target))
         baseline = read_baseline(con, DATASET_NAME)
         report = RunReport()
         overrides = {k: v for k, v in (("team_ids", team_ids), ("base_url", base_url)) if v}
         source = _make_source(
             baseline=baseline, report=report, rounds=rounds, between_rounds=between_rounds, **overrides
         )
-        _run(target, lambda: pipeline.run(source, loader_file_format="insert_values"))
-        settle_loads(con)
+        file_format = "parquet" if target.is_lake else "insert_values"
+        _run(target, lambda: pipeline.run(source, loader_file_format=file_format))
         built, published = None, None
+        if target.is_lake:
+            build_models = False  # Spark builds the models from the files: `backfills models`
+        else:
+            settle_loads(con, target)
         if build_models:  # after every run, a failed poll's included: it shows in analytics.polls at once
             built, published = _build_and_publish(pipeline, target, alerts=alerting)
             delivered = deliver_alerts(con, alerting)
@@ -186,10 +200,15 @@ def rebuild_models(
     target = warehouse(Path(db_path), destination)
     if target.is_duckdb and not target.db_path.exists():
         raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
+    if target.is_lake:
+        raise ConfigError(
+            f"destination is filesystem: the models of {target.label} are built by Spark, "
+            "`backfills models --engine spark`"
+        )
     alerting = alert_settings.load() if alerts else AlertSettings()
     with database_errors(target), open_for_run(target, started, wait_lock) as con:
         pipeline = open_pipeline(target)
-        settle_loads(con, finish_pending_loads(pipeline, target))
+        settle_loads(con, target, finish_pending_loads(pipeline, target))
         if read_baseline(con, DATASET_NAME).next_poll_id == 1:
             raise ConfigError(f"{target.label} holds no polls yet: run backfills ingest first")
         built = _build_and_publish(pipeline, target, full_refresh, alerting)
@@ -219,9 +238,15 @@ def open_for_run(target: Warehouse, started: float, wait_lock: float) -> Iterato
     DuckDB: the lock file, and a connection held open so that every other open of the file in
     this process (dlt's, the build's, the publish's) reuses DuckDB's open instance instead of
     reading the file anew and checkpointing. PostgreSQL: an advisory lock in the database itself,
-    so that runs on different machines exclude each other too.
+    so that runs on different machines exclude each other too. The filesystem: a lock file beside
+    dlt's working folder (one machine loads a bucket), and an in-memory DuckDB over its files.
     """
-    if not target.is_duckdb:
+    if target.is_lake:
+        target.working_dir().parent.mkdir(parents=True, exist_ok=True)
+        with RunLock(target.working_dir(), wait_lock), target.read_lake() as con:
+            yield con
+        return
+    if target.is_postgres:
         with AdvisoryLock(target, DATASET_NAME, wait_lock), target.connect() as con:
             yield con
         return
@@ -238,8 +263,14 @@ def memory_limit() -> str:
     return str(dlt.config.get("duckdb.memory_limit") or DUCKDB_MEMORY_LIMIT)
 
 
-def settle_loads(con: Connection, reloaded: list[str] | None = None) -> None:
-    """Make every completed load count once; say so when a killed run had doubled rows."""
+def settle_loads(con: Connection, target: Warehouse, reloaded: list[str] | None = None) -> None:
+    """Make every completed load count once; say so when a killed run had doubled rows.
+
+    Files are never doubled (a load dlt repeats writes the same files again), so on the
+    filesystem this only takes the files of the loads completed by now (pipelines.lake)."""
+    if target.is_lake:
+        attach(con.raw, target.lake(), DATASET_NAME)
+        return
     settled = settle(con, DATASET_NAME, reloaded)
     if settled.removed:
         log.warning(settled.describe())
@@ -312,8 +343,10 @@ def finish_pending_loads(pipeline: dlt.Pipeline, target: Warehouse) -> list[str]
             raise
         load_ids = list(pipeline.list_normalized_load_packages())
         pipeline.abort_packages()
-        with target.connect() as con:  # nothing half-loaded stays behind
-            removed = discard(con, DATASET_NAME, load_ids)
+        removed = 0  # the files of a load that never completes are never read (pipelines.lake)
+        if not target.is_lake:
+            with target.connect() as con:  # nothing half-loaded stays behind
+                removed = discard(con, DATASET_NAME, load_ids)
         log.warning(
             "dropped a pending load package that cannot load (%d row(s) it had loaded removed): %s",
             removed,

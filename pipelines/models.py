@@ -93,7 +93,7 @@ _SQL_TYPES = {
 _SWEEP_TABLES = {RUNS: RUN_COLUMNS, SWEEPS: SWEEP_COLUMNS, TRANSFERS: TRANSFER_COLUMNS}
 
 
-def _bootstrap_sql(raw: str) -> list[str]:
+def bootstrap_sql(raw: str) -> list[str]:
     statements = [_RAW_BOOTSTRAP.format(raw=raw)]
     for table, columns in _SWEEP_TABLES.items():
         declared = ", ".join(f"{c['name']} {_SQL_TYPES[c['data_type']]}" for c in columns)
@@ -250,7 +250,7 @@ def build(
         try:
             models = discover(sql_dir)
             with client.begin_transaction():
-                for statement in _bootstrap_sql(raw_dataset):
+                for statement in bootstrap_sql(raw_dataset):
                     client.execute_sql(statement)
                 plan = incremental.plan(client, BUILDS, models, full_refresh, raw_dataset, engine)
                 if plan.full_refresh and engine == "duckdb":  # DuckDB's own default, not a run's cap

@@ -1,9 +1,11 @@
-"""Where the history lives: a DuckDB file (the default) or a PostgreSQL database.
+"""Where the history lives: a DuckDB file (the default), a PostgreSQL database, or Parquet files.
 
 `[backfills] destination = "postgres"` in .dlt/config.toml (or BACKFILLS_DESTINATION, or
 `--destination`) switches every command to PostgreSQL; its credentials are dlt's own,
 `[destination.postgres] credentials` in .dlt/secrets.toml or DESTINATION__POSTGRES__CREDENTIALS.
 The password stays inside dlt's credentials object: messages name user, host, port and database.
+`destination = "filesystem"` loads the raw history as Parquet into `[destination.filesystem]
+bucket_url` (pipelines.lake); the models are then built by Spark (pipelines.spark), not here.
 
 `Warehouse.connect()` gives a `Connection` with the same few calls on both engines, for the code
 that reads and repairs the raw tables itself (settle, baseline, report, query). The models run
@@ -24,7 +26,7 @@ from typing import Any
 
 from .supermetrics.errors import ConfigError, LockedError, MonitorError, StorageError, causes
 
-ENGINES = ("duckdb", "postgres")
+ENGINES = ("duckdb", "postgres", "filesystem")
 CONFIG_FILE = Path(".dlt/config.toml")
 
 
@@ -121,21 +123,34 @@ def configured_engine(option: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class Warehouse:
-    """The database of one deployment. On PostgreSQL `db_path` only places dlt's working folder."""
+    """The database of one deployment. On PostgreSQL and the filesystem `db_path` only places
+    dlt's working folder (and, for the filesystem, the run lock)."""
 
     engine: str
     db_path: Path
-    credentials: Any = field(default=None, compare=False)  # PostgreSQL: dlt's credentials
+    # PostgreSQL: dlt's credentials; the filesystem: dlt's FilesystemConfiguration of the bucket
+    credentials: Any = field(default=None, compare=False)
 
     @property
     def is_duckdb(self) -> bool:
         return self.engine == "duckdb"
 
     @property
+    def is_postgres(self) -> bool:
+        return self.engine == "postgres"
+
+    @property
+    def is_lake(self) -> bool:
+        return self.engine == "filesystem"
+
+    @property
     def label(self) -> str:
-        """What messages call the database: the file, or user@host:port/database, no password."""
+        """What messages call the database: the file, user@host:port/database (no password), or
+        the bucket's URL."""
         if self.is_duckdb:
             return str(self.db_path)
+        if self.is_lake:
+            return str(self.credentials.bucket_url)
         c = self.credentials
         return f"postgresql://{c.username}@{c.host}:{c.port}/{c.database}"
 
@@ -144,6 +159,9 @@ class Warehouse:
         --db folder named after the PostgreSQL database."""
         if self.is_duckdb:
             return self.db_path.parent / f".{self.db_path.name}.dlt"
+        if self.is_lake:  # one per bucket: a short hash of its URL keeps names apart
+            digest = zlib.crc32(str(self.credentials.bucket_url).encode())
+            return self.db_path.parent / f".filesystem-{digest:08x}.dlt"
         c = self.credentials
         return self.db_path.parent / f".postgres-{c.host}-{c.port}-{c.database}.dlt"
 
@@ -152,6 +170,9 @@ class Warehouse:
 
         if self.is_duckdb:
             return dlt.destinations.duckdb(str(self.db_path))
+        if self.is_lake:
+            # the bucket's credentials dlt resolves itself, from the same [destination.filesystem]
+            return dlt.destinations.filesystem(bucket_url=self.credentials.bucket_url)
         return dlt.destinations.postgres(credentials=self.credentials)
 
     def connect(self, read_only: bool = False) -> Connection:
@@ -159,7 +180,32 @@ class Warehouse:
             from .database import connect
 
             return Connection(connect(self.db_path, read_only=read_only), "duckdb")
+        if self.is_lake:
+            raise ConfigError(
+                f"destination is filesystem: {self.label} holds the raw history as Parquet, not the "
+                "analytics tables this command reads; build them with `backfills models --engine spark` "
+                '(README "Running past one machine")'
+            )
         return Connection(connect_postgres(self.credentials, read_only), "postgres")
+
+    def lake(self) -> Any:
+        """The bucket's dataset of raw tables (pipelines.lake)."""
+        from .lake import open_lake
+        from .supermetrics.settings import DATASET_NAME
+
+        return open_lake(self.credentials, DATASET_NAME)
+
+    def read_lake(self) -> Connection:
+        """An in-memory DuckDB with the raw tables as views over the bucket's committed files:
+        what a run of the filesystem destination reads its baseline from."""
+        import duckdb
+
+        from .lake import attach
+        from .supermetrics.settings import DATASET_NAME
+
+        con = duckdb.connect()
+        attach(con, self.lake(), DATASET_NAME)
+        return Connection(con, "duckdb")
 
 
 def warehouse(db_path: Path, destination: str | None = None) -> Warehouse:
@@ -167,6 +213,10 @@ def warehouse(db_path: Path, destination: str | None = None) -> Warehouse:
     engine = configured_engine(destination)
     if engine == "duckdb":
         return Warehouse("duckdb", Path(db_path))
+    if engine == "filesystem":
+        from .lake import bucket_config
+
+        return Warehouse("filesystem", Path(db_path), bucket_config())
     return Warehouse("postgres", Path(db_path), postgres_credentials())
 
 
@@ -199,7 +249,7 @@ def database_errors(target: Warehouse) -> Iterator[None]:
     except MonitorError:
         raise
     except Exception as exc:
-        if target.is_duckdb or "psycopg2" not in sys.modules:
+        if not target.is_postgres or "psycopg2" not in sys.modules:
             raise
         import psycopg2
 

@@ -44,9 +44,9 @@ final as (
         -- the n-th run of this backfill for this day: a retry makes a new run for the same day
         case
             when transfer_backfill_id is not null
-                then row_number() over (
+                then cast(row_number() over (  -- bigint everywhere (Spark's row_number is an int)
                     partition by team_id, transfer_backfill_id, data_date order by created_time, run_id
-                )
+                ) as bigint)
         end as attempt,
         status,
         created_time,

@@ -118,9 +118,9 @@ progress_rows as (
         transfer_runs_created,
         transfer_runs_completed,
         transfer_runs_failed,
-        round(
+        cast(round(  -- a double on every engine (PostgreSQL's and Spark's round gives a decimal)
             100.0 * (transfer_runs_completed + transfer_runs_failed) / nullif(transfer_runs_total, 0), 2
-        ) as progress_pct,
+        ) as double precision) as progress_pct,
         error_count,
         version_poll_id
     from with_state

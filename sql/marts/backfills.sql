@@ -264,7 +264,7 @@ final as (
         transfer_id,
         range_start_date,
         range_end_date,
-        range_end_date - range_start_date + 1 as range_days,
+        cast(range_end_date - range_start_date as integer) + 1 as range_days,
         current_status as status,
         is_incomplete,
         created_time,
@@ -287,7 +287,8 @@ final as (
         transfer_runs_created,
         transfer_runs_completed,
         transfer_runs_failed,
-        round(100.0 * runs_done / nullif(transfer_runs_total, 0), 2) as progress_pct,
+        -- a double on every engine (PostgreSQL's and Spark's round gives a decimal)
+        cast(round(100.0 * runs_done / nullif(transfer_runs_total, 0), 2) as double precision) as progress_pct,
         runs_failed_all_attempts,
         cast(runs_failed_all_attempts as double precision)
         / nullif(transfer_runs_completed + runs_failed_all_attempts, 0) as failure_rate,
