@@ -15,7 +15,7 @@ def put_last_load_back(db: Path, *, forget_in_database: bool, target: Warehouse 
     `forget_in_database`: also remove the load's `_dlt_loads` and `_settled_loads` rows, as a kill
     before dlt's package commit leaves them. Without it, the database is as a power cut after the
     whole run leaves it when the file system lost dlt's file moves. Returns the load id.
-    `target`: the database when it is not the DuckDB file `db` (PostgreSQL).
+    `target`: the database when it is not the DuckDB file `db` (PostgreSQL, a bucket).
     """
     target = target or Warehouse("duckdb", db)
     load = target.working_dir() / "supermetrics_backfills" / "load"
@@ -25,7 +25,10 @@ def put_last_load_back(db: Path, *, forget_in_database: bool, target: Warehouse 
     (pending / "package_completed.json").unlink()
     for job in (pending / "completed_jobs").iterdir():
         job.rename(pending / "started_jobs" / job.name)
-    if forget_in_database:
+    if forget_in_database and target.is_lake:  # the load's row in the bucket is a file of its own
+        lake = target.lake()
+        lake.fs.rm(f"{lake.dataset_path}/_dlt_loads/supermetrics__{package.name}.jsonl")
+    elif forget_in_database:
         with target.connect() as con:
             for (table,) in con.rows(
                 "select table_name from information_schema.tables where table_schema = 'supermetrics' "

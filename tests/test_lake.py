@@ -1,0 +1,226 @@
+"""Past one machine: the raw history as Parquet (dlt's filesystem destination), the models on Spark.
+
+One seeded simulated history is ingested into a bucket (a local folder) by the real CLI, killed
+in each of the chaos test's ways (tests/test_chaos.py), and into a DuckDB twin without
+interruption. The bucket's committed files must then hold the twin's raw tables row for row,
+none twice; and the models Spark builds from those files (`backfills models`, the one Spark
+session of the test run) must equal the twin's, built by DuckDB, table for table: the same
+columns with the same types, the same rows.
+
+Rows are compared as sets after sorting; numbers rounded to 6 decimals (`normalised`), times in
+UTC. Left out: dlt's ids and what differs between any two runs given the same answers (this
+machine's clock, per-request headers), as in the PostgreSQL test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from cli_process import backfills_env, run_backfills
+from conftest import RAW_TABLES
+from support import put_last_load_back
+from test_chaos import ENV, MODES, kill_a_run
+from test_postgres import CHILD_TABLE, TEAMS, VOLATILE, normalised, seeded_simulator, tables
+
+from pipelines.ingest import ingest, rebuild_models
+from pipelines.lake import bucket_config
+from pipelines.supermetrics.settings import DATASET_NAME
+from pipelines.warehouse import Warehouse
+
+# an intermediate table's pointer to a dlt id
+SPARK_VOLATILE = VOLATILE | {"error_report_version_id"}
+
+
+def lake_env(bucket: Path) -> dict[str, str]:
+    return {
+        **ENV,
+        "BACKFILLS_DESTINATION": "filesystem",
+        "DESTINATION__FILESYSTEM__BUCKET_URL": str(bucket),
+        "SOURCES__SUPERMETRICS__API_KEY": "sim-key",
+    }
+
+
+def committed_polls(target: Warehouse) -> int:
+    with target.read_lake() as con:
+        return con.rows("select count(*) from supermetrics.polls")[0][0]
+
+
+def cut_short(target: Warehouse, load_id: str) -> Path:
+    """One Parquet file of the load half-written, as a kill in the middle of its copy leaves it."""
+    lake = target.lake()
+    written = sorted(Path(lake.dataset_path).glob(f"*/{load_id}.*.parquet"))
+    data = written[0].read_bytes()
+    written[0].write_bytes(data[: len(data) // 2])
+    return written[0]
+
+
+def spark_tables(pointer: dict, twin: duckdb.DuckDBPyConnection) -> dict[str, tuple[list, list]]:
+    """Per table of the Spark build: (columns with DuckDB's types, rows) read from its Parquet."""
+    out = {}
+    with duckdb.connect() as con:
+        for relation, url in pointer["tables"].items():
+            path = url.removeprefix("file://")
+            con.execute(f"create or replace view t as select * from read_parquet('{path}/*.parquet')")
+            out[relation] = _described(con, "t")
+    twin_out = {relation: _described(twin, relation) for relation in pointer["tables"]}
+    return out, twin_out
+
+
+def _described(con: duckdb.DuckDBPyConnection, relation: str) -> tuple[list, list]:
+    columns = con.execute(f"describe {relation}").fetchall()
+    kept = [name for name, *_ in columns if name not in SPARK_VOLATILE]
+    rows = con.execute(f"select {', '.join(kept)} from {relation}").fetchall()
+    return [(name, kind) for name, kind, *_ in columns], sorted(
+        (tuple(normalised(v) for v in row) for row in rows), key=repr
+    )
+
+
+@pytest.mark.timeout(1200)  # generous: a loaded machine makes every run (and Spark) slower, never wrong
+@pytest.mark.slow
+def test_killed_runs_leave_the_bucket_whole_and_spark_builds_what_duckdb_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(20261201)
+    bucket, local, twin = tmp_path / "bucket", tmp_path / "data" / "b.duckdb", tmp_path / "twin" / "b.duckdb"
+    env = lake_env(bucket)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DESTINATION__FILESYSTEM__BUCKET_URL", str(bucket))
+    monkeypatch.setenv("SOURCES__SUPERMETRICS__API_KEY", env["SOURCES__SUPERMETRICS__API_KEY"])
+    target = Warehouse("filesystem", local, bucket_config())
+    with seeded_simulator() as sim:
+        args = ["ingest", "--base-url", sim.base_url, "--db", str(local)]
+        args += [a for team in TEAMS for a in ("--team-id", str(team))]
+
+        def clean_run() -> None:
+            result = run_backfills(*args, cwd=tmp_path, **env)
+            assert result.returncode == 0, result.stderr
+            assert "models:" not in result.stdout  # the run loads files; Spark builds the models
+
+        def twin_runs(count: int) -> None:
+            for _ in range(count):
+                ingest(
+                    twin,
+                    team_ids=list(TEAMS),
+                    base_url=sim.base_url,
+                    build_models=False,
+                    destination="duckdb",
+                )
+
+        started = time.monotonic()
+        clean_run()
+        run_seconds = time.monotonic() - started  # only to spread the random kill moments over a run
+        twin_runs(1)
+        killed = dict.fromkeys(MODES, 0)
+        for mode in MODES:
+            sim.clock.advance(300)
+            before = committed_polls(target)
+            if mode == "committed_not_recorded":
+                clean_run()
+                load_id = put_last_load_back(local, forget_in_database=True, target=target)
+                cut_short(target, load_id)
+                # readers take no file of a load without its _dlt_loads row, whole or cut short
+                assert committed_polls(target) == before
+                killed[mode] += 1
+            else:
+                working = target.working_dir()
+                killed[mode] += kill_a_run(
+                    mode, args, tmp_path, backfills_env(**env), working, run_seconds, rng
+                )
+            clean_run()
+            kept = committed_polls(target) - before  # a run stores both teams' polls in one load, or none
+            assert kept in (2, 4), kept
+            twin_runs(kept // 2)  # one uninterrupted run per run the bucket kept
+    rebuild_models(twin, destination="duckdb")
+    assert killed["committed_not_recorded"] == 1
+
+    raw = [*RAW_TABLES, CHILD_TABLE]
+    with target.read_lake() as lake, duckdb.connect(str(twin), read_only=True) as duck:
+        for table in raw:
+            doubled = lake.rows(f"select count(*) - count(distinct _dlt_id) from {DATASET_NAME}.{table}")
+            assert doubled[0][0] == 0, f"{table} holds a row twice"
+        assert tables(lake.raw, DATASET_NAME, raw, "?") == tables(duck, DATASET_NAME, raw, "?")
+    stored = [p.read_bytes() for p in [*bucket.rglob("*"), *target.working_dir().rglob("*")] if p.is_file()]
+    assert not any(sim.api_key.encode() in data for data in stored)
+
+    # the models on Spark, through the CLI: the destination's default engine
+    if shutil.which("java") is None and not os.environ.get("BACKFILLS_REQUIRE_SPARK"):
+        pytest.skip("Spark needs a JDK 17 (java on PATH): scripts/ensure-java installs one, as .ci/run does")
+    result = run_backfills(
+        "models", "--db", str(local), cwd=tmp_path, timeout=1000, SPARK__MASTER="local[2]", **env
+    )
+    assert result.returncode == 0, result.stderr
+    assert "models on Spark: file://" in result.stdout
+    pointer = json.loads((bucket / "models" / "_current.json").read_text())
+    with duckdb.connect(str(twin), read_only=True) as duck:
+        newest = duck.execute("select max(poll_id) from supermetrics.polls").fetchone()[0]
+        assert pointer["through_poll_id"] == newest  # every committed poll, as the twin
+        marts = {
+            f"analytics.{t}"
+            for (t,) in duck.execute(
+                "select table_name from information_schema.tables where table_schema = 'analytics' "
+                "and table_name <> 'model_builds'"
+            ).fetchall()
+        }
+        assert marts <= set(pointer["tables"])
+        on_spark, on_duckdb = spark_tables(pointer, duck)
+    differing = [relation for relation in on_duckdb if on_spark[relation] != on_duckdb[relation]]
+    assert differing == []
+    assert len(on_spark["analytics.backfill_runs"][1]) > 100  # the scenario is busy
+
+
+def test_the_filesystem_destination_says_what_it_needs_in_one_line(tmp_path: Path) -> None:
+    bucket = tmp_path / "bucket"
+    no_bucket = {**lake_env(bucket), "DESTINATION__FILESYSTEM__BUCKET_URL": ""}
+    del no_bucket["DESTINATION__FILESYSTEM__BUCKET_URL"]
+    result = run_backfills(
+        "ingest", "--team-id", "1", "--base-url", "http://127.0.0.1:9", cwd=tmp_path, **no_bucket
+    )
+    assert result.returncode == 78
+    assert (
+        "DESTINATION__FILESYSTEM__BUCKET_URL" in result.stderr
+        and len(result.stderr.strip().splitlines()) == 1
+    )
+
+    for command in (["report"], ["query", "select 1"]):
+        result = run_backfills(*command, cwd=tmp_path, **lake_env(bucket))
+        assert result.returncode == 78, command
+        assert "backfills models --engine spark" in result.stderr, command
+    result = run_backfills("check", cwd=tmp_path, **lake_env(bucket))  # a monitoring check's UNKNOWN
+    assert result.returncode == 3 and "backfills models --engine spark" in result.stdout
+
+    result = run_backfills("models", "--engine", "spark", cwd=tmp_path, BACKFILLS_DESTINATION="duckdb")
+    assert result.returncode == 78
+    assert 'destination = "filesystem"' in result.stderr
+
+    alerting = {**lake_env(bucket), "ALERTS__WEBHOOK_URL": "http://127.0.0.1:9/hook"}
+    result = run_backfills(
+        "ingest", "--team-id", "1", "--base-url", "http://127.0.0.1:9", cwd=tmp_path, **alerting
+    )
+    assert result.returncode == 78
+    assert "alerts need a database" in result.stderr
+    assert not bucket.exists()  # nothing was polled, nothing written
+
+
+def test_a_load_row_cut_short_is_not_a_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dlt writes `_dlt_loads/<schema>__<load_id>.jsonl` last; a kill in the middle of that write
+    leaves half a JSON line, and the load's files must stay unread until dlt writes it again."""
+    monkeypatch.setenv("DESTINATION__FILESYSTEM__BUCKET_URL", str(tmp_path / "bucket"))
+    monkeypatch.setenv("SOURCES__SUPERMETRICS__API_KEY", "sim-key")
+    target = Warehouse("filesystem", tmp_path / "data" / "b.duckdb", bucket_config())
+    with seeded_simulator() as sim:
+        ingest(target.db_path, team_ids=list(TEAMS), base_url=sim.base_url, destination="filesystem")
+        sim.clock.advance(300)
+        ingest(target.db_path, team_ids=list(TEAMS), base_url=sim.base_url, destination="filesystem")
+    assert committed_polls(target) == 4
+    lake = target.lake()
+    newest = sorted(Path(lake.dataset_path, "_dlt_loads").iterdir())[-1]
+    newest.write_text(newest.read_text()[:20])
+    assert committed_polls(target) == 2
+    assert len(lake.committed_loads()) == 1
