@@ -15,7 +15,7 @@ os.environ.setdefault("RUNTIME__LOG_LEVEL", "CRITICAL")
 # requests are measured on their own (ingest_bench.api_efficiency, with the sweep on).
 os.environ.setdefault("SOURCES__SUPERMETRICS__SWEEP", "false")
 
-from . import ingest_bench, models_bench, teams_bench  # noqa: E402
+from . import ingest_bench, lake_bench, models_bench, teams_bench  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
@@ -26,6 +26,7 @@ def main() -> None:
         lines = ingest_bench.report(ingest_bench.run(Path(work_dir)))
         lines += [""] + models_bench.report(models_bench.run(Path(work_dir), polls=polls))
         lines += [""] + teams_bench.report(teams_bench.run(Path(work_dir), polls=polls))
+        lines += [""] + lake_bench.report(lake_bench.run(Path(work_dir)))  # a week: Spark is slow here
     header = [
         "# Benchmarks",
         "",

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dlt
+import duckdb
 from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.exceptions import TerminalException
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -164,11 +165,10 @@ def ingest(
         file_format = "parquet" if target.is_lake else "insert_values"
         _run(target, lambda: pipeline.run(source, loader_file_format=file_format))
         built, published = None, None
-        if target.is_lake:
-            build_models = False  # Spark builds the models from the files: `backfills models`
-        else:
+        if not target.is_lake:  # files: nothing to settle, and Spark builds their models
             settle_loads(con, target)
-        if build_models:  # after every run, a failed poll's included: it shows in analytics.polls at once
+        # after every run, a failed poll's included: it shows in analytics.polls at once
+        if build_models and not target.is_lake:
             built, published = _build_and_publish(pipeline, target, alerts=alerting)
             delivered = deliver_alerts(con, alerting)
     result = IngestResult(
@@ -243,8 +243,8 @@ def open_for_run(target: Warehouse, started: float, wait_lock: float) -> Iterato
     """
     if target.is_lake:
         target.working_dir().parent.mkdir(parents=True, exist_ok=True)
-        with RunLock(target.working_dir(), wait_lock), target.read_lake() as con:
-            yield con
+        with RunLock(target.working_dir(), wait_lock), Connection(duckdb.connect(), "duckdb") as con:
+            yield con  # settle_loads attaches the committed files, once the pending load is done
         return
     if target.is_postgres:
         with AdvisoryLock(target, DATASET_NAME, wait_lock), target.connect() as con:
@@ -296,8 +296,6 @@ def _build_and_publish(
 def _publish(target: Warehouse) -> PublishResult | None:
     if not target.is_duckdb:
         return None
-    import duckdb
-
     try:
         return publish(target.db_path, models.tables_by_poll())
     except (OSError, duckdb.Error) as exc:
