@@ -124,6 +124,10 @@ def _pipeline_for(_label: str, target: Warehouse) -> dlt.Pipeline:
     # The baseline comes from the tables themselves, never from dlt's pipeline state: syncing
     # that state with the destination on every run would cost time and buy nothing.
     pipeline.config.restore_from_destination = False
+    # dlt's own handlers defer a first Ctrl-C or SIGTERM during normalize and load to checks that
+    # a step may never reach, and then forget it: the run went on to the end. Without them the
+    # signal stops the run at once, and the next run finishes its load (docs/exactly-once.md).
+    pipeline.config.runtime.intercept_signals = False
     return pipeline
 
 

@@ -13,7 +13,9 @@ import duckdb
 import pytest
 from cli_process import BACKFILLS, backfills_env, ingest_args, run_backfills
 from conftest import OTHER_TEAM, TEAM, Api, add_transfer, days_ago
+from test_chaos import started_jobs
 
+from pipelines.ingest import working_dir
 from pipelines.simulator import ApiKey, Simulator
 
 FAST = {"SOURCES__SUPERMETRICS__MAX_ATTEMPTS": "2", "SOURCES__SUPERMETRICS__BACKOFF_FACTOR": "0"}
@@ -345,3 +347,41 @@ def test_a_lookup_outage_that_costs_another_team_its_poll_fails_the_run(
         f"team {TEAM}",
         f"team {OTHER_TEAM}",
     ]
+
+
+def test_ctrl_c_in_the_middle_of_a_load_stops_the_run_and_the_next_run_loads_it(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """dlt's own signal handlers deferred a Ctrl-C (or SIGTERM) during its load to a check that
+    never came, and then forgot it: the run went on and exited 0. Ctrl-C must stop it, say so in
+    one line, and the next run must finish the load before it polls (nothing lost, nothing twice)."""
+    env = backfills_env(SOURCES__SUPERMETRICS__API_KEY=sim.api_key)
+    for attempt in range(10):  # the job's file lives for an insert: a busy machine may miss it
+        db = tmp_path / f"b{attempt}.duckdb"
+        interrupted = subprocess.Popen(
+            [BACKFILLS, *ingest_args(sim.base_url, db)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        while interrupted.poll() is None and not started_jobs(working_dir(db)):
+            time.sleep(0.0005)  # watching the folder: the load job's file is the event
+        if interrupted.poll() is None:
+            break
+        interrupted.communicate()
+    interrupted.send_signal(signal.SIGINT)
+    _, stderr = interrupted.communicate(timeout=60)
+    assert interrupted.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1].startswith("backfills: interrupted: stopped by Ctrl-C")
+
+    result = run_backfills(
+        *ingest_args(sim.base_url, db), cwd=tmp_path, SOURCES__SUPERMETRICS__API_KEY=sim.api_key
+    )
+    assert result.returncode == 0, result.stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("select count(*), count(distinct poll_id) from supermetrics.polls").fetchone() == (
+            2,
+            2,
+        )

@@ -34,20 +34,32 @@ def imported_top_level_modules() -> set[str]:
     return modules - set(sys.stdlib_module_names) - {"__future__", "pipelines"}
 
 
+# imported only inside the functions that need them, and declared in an extra: module -> extra
+OPTIONAL = {"pyspark": "spark"}
+
+
 def test_every_imported_package_is_a_declared_dependency() -> None:
-    declared = {
-        _normalise(re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0])
-        for requirement in importlib.metadata.requires(DISTRIBUTION) or []
-        if "extra ==" not in requirement
-    }
+    requirements = importlib.metadata.requires(DISTRIBUTION) or []
+
+    def names(extra: str | None) -> set[str]:
+        marker = f'extra == "{extra}"'
+        return {
+            _normalise(re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0])
+            for requirement in requirements
+            if (marker in requirement if extra else "extra ==" not in requirement)
+        }
+
+    declared = names(None)
     providers = importlib.metadata.packages_distributions()
     missing = {
         module: providers.get(module)
-        for module in imported_top_level_modules()
+        for module in imported_top_level_modules() - set(OPTIONAL)
         if not {_normalise(d) for d in providers.get(module, [])} & declared
     }
     assert missing == {}
     assert {"pyyaml", "requests"} <= declared
+    for module, extra in OPTIONAL.items():
+        assert {_normalise(d) for d in providers.get(module, [])} & names(extra), module
 
 
 @pytest.mark.slow
