@@ -72,12 +72,26 @@ def build_from_config(target: Warehouse) -> SparkBuild:
             '(README "Running past one machine")'
         )
     master, models_url = settings()
+    lake = target.lake()
+    models_root(lake, models_url)  # a bad one is said before Spark takes its seconds to start
     spark = start_session(master)
     try:
-        return build(spark, target.lake(), models_url)
+        return build(spark, lake, models_url)
     finally:
         if spark.sparkContext.master.startswith("local"):  # ours; a cluster's session is not
             spark.stop()
+
+
+def models_root(lake: Lake, models_url: str | None) -> str:
+    """Where the builds go: `[spark] models_url`, else <bucket_url>/models. It must be in the
+    bucket's file system: the pointer and the clean-up use the bucket's credentials."""
+    root = (models_url or lake.spark_url(posixpath.join(lake.root, "models"))).rstrip("/")
+    if not root.startswith(f"{lake.protocol}://"):
+        raise ConfigError(
+            f"[spark] models_url = {root!r} must be in the bucket's file system ({lake.protocol}://...), "
+            "beside the raw history"
+        )
+    return root
 
 
 def start_session(master: str | None = None) -> Any:
@@ -108,7 +122,7 @@ def build(spark: Any, lake: Lake, models_url: str | None = None, sql_dir: Path =
     """Build every model from the lake's committed files into a new build folder, test it, and
     make it the current one. Raises `ModelError` (the previous build stays current)."""
     started = time.monotonic()
-    root = (models_url or lake.spark_url(posixpath.join(lake.root, "models"))).rstrip("/")
+    root = models_root(lake, models_url)
     build_id = f"build-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
     build_url = f"{root}/{build_id}"
     all_models = models.discover(sql_dir)

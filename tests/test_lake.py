@@ -199,6 +199,11 @@ def test_the_filesystem_destination_says_what_it_needs_in_one_line(tmp_path: Pat
     assert result.returncode == 78
     assert 'destination = "filesystem"' in result.stderr
 
+    elsewhere = {**lake_env(bucket), "SPARK__MODELS_URL": "s3://elsewhere/models"}
+    result = run_backfills("models", cwd=tmp_path, **elsewhere)
+    assert result.returncode == 78  # before Spark starts
+    assert "models_url = 's3://elsewhere/models' must be in the bucket's file system" in result.stderr
+
     alerting = {**lake_env(bucket), "ALERTS__WEBHOOK_URL": "http://127.0.0.1:9/hook"}
     result = run_backfills(
         "ingest", "--team-id", "1", "--base-url", "http://127.0.0.1:9", cwd=tmp_path, **alerting
