@@ -39,6 +39,9 @@ class Cli(click.Group):
     -v shows the traceback of an unexpected one."""
 
     def main(self, *args: object, **kwargs: object) -> object:
+        # Ctrl-C (or kill -INT) stops any command at once, also when it was started with SIGINT
+        # ignored, as a non-interactive shell starts its background jobs: Python would keep it so
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
         except click.UsageError as error:  # click says 2; sysexits says 64
