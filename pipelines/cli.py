@@ -126,8 +126,8 @@ _DB = click.option(
     default=DEFAULT_DB_PATH,
     show_default=True,
     envvar="BACKFILLS_DB",
-    help="DuckDB file (env BACKFILLS_DB). Folders are created. With PostgreSQL, dlt's working "
-    "folder goes in its folder.",
+    help="DuckDB file (env BACKFILLS_DB). Folders are created. With PostgreSQL or filesystem, dlt's "
+    "working folder goes in its folder.",
 )
 _DESTINATION = click.option(
     "--destination",
@@ -135,7 +135,7 @@ _DESTINATION = click.option(
     envvar="BACKFILLS_DESTINATION",
     help="Where the history lives (env BACKFILLS_DESTINATION). Default: [backfills] destination in "
     ".dlt/config.toml, else duckdb. postgres reads [destination.postgres] credentials from "
-    ".dlt/secrets.toml.",
+    ".dlt/secrets.toml; filesystem (Parquet, models on Spark) [destination.filesystem] bucket_url.",
 )
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from .supermetrics.errors import ConfigError, StorageError
 
 LOADS_TABLE = "_dlt_loads"
+DEFAULT_LAYOUT = "{table_name}/{load_id}.{file_id}.{ext}"  # dlt's; the load id starts each name
 
 
 @dataclass(frozen=True)
@@ -94,10 +95,17 @@ def _load_id(path: str) -> str:
 
 def bucket_config() -> Any:
     """dlt's `[destination.filesystem]` configuration (bucket_url and credentials)."""
+    import dlt
     from dlt.common.configuration import resolve_configuration
     from dlt.common.configuration.exceptions import ConfigurationException
     from dlt.common.storages import FilesystemConfiguration
 
+    layout = dlt.config.get("destination.filesystem.layout")
+    if layout and layout != DEFAULT_LAYOUT:  # readers find a file's load id by its name
+        raise ConfigError(
+            f"[destination.filesystem] layout = {layout!r}: the filesystem destination needs dlt's "
+            f"default layout, {DEFAULT_LAYOUT!r}; remove the setting"
+        )
     try:
         return resolve_configuration(FilesystemConfiguration(), sections=("destination", "filesystem"))
     except (ConfigurationException, ValueError):

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .supermetrics.errors import ConfigError, LockedError, MonitorError, StorageError, causes
 
@@ -149,8 +150,10 @@ class Warehouse:
         the bucket's URL."""
         if self.is_duckdb:
             return str(self.db_path)
-        if self.is_lake:
-            return str(self.credentials.bucket_url)
+        if self.is_lake:  # without a user or password a URL may carry (sftp://user:pw@host)
+            url = urlsplit(str(self.credentials.bucket_url))
+            host = url.hostname or ""
+            return urlunsplit(url._replace(netloc=host + (f":{url.port}" if url.port else "")))
         c = self.credentials
         return f"postgresql://{c.username}@{c.host}:{c.port}/{c.database}"
 

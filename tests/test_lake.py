@@ -188,6 +188,15 @@ def test_the_filesystem_destination_says_what_it_needs_in_one_line(tmp_path: Pat
         and len(result.stderr.strip().splitlines()) == 1
     )
 
+    other_layout = {
+        **lake_env(bucket),
+        "DESTINATION__FILESYSTEM__LAYOUT": "{table_name}/{load_id}/{file_id}.{ext}",
+    }
+    result = run_backfills(
+        "ingest", "--team-id", "1", "--base-url", "http://127.0.0.1:9", cwd=tmp_path, **other_layout
+    )
+    assert result.returncode == 78 and "needs dlt's default layout" in result.stderr
+
     for command in (["report"], ["query", "select 1"]):
         result = run_backfills(*command, cwd=tmp_path, **lake_env(bucket))
         assert result.returncode == 78, command
