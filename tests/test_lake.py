@@ -153,7 +153,7 @@ def test_killed_runs_leave_the_bucket_whole_and_spark_builds_what_duckdb_builds(
     if shutil.which("java") is None and not os.environ.get("BACKFILLS_REQUIRE_SPARK"):
         pytest.skip("Spark needs a JDK 17 (java on PATH): scripts/ensure-java installs one, as .ci/run does")
     result = run_backfills(
-        "models", "--db", str(local), cwd=tmp_path, timeout=1000, SPARK__MASTER="local[1]", **env
+        "models", "--db", str(local), cwd=tmp_path, timeout=1000, SPARK__MASTER="local[2]", **env
     )
     assert result.returncode == 0, result.stderr
     assert "models on Spark: file://" in result.stdout
