@@ -197,15 +197,6 @@ class _Client:
         return [tuple(row) for row in self.spark.sql(to_spark(sql)).collect()]
 
 
-def current_build(lake: Lake, models_url: str | None = None) -> dict[str, Any] | None:
-    """What `_current.json` says (build, url, tables, finished_at, through_poll_id), or None."""
-    root = _fs_path(lake, models_url)
-    try:
-        return json.loads(lake.fs.cat_file(posixpath.join(root, POINTER)))
-    except FileNotFoundError:
-        return None
-
-
 def _point_at(lake: Lake, root: str, build_id: str, tables: list[str], through_poll_id: int) -> None:
     pointer = {
         "build": build_id,
@@ -214,7 +205,7 @@ def _point_at(lake: Lake, root: str, build_id: str, tables: list[str], through_p
         "finished_at": datetime.now(UTC).isoformat(),
         "through_poll_id": through_poll_id,
     }
-    path = posixpath.join(_fs_path(lake, root), POINTER)
+    path = posixpath.join(_fs_path(root), POINTER)
     text = json.dumps(pointer, indent=2).encode()
     if lake.is_local:  # a rename is atomic on a local disk; an object store's put is by itself
         lake.fs.pipe_file(path + ".tmp", text)
@@ -224,7 +215,7 @@ def _point_at(lake: Lake, root: str, build_id: str, tables: list[str], through_p
 
 
 def _remove_old_builds(lake: Lake, root: str, current: str) -> None:
-    folder = _fs_path(lake, root)
+    folder = _fs_path(root)
     builds = sorted(
         posixpath.basename(p.rstrip("/"))
         for p in lake.fs.ls(folder, detail=False)
@@ -235,15 +226,13 @@ def _remove_old_builds(lake: Lake, root: str, current: str) -> None:
 
 
 def _remove(lake: Lake, url: str) -> None:
-    path = _fs_path(lake, url)
+    path = _fs_path(url)
     if lake.fs.exists(path):
         lake.fs.rm(path, recursive=True)
 
 
-def _fs_path(lake: Lake, url: str | None) -> str:
+def _fs_path(url: str) -> str:
     """A URL Spark reads, as the path fsspec takes."""
-    if url is None:
-        return posixpath.join(lake.root, "models")
     return url.split("://", 1)[1] if "://" in url else url
 
 
