@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from . import report as report_module
+from . import stopping
 from .simulator import DEFAULT_API_KEY, DEFAULT_TEAM_ID, FAULT_KINDS, Simulator, Workload, parse_fault
 from .supermetrics.client import is_loopback
-from .supermetrics.errors import ConfigError, Interrupted, MonitorError, UsageError, causes
+from .supermetrics.errors import ConfigError, MonitorError, UsageError, causes
 from .supermetrics.settings import DEFAULT_DB_PATH
 from .supermetrics.snapshot import RunReport
 from .text import clean, one_line
@@ -39,11 +40,11 @@ class Cli(click.Group):
     -v shows the traceback of an unexpected one."""
 
     def main(self, *args: object, **kwargs: object) -> object:
-        # Ctrl-C (or kill -INT) stops any command at once, also when it was started with SIGINT
-        # ignored, as a non-interactive shell starts its background jobs: Python would keep it so
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        stopping.install()  # Ctrl-C and SIGTERM stop any command at once: 130 and 143
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
+        except KeyboardInterrupt:  # a stop outside a command's own work (parsing, printing)
+            fail(stopping.interrupted())
         except click.UsageError as error:  # click says 2; sysexits says 64
             error.show()
             sys.exit(UsageError.exit_code)
@@ -51,16 +52,18 @@ class Cli(click.Group):
             error.show()
             sys.exit(error.exit_code)
         except click.exceptions.Abort:  # Ctrl-C at a click prompt
-            fail(Interrupted("stopped by Ctrl-C"))
+            fail(stopping.interrupted())
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except MonitorError as error:
-            fail(error)
+            fail(stopping.interrupted() if stopping.received() else error)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except (KeyboardInterrupt, Exception) as exc:  # not SystemExit: a command's own exit code
+            if stopping.received():  # whatever a library made of the stop on its way out
+                fail(stopping.interrupted())
             known = known_error(exc)
             if known is not None:
                 fail(known)
@@ -79,10 +82,7 @@ def known_error(exc: BaseException) -> MonitorError | None:
     wrapped by dlt), an unreadable config file."""
     for cause in causes(exc):
         if isinstance(cause, KeyboardInterrupt):
-            return Interrupted(
-                "stopped by Ctrl-C; nothing is half-loaded: the next run finishes or discards the "
-                "interrupted load"
-            )
+            return stopping.interrupted()
         toml = sys.modules.get("dlt.common.configuration.providers.toml")  # loaded if dlt raised
         if toml is not None and isinstance(cause, toml.TomlProviderReadException):
             problem = str(cause).splitlines()[-1]  # the TOML parser's words, with line and column
@@ -268,12 +268,12 @@ def watch_command(
         raise click.BadParameter(str(exc), param_hint="--every") from None
     stop = threading.Event()
 
-    def request_stop(signum: int, _frame: object) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # the second Ctrl-C: stop at once (exit 130)
+    def request_stop(signum: int, frame: object) -> None:
+        if stop.is_set():
+            stopping.stop_now(signum, frame)  # the second signal: stop at once (130 or 143)
         stop.set()  # before saying so: a second Ctrl-C may land while this handler still prints
         click.echo(
-            f"{signal.Signals(signum).name}: stopping after the current run (Ctrl-C again stops at once)",
+            f"{signal.Signals(signum).name}: stopping after the current run (a second signal stops at once)",
             err=True,
         )
 

@@ -31,7 +31,7 @@ from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.exceptions import TerminalException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from . import models
+from . import models, stopping
 from .alerts import settings as alert_settings
 from .alerts.delivery import DeliveryReport, deliver
 from .alerts.settings import AlertSettings
@@ -54,6 +54,7 @@ from .supermetrics.errors import (
 from .supermetrics.settings import DATASET_NAME, DUCKDB_MEMORY_LIMIT, PIPELINE_NAME
 from .supermetrics.snapshot import RunReport
 from .warehouse import AdvisoryLock, Connection, Warehouse, database_errors, warehouse
+from .working_folder import recover
 
 log = logging.getLogger(__name__)
 RESERVED_DB_NAMES = (DATASET_NAME, "analytics", "staging", "main")
@@ -158,8 +159,8 @@ def ingest(
         )
     delivered = None
     with database_errors(target), open_for_run(target, started, wait_lock) as con:
-        pipeline = open_pipeline(target)
-        settle_loads(con, target, finish_pending_loads(pipeline, target))
+        with stopping.doing("finishing what an earlier run left"):
+            pipeline = finish_earlier_runs(con, target)
         baseline = read_baseline(con, DATASET_NAME)
         report = RunReport()
         overrides = {k: v for k, v in (("team_ids", team_ids), ("base_url", base_url)) if v}
@@ -167,10 +168,12 @@ def ingest(
             baseline=baseline, report=report, rounds=rounds, between_rounds=between_rounds, **overrides
         )
         file_format = "parquet" if target.is_lake else "insert_values"
-        _run(target, lambda: pipeline.run(source, loader_file_format=file_format))
+        with stopping.doing("polling and loading"):
+            _run(target, lambda: pipeline.run(source, loader_file_format=file_format))
+            if not target.is_lake:  # files: nothing to settle, and Spark builds their models
+                for note in settle_loads(con, target):
+                    log.warning(note)
         built, published = None, None
-        if not target.is_lake:  # files: nothing to settle, and Spark builds their models
-            settle_loads(con, target)
         # after every run, a failed poll's included: it shows in analytics.polls at once
         if build_models and not target.is_lake:
             built, published = _build_and_publish(pipeline, target, alerts=alerting)
@@ -211,8 +214,8 @@ def rebuild_models(
         )
     alerting = alert_settings.load() if alerts else AlertSettings()
     with database_errors(target), open_for_run(target, started, wait_lock) as con:
-        pipeline = open_pipeline(target)
-        settle_loads(con, target, finish_pending_loads(pipeline, target))
+        with stopping.doing("finishing what an earlier run left"):
+            pipeline = finish_earlier_runs(con, target)
         if read_baseline(con, DATASET_NAME).next_poll_id == 1:
             raise ConfigError(f"{target.label} holds no polls yet: run backfills ingest first")
         built = _build_and_publish(pipeline, target, full_refresh, alerting)
@@ -226,8 +229,11 @@ def deliver_alerts(con: Connection, alerting: AlertSettings) -> DeliveryReport |
     if not alerting.enabled:
         return None
     try:
-        delivered = deliver(con, alerting)
+        with stopping.doing("delivering alerts"):
+            delivered = deliver(con, alerting)
     except Exception as exc:  # the run's data is committed: alerting must not turn it into a failure
+        if stopping.received():  # a stop the database or HTTP library turned into its own error
+            raise
         log.warning("alerts not delivered this run (%s); they stay pending", type(exc).__name__)
         return DeliveryReport(failures=[type(exc).__name__])
     if delivered.failures or delivered.left:
@@ -267,17 +273,16 @@ def memory_limit() -> str:
     return str(dlt.config.get("duckdb.memory_limit") or DUCKDB_MEMORY_LIMIT)
 
 
-def settle_loads(con: Connection, target: Warehouse, reloaded: list[str] | None = None) -> None:
-    """Make every completed load count once; say so when a killed run had doubled rows.
+def settle_loads(con: Connection, target: Warehouse, reloaded: list[str] | None = None) -> list[str]:
+    """Make every completed load count once; returns what to say when a killed run had doubled rows.
 
     Files are never doubled (a load dlt repeats writes the same files again), so on the
     filesystem this only takes the files of the loads completed by now (pipelines.lake)."""
     if target.is_lake:
         attach(con.raw, target.lake(), DATASET_NAME)
-        return
+        return []
     settled = settle(con, DATASET_NAME, reloaded)
-    if settled.removed:
-        log.warning(settled.describe())
+    return [settled.describe()] if settled.removed else []
 
 
 def _build_and_publish(
@@ -289,7 +294,8 @@ def _build_and_publish(
     PostgreSQL has no copy to publish: readers never block its writers, and the build replaces
     the tables' rows in one transaction, so BI tools read the analytics schema itself."""
     try:
-        built = _build_models(pipeline, target, full_refresh, alerts)
+        with stopping.doing("building the models"):
+            built = _build_models(pipeline, target, full_refresh, alerts)
     except ModelError:
         with contextlib.suppress(PublishError):  # the failed build is the error to report
             _publish(target)
@@ -301,7 +307,8 @@ def _publish(target: Warehouse) -> PublishResult | None:
     if not target.is_duckdb:
         return None
     try:
-        return publish(target.db_path, models.tables_by_poll())
+        with stopping.doing("publishing the copy for BI tools"):
+            return publish(target.db_path, models.tables_by_poll())
     except (OSError, duckdb.Error) as exc:
         raise PublishError(
             f"could not write the copy for BI tools in {published_dir(target.db_path)}: "
@@ -324,17 +331,34 @@ def _build_models(
         raise
 
 
-def finish_pending_loads(pipeline: dlt.Pipeline, target: Warehouse) -> list[str]:
-    """Load what a killed or failed run left behind, before reading the baseline. Returns the
-    load ids of the packages that were pending in dlt's load folder: they may have been loaded
-    before, and are settled again.
+def finish_earlier_runs(con: Connection, target: Warehouse) -> dlt.Pipeline:
+    """Finish what earlier runs left (a stopped one, a failed one), before the baseline is read,
+    and say what was done in one warning line. Returns the run's dlt pipeline."""
+    notes: list[str] = []
+    pipeline, reloaded = finish_pending_loads(target, notes)
+    notes += settle_loads(con, target, reloaded)
+    if notes:
+        log.warning("; ".join(notes))
+    return pipeline
 
-    A package that can never load (a terminal failure) would block every later run: it is
-    dropped with a warning naming why.
+
+def finish_pending_loads(target: Warehouse, notes: list[str]) -> tuple[dlt.Pipeline, list[str]]:
+    """Repair what a stopped run left in dlt's working folder (pipelines.working_folder), then
+    load what it left pending. Returns the pipeline and the load ids of the packages that were
+    pending in dlt's load folder: they may have been loaded before, and are settled again. Adds
+    what it did to `notes`.
+
+    A package that can never load (a terminal failure, or damaged files) would block every later
+    run: it is dropped, saying why, and the rows it had loaded are removed.
     """
+    recovery = recover(target.working_dir() / PIPELINE_NAME)
+    notes += recovery.warnings
+    if recovery.dropped_loads:
+        _discard_unfinished(target, recovery.dropped_loads)
+    pipeline = open_pipeline(target)
     if not pipeline.has_pending_data:
-        return []
-    log.warning("loading data a previous run left pending")
+        return pipeline, []
+    notes.append("loaded data a previous run left pending")
     pending = list(pipeline.list_normalized_load_packages())
     try:
         _run(target, pipeline.run)
@@ -345,16 +369,27 @@ def finish_pending_loads(pipeline: dlt.Pipeline, target: Warehouse) -> list[str]
             raise
         load_ids = list(pipeline.list_normalized_load_packages())
         pipeline.abort_packages()
-        removed = 0  # the files of a load that never completes are never read (pipelines.lake)
-        if not target.is_lake:
-            with target.connect() as con:  # nothing half-loaded stays behind
-                removed = discard(con, DATASET_NAME, load_ids)
-        log.warning(
-            "dropped a pending load package that cannot load (%d row(s) it had loaded removed): %s",
-            removed,
-            _root_cause(failed),
+        removed = _discard_unfinished(target, load_ids)
+        notes.append(
+            f"dropped a pending load package that cannot load ({removed} row(s) it had loaded "
+            f"removed): {_root_cause(failed)}"
         )
-    return pending
+    return pipeline, pending
+
+
+def _discard_unfinished(target: Warehouse, load_ids: list[str]) -> int:
+    """Remove the rows of dropped loads; returns how many. The files of a load that never
+    completes are never read (pipelines.lake): nothing to remove there."""
+    if target.is_lake:
+        return 0
+    with target.connect() as con:  # nothing half-loaded stays behind; a completed load stays
+        if "_dlt_loads" in {t for (t,) in con.rows(_TABLES, DATASET_NAME)}:
+            completed = con.rows(f"select load_id from {DATASET_NAME}._dlt_loads")
+            load_ids = sorted(set(load_ids) - {load_id for (load_id,) in completed})
+        return discard(con, DATASET_NAME, load_ids)
+
+
+_TABLES = "select table_name from information_schema.tables where table_schema = %s"
 
 
 def _make_source(**kwargs: object) -> dlt.sources.DltSource:
@@ -403,7 +438,8 @@ def _chain_text(exc: BaseException) -> str:
 
 
 def _root_cause(exc: BaseException) -> str:
-    return str(list(causes(exc))[-1]).splitlines()[0]
+    root = list(causes(exc))[-1]
+    return (str(root).strip().splitlines() or [type(root).__name__])[0]
 
 
 def _is_terminal(exc: BaseException) -> bool:

@@ -17,7 +17,8 @@
   blocks a build, and never sees a half-built state.
 - The same SQL runs on DuckDB and PostgreSQL (see README "Running on PostgreSQL").
 - Every build, failed ones included, adds a row to `analytics.model_builds` (a failed build's
-  after its rollback), so readers can tell that the tables are stale and since when. Rows older
+  after its rollback), so readers can tell that the tables are stale and since when. A build
+  stopped by Ctrl-C or SIGTERM is rolled back and not recorded: it did not fail. Rows older
   than `BUILD_LOG_DAYS` go, so that the log does not grow with every 5-minute run.
 """
 
@@ -38,7 +39,7 @@ import yaml
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.tokens import TokenType
 
-from . import incremental
+from . import incremental, stopping
 from .alerts import outbox
 from .alerts.settings import AlertSettings
 from .database import BUILD_SETTINGS
@@ -260,6 +261,8 @@ def build(
                     outbox.record(client, alerts)
                 _record(client, raw_dataset, started_at, "ok", None, len(models), tests, plan)
         except ModelError as error:
+            if stopping.received():  # cut short by Ctrl-C or SIGTERM: rolled back, not a failed build
+                raise stopping.interrupted() from None
             _record_failure(client, raw_dataset, started_at, str(error))
             raise
     mode = "incremental" if not plan.full_refresh else f"full refresh: {plan.reason}"

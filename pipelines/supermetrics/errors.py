@@ -5,7 +5,7 @@ The tree (exit codes after sysexits.h):
 - MonitorError: root, exit 1
   - UsageError: an unknown subcommand or flag, a bad option value, an invalid query, 64 (EX_USAGE)
   - ConfigError: bad or missing configuration, 78 (EX_CONFIG)
-  - Interrupted: Ctrl-C (SIGINT), 130 (the shell's 128 + 2)
+  - Interrupted: Ctrl-C (SIGINT) 130, SIGTERM 143 (the shell's 128 + the signal's number)
   - LockedError: another run, or another process, holds the database, 73 (EX_CANTCREAT)
   - ModelError: a SQL model failed to build, or a data test failed, 70 (EX_SOFTWARE)
   - PublishError: the copy for BI tools could not be written, 74 (EX_IOERR)
@@ -47,10 +47,15 @@ class ConfigError(MonitorError):
 
 
 class Interrupted(MonitorError):
-    """Ctrl-C (SIGINT): the shell's code for it; a load cut short is finished by the next run."""
+    """Stopped from outside: Ctrl-C (SIGINT) or SIGTERM, with the shell's code for the signal;
+    whatever was cut short is finished by the next run (pipelines.stopping)."""
 
     exit_code = 130
     failure_class = "interrupted"
+
+    def __init__(self, message: str, signum: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
 
 
 class LockedError(MonitorError):

@@ -1,0 +1,47 @@
+"""Run `backfills` and kill it at one exact moment inside dlt: the on-disk state of a kill there.
+
+    python tests/kill_at.py MODULE:CLASS.METHOD [SIGNAL [N]] -- ingest --db ...
+
+wraps dlt's METHOD so that the process sends itself SIGNAL (default SIGKILL) right after the
+N-th call (default 1) returns, then runs the command as the `backfills` console script does.
+Only dlt's code is wrapped: the project's own runs unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+
+
+def kill_after(target: str, signum: int, call: int = 1) -> None:
+    module_name, _, attribute = target.partition(":")
+    owner_name, _, method_name = attribute.rpartition(".")
+    owner = importlib.import_module(module_name)
+    for part in owner_name.split("."):
+        owner = getattr(owner, part)
+    original = getattr(owner, method_name)
+    calls = 0
+
+    def wrapped(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        result = original(*args, **kwargs)
+        calls += 1
+        if calls == call:
+            os.kill(os.getpid(), signum)
+        return result
+
+    static = isinstance(owner.__dict__.get(method_name), staticmethod)
+    setattr(owner, method_name, staticmethod(wrapped) if static else wrapped)
+
+
+if __name__ == "__main__":
+    separator = sys.argv.index("--")
+    target, *rest = sys.argv[1:separator]
+    signum = getattr(signal, rest[0]) if rest else signal.SIGKILL
+    kill_after(target, signum, int(rest[1]) if len(rest) > 1 else 1)
+    sys.argv = ["backfills", *sys.argv[separator + 1 :]]
+    from pipelines.cli import main
+
+    main()
