@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 BACKFILLS = str(Path(sys.executable).with_name("backfills"))
+KILL_AT = str(Path(__file__).with_name("kill_at.py"))  # `backfills` stopped at one moment inside dlt
 
 
 def backfills_env(**extra: str) -> dict[str, str]:

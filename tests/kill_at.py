@@ -1,9 +1,10 @@
 """Run `backfills` and kill it at one exact moment inside dlt: the on-disk state of a kill there.
 
-    python tests/kill_at.py MODULE:CLASS.METHOD [SIGNAL [N]] -- ingest --db ...
+    python tests/kill_at.py MODULE:CLASS.METHOD [SIGNAL [N [TEXT]]] -- ingest --db ...
 
 wraps dlt's METHOD so that the process sends itself SIGNAL (default SIGKILL) right after the
-N-th call (default 1) returns, then runs the command as the `backfills` console script does.
+N-th call (default 1) returns, counting only calls whose first argument contains TEXT (a SQL
+statement's), then runs the command as the `backfills` console script does.
 Only dlt's code is wrapped: the project's own runs unchanged.
 """
 
@@ -15,7 +16,7 @@ import signal
 import sys
 
 
-def kill_after(target: str, signum: int, call: int = 1) -> None:
+def kill_after(target: str, signum: int, call: int = 1, text: str = "") -> None:
     module_name, _, attribute = target.partition(":")
     owner_name, _, method_name = attribute.rpartition(".")
     owner = importlib.import_module(module_name)
@@ -27,7 +28,7 @@ def kill_after(target: str, signum: int, call: int = 1) -> None:
     def wrapped(*args: object, **kwargs: object) -> object:
         nonlocal calls
         result = original(*args, **kwargs)
-        calls += 1
+        calls += text in str(args[1:2])
         if calls == call:
             os.kill(os.getpid(), signum)
         return result
@@ -40,7 +41,7 @@ if __name__ == "__main__":
     separator = sys.argv.index("--")
     target, *rest = sys.argv[1:separator]
     signum = getattr(signal, rest[0]) if rest else signal.SIGKILL
-    kill_after(target, signum, int(rest[1]) if len(rest) > 1 else 1)
+    kill_after(target, signum, int(rest[1]) if len(rest) > 1 else 1, rest[2] if len(rest) > 2 else "")
     sys.argv = ["backfills", *sys.argv[separator + 1 :]]
     from pipelines.cli import main
 

@@ -1,9 +1,11 @@
 """The chaos test: `backfills ingest` killed at any moment never loses a row or doubles one.
 
 A seeded busy simulator (two teams, failures, retries, cancels) is polled step after step. In each
-step a victim run is killed (SIGKILL at a random moment, SIGKILL while a load job file sits in
-dlt's `started_jobs/`, SIGTERM at a random moment, or the exact state of a run killed after its
-inserts committed and before dlt recorded them), then a clean run follows, as cron would start it.
+step a victim run is stopped (SIGKILL at a random moment, SIGKILL while a load job file sits in
+dlt's `started_jobs/`, SIGTERM or SIGINT at a random moment of its whole length, or the exact state
+of a run killed after its inserts committed and before dlt recorded them), then a clean run
+follows, as cron would start it. A run stopped by SIGTERM or SIGINT exits 143 or 130 in one line,
+records no failed build, and `backfills check` does not turn CRITICAL because of it.
 A twin database gets the same answers from uninterrupted runs: one per poll the chaos database
 kept. At the end both hold the same raw history and the same analytics tables, no table holds a
 row twice, and every data test passes. The chaos database's models were built incrementally run
@@ -34,8 +36,9 @@ from pipelines.ingest import ingest, rebuild_models, working_dir
 from pipelines.simulator import Simulator, Workload
 
 OTHER = 424242
-STEPS = 8  # two of each mode: under a minute on two idle cores
-MODES = ("sigkill", "sigkill_in_load", "sigterm", "committed_not_recorded")
+STEPS = 10  # two of each mode: under a minute on two idle cores
+MODES = ("sigkill", "sigkill_in_load", "sigterm", "sigint", "committed_not_recorded")
+SIGNALS = {"sigkill": signal.SIGKILL, "sigterm": signal.SIGTERM, "sigint": signal.SIGINT}
 ENV = {"SOURCES__SUPERMETRICS__MAX_ATTEMPTS": "2", "SOURCES__SUPERMETRICS__BACKOFF_FACTOR": "0"}
 # Columns that differ between two databases given the same answers: dlt's ids, this machine's
 # clock and latency, and the per-request headers.
@@ -78,11 +81,12 @@ def kill_a_run(
     latest: float,
     rng: random.Random,
 ) -> bool:
-    """Start `backfills ARGS` and kill it the way `mode` says (not committed_not_recorded): at a
-    random moment up to `latest` seconds, or as soon as a load job starts in dlt's `working`
-    folder. Returns whether it was killed (False: it ended first)."""
+    """Start `backfills ARGS` and stop it the way `mode` says (not committed_not_recorded): a
+    signal at a random moment up to `latest` seconds, or SIGKILL as soon as a load job starts in
+    dlt's `working` folder. Returns whether it was stopped (False: it ended first). A run stopped
+    by SIGTERM or SIGINT must say so in one line, with 143 or 130."""
     victim = subprocess.Popen(
-        [BACKFILLS, *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [BACKFILLS, *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     killed = False
     if mode == "sigkill_in_load":
@@ -91,9 +95,12 @@ def kill_a_run(
         try:  # a random moment: there is nothing to observe
             victim.wait(timeout=rng.uniform(0.1, 1.0) * latest)
         except subprocess.TimeoutExpired:
-            victim.send_signal(signal.SIGKILL if mode == "sigkill" else signal.SIGTERM)
+            victim.send_signal(SIGNALS[mode])
             killed = True
-    victim.wait()
+    _, stderr = victim.communicate()
+    if killed and mode in ("sigterm", "sigint") and victim.returncode != 0:  # 0: it had just ended
+        assert victim.returncode == 128 + SIGNALS[mode], stderr
+        assert stderr.count("\n") == 1 and "backfills: interrupted: stopped by" in stderr, stderr
     return killed
 
 
@@ -213,6 +220,9 @@ def test_killed_runs_leave_the_database_equal_to_an_uninterrupted_twin(
             killed[mode] += 1
         else:
             killed[mode] += kill_a_run(mode, args, tmp_path, env, working_dir(chaos), run_seconds, rng)
+        if mode in ("sigterm", "sigint") and poll_count(chaos):  # a stop is not a failure
+            check = run_backfills("check", "--db", str(chaos), cwd=tmp_path, **chaos_env)
+            assert check.returncode in (0, 1), check.stdout
         clean_run()
         kept = poll_count(chaos) - before  # a run stores both teams' polls in one package, or nothing
         assert kept in (2, 4), kept
@@ -220,7 +230,7 @@ def test_killed_runs_leave_the_database_equal_to_an_uninterrupted_twin(
     rebuild_models(twin)
     print(f"killed per mode: {killed}")
     assert killed["committed_not_recorded"] == STEPS // len(MODES)
-    assert killed["sigkill"] + killed["sigkill_in_load"] + killed["sigterm"] > 0
+    assert killed["sigkill"] + killed["sigkill_in_load"] > 0 and killed["sigterm"] + killed["sigint"] > 0
 
     assert duplicated_rows(chaos) == dict.fromkeys(duplicated_rows(chaos), 0)
     chaos_tables, twin_tables = tables(chaos), tables(twin)
@@ -228,6 +238,11 @@ def test_killed_runs_leave_the_database_equal_to_an_uninterrupted_twin(
     differing = [name for name in twin_tables if chaos_tables[name] != twin_tables[name]]
     assert differing == []
     assert build_modes(chaos) == {"full", "incremental"} and build_modes(twin) == {"full"}
+    with duckdb.connect(str(chaos), read_only=True) as con:  # stopped builds are not failed builds
+        assert (
+            con.execute("select count(*) from analytics.model_builds where outcome <> 'ok'").fetchone()[0]
+            == 0
+        )
     # publishes were killed too: what BI tools read (the copy, and the Parquet files through the
     # views) equals the tables
     published = published_tables(chaos)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from cli_process import BACKFILLS, backfills_env, ingest_args, run_backfills
+from cli_process import BACKFILLS, KILL_AT, backfills_env, ingest_args, run_backfills
 from conftest import OTHER_TEAM, TEAM, Api, add_transfer, days_ago
 from test_chaos import started_jobs
 
@@ -164,9 +164,17 @@ def test_the_run_deadline_stops_a_hung_run_and_keeps_what_it_polled(
     assert polls == [(TEAM, "ok"), (OTHER_TEAM, "failed")] and versions == 1  # the first team's poll is kept
 
 
-@pytest.mark.parametrize("teams", [(TEAM,), (TEAM, OTHER_TEAM)], ids=["one team", "two teams at once"])
-def test_ctrl_c_exits_130_in_one_line_and_the_next_run_is_clean(
-    sim: Simulator, api: Api, tmp_path: Path, teams: tuple[int, ...]
+@pytest.mark.parametrize(
+    ("teams", "signum", "said"),
+    [
+        ((TEAM,), signal.SIGINT, "Ctrl-C (SIGINT)"),
+        ((TEAM, OTHER_TEAM), signal.SIGINT, "Ctrl-C (SIGINT)"),
+        ((TEAM,), signal.SIGTERM, "SIGTERM"),
+    ],
+    ids=["ctrl-c one team", "ctrl-c two teams at once", "sigterm"],
+)
+def test_ctrl_c_or_sigterm_exits_in_one_line_and_the_next_run_is_clean(
+    sim: Simulator, api: Api, tmp_path: Path, teams: tuple[int, ...], signum: int, said: str
 ) -> None:
     api.create(add_transfer(sim), days_ago(2), days_ago(1))
     db = tmp_path / "b.duckdb"
@@ -182,11 +190,11 @@ def test_ctrl_c_exits_130_in_one_line_and_the_next_run_is_clean(
     while fault in sim.faults.rules:  # every team's request reached the hanging answer
         assert victim.poll() is None, victim.stderr.read()
         time.sleep(0.01)
-    victim.send_signal(signal.SIGINT)
+    victim.send_signal(signum)
     _, stderr = victim.communicate(timeout=60)
-    assert victim.returncode == 130, stderr
+    assert victim.returncode == 128 + signum, stderr
     [line] = stderr.splitlines()
-    assert line.startswith("backfills: interrupted: stopped by Ctrl-C; nothing is half-loaded")
+    assert line.startswith(f"backfills: interrupted: stopped by {said} while polling and loading; nothing")
 
     after = run_backfills(*args, cwd=tmp_path, SOURCES__SUPERMETRICS__API_KEY=sim.api_key)
     assert after.returncode == 0, after.stderr
@@ -292,10 +300,9 @@ def test_ctrl_c_during_the_demo_exits_130_in_one_line(tmp_path: Path) -> None:
     demo.send_signal(signal.SIGINT)
     _, stderr = demo.communicate(timeout=60)
     assert demo.returncode == 130, stderr
-    assert stderr.splitlines() == [
-        "backfills: interrupted: stopped by Ctrl-C; nothing is half-loaded: the next run finishes or "
-        "discards the interrupted load"
-    ]
+    [line] = stderr.splitlines()
+    assert line.startswith("backfills: interrupted: stopped by Ctrl-C (SIGINT)")
+    assert line.endswith("the next run finishes or discards what this one left")
 
 
 NO_RESOLVER = """
@@ -374,7 +381,11 @@ def test_ctrl_c_in_the_middle_of_a_load_stops_the_run_and_the_next_run_loads_it(
     interrupted.send_signal(signal.SIGINT)
     _, stderr = interrupted.communicate(timeout=60)
     assert interrupted.returncode == 130, stderr
-    assert stderr.strip().splitlines()[-1].startswith("backfills: interrupted: stopped by Ctrl-C")
+    assert (
+        stderr.strip()
+        .splitlines()[-1]
+        .startswith("backfills: interrupted: stopped by Ctrl-C (SIGINT) while polling and loading")
+    )
 
     result = run_backfills(
         *ingest_args(sim.base_url, db), cwd=tmp_path, SOURCES__SUPERMETRICS__API_KEY=sim.api_key
@@ -385,3 +396,34 @@ def test_ctrl_c_in_the_middle_of_a_load_stops_the_run_and_the_next_run_loads_it(
             2,
             2,
         )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stop_during_the_model_build_is_rolled_back_and_is_not_a_failed_build(
+    sim: Simulator, api: Api, tmp_path: Path, signum: int
+) -> None:
+    """The stop lands inside the build's transaction (after its third statement on analytics):
+    the build is rolled back and not recorded, `check` stays OK, the next run builds."""
+    api.create(add_transfer(sim), days_ago(2), days_ago(1))
+    db = tmp_path / "b.duckdb"
+    args = ingest_args(sim.base_url, db)
+    assert run_backfills(*args, cwd=tmp_path, SOURCES__SUPERMETRICS__API_KEY=sim.api_key).returncode == 0
+    sim.clock.advance(600)
+    execute = "dlt.destinations.impl.duckdb.sql_client:DuckDbSqlClient.execute_sql"
+    victim = subprocess.run(
+        [sys.executable, KILL_AT, execute, signal.Signals(signum).name, "3", "analytics.", "--", *args],
+        cwd=tmp_path,
+        env=backfills_env(SOURCES__SUPERMETRICS__API_KEY=sim.api_key),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert victim.returncode == 128 + signum, victim.stderr
+    [line] = victim.stderr.splitlines()
+    assert "stopped by" in line and "while building the models" in line
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("select outcome from analytics.model_builds").fetchall() == [("ok",)]
+    check = run_backfills("check", "--db", str(db), cwd=tmp_path)
+    assert check.returncode == 0, check.stdout
+    after = run_backfills(*args, cwd=tmp_path, SOURCES__SUPERMETRICS__API_KEY=sim.api_key)
+    assert after.returncode == 0, after.stderr

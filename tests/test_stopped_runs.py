@@ -21,8 +21,8 @@ from pathlib import Path
 import duckdb
 import psycopg2
 import pytest
-from cli_process import backfills_env, run_backfills
-from conftest import RAW_TABLES, ROOT
+from cli_process import KILL_AT, backfills_env, run_backfills
+from conftest import RAW_TABLES
 from postgres_server import postgres_server, postgres_url  # noqa: F401 - fixtures
 from support import put_last_load_back
 from test_chaos import ENV
@@ -34,7 +34,6 @@ from pipelines.simulator import Simulator
 from pipelines.supermetrics.settings import DATASET_NAME, PIPELINE_NAME
 from pipelines.warehouse import Warehouse, postgres_credentials
 
-KILL_AT = str(ROOT / "tests" / "kill_at.py")
 EXTRACT_COMMIT = "dlt.extract.storage:ExtractStorage.commit_new_load_package"
 NORMALIZE_BEGIN = "dlt.common.storages.load_storage:LoadStorage.import_extracted_package"
 NORMALIZE_COMMIT = "dlt.common.storages.load_storage:LoadStorage.commit_new_load_package"
