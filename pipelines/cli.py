@@ -717,7 +717,8 @@ def alerts(db_path: Path, destination: str | None, wait_lock: float, dry_run: bo
 
         failed = []
         for channel, url in settings.urls.items():
-            error = delivery.post(requests.Session(), url, delivery.test_payload(channel), "test", settings)
+            payload, key = delivery.test_message(channel)
+            error = delivery.post(requests.Session(), url, payload, key, settings)
             click.echo(f"{channel}: {'test message sent' if error is None else 'failed: ' + error}")
             if error is not None:
                 failed.append(f"{channel}: {error}")

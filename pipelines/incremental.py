@@ -83,7 +83,7 @@ def plan(
     through_poll_id, previous = last
     if previous != current:
         return full("the models changed")
-    missing = [m.relation for m in models if m.scope and not _exists(client, m.relation)]
+    missing = [m.relation for m in models if m.scope and not table_exists(client, m.relation)]
     if missing:
         return full(f"{missing[0]} is missing")
     through_poll_id = through_poll_id or 0
@@ -98,7 +98,7 @@ def plan(
 
 def _last_good_build(client: Any, builds: str) -> tuple[int | None, str | None] | None:
     schema, table = builds.split(".")
-    if not _exists(client, builds):
+    if not table_exists(client, builds):
         return None
     has_fingerprint = client.execute_sql(
         "select count(*) from information_schema.columns where table_schema = %s and table_name = %s "
@@ -115,7 +115,20 @@ def _last_good_build(client: Any, builds: str) -> tuple[int | None, str | None] 
     return tuple(rows[0]) if rows else None
 
 
-def _exists(client: Any, relation: str) -> bool:
+def ensure_schema(client: Any, schema: str) -> None:
+    """Create `schema` only if it is missing: PostgreSQL checks CREATE on the database before it
+    reads `if not exists`, so a loader that owns its schemas, and may create no other, would fail
+    on `create schema if not exists` of a schema it already owns."""
+    found = client.execute_sql(
+        "select count(*) from information_schema.schemata where schema_name = %s "
+        "and catalog_name = current_database()",
+        schema,
+    )
+    if not found[0][0]:
+        client.execute_sql(f"create schema {schema}")
+
+
+def table_exists(client: Any, relation: str) -> bool:
     schema, name = relation.split(".")
     return bool(
         client.execute_sql(
@@ -199,7 +212,7 @@ def new_rows(relation: str, engine: str = "duckdb") -> str:
 def replace_table(client: Any, engine: str, relation: str, sql: str) -> None:
     """Make `relation` hold what `sql` returns, in the build's transaction. On PostgreSQL the rows
     are replaced while the table stays (see the module's docstring)."""
-    if engine == "duckdb" or not _exists(client, relation):
+    if engine == "duckdb" or not table_exists(client, relation):
         _create_table(client, engine, relation, sql)
         return
     if _columns(client, relation) != _columns_of_query(client, sql):
@@ -215,7 +228,7 @@ def replace_view(client: Any, plan: Plan, relation: str, sql: str) -> None:
         return
     # PostgreSQL: any change to a view waits for its readers, so an unchanged model's view is
     # left alone; a changed one is made anew (`or replace` cannot rename or retype a column)
-    if not plan.models_changed and _exists(client, relation):
+    if not plan.models_changed and table_exists(client, relation):
         return
     client.execute_sql(f"drop view if exists {relation}")
     client.execute_sql(f"create view {relation} as\n{sql}")

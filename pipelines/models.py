@@ -272,7 +272,7 @@ def build(
 def _build_all(client: Any, models: list[Model], raw_dataset: str, plan: Plan) -> tuple[int, list[str]]:
     """Every model in order, then the data tests; returns (checks run, warnings)."""
     for schema in sorted({m.schema for m in models} | {"staging"}):
-        client.execute_sql(f"create schema if not exists {schema}")
+        incremental.ensure_schema(client, schema)
     incremental.create_scopes(client, raw_dataset, plan)
     for model in models:
         try:
@@ -301,7 +301,7 @@ def _record(
     tests: int,
     plan: Plan | None = None,
 ) -> None:
-    client.execute_sql("create schema if not exists analytics")
+    incremental.ensure_schema(client, "analytics")
     client.execute_sql(_BUILDS_TABLE)
     for column in _BUILDS_COLUMNS:
         client.execute_sql(f"alter table {BUILDS} add column if not exists {column}")

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -47,16 +48,54 @@ def postgres_server() -> Iterator[str]:
         subprocess.run([SCRIPT, "stop", folder], capture_output=True, timeout=60)
 
 
+@dataclass
+class Database:
+    """A new database set up as README "Running on PostgreSQL" says, with roles of its own."""
+
+    admin: str  # a superuser's URL of it: for what no role of the README may do
+    loader: str  # backfills_loader's: the roles the pipeline runs as
+    bi: str  # bi_reader's: what BI tools connect as
+
+
+def readme_roles() -> str:
+    """The SQL block of the README's PostgreSQL roles, verbatim."""
+    section = (ROOT / "README.md").read_text().split("## Running on PostgreSQL", 1)[1]
+    return section.split("```sql\n", 1)[1].split("```", 1)[0]
+
+
 @pytest.fixture
-def postgres_url(postgres_server: str) -> Iterator[str]:
-    """A new, empty database for one test (dropped after it): its URL, password included."""
-    name = f"backfills_{uuid.uuid4().hex[:12]}"
+def postgres_database(postgres_server: str) -> Iterator[Database]:
+    """A new, empty database for one test, set up with the README's roles (dropped after it).
+
+    The roles are the README's, renamed to be unique to the test (roles belong to the server)."""
+    suffix = uuid.uuid4().hex[:12]
+    name, loader, bi = f"backfills_{suffix}", f"loader_{suffix}", f"bi_{suffix}"
     with _admin(postgres_server) as con:
         con.cursor().execute(f"create database {name}")
     parts = urlsplit(postgres_server)
-    yield urlunsplit(parts._replace(path=f"/{name}"))
-    with _admin(postgres_server) as con:
-        con.cursor().execute(f"drop database if exists {name} with (force)")
+    admin = urlunsplit(parts._replace(path=f"/{name}"))
+    setup = readme_roles().replace("backfills_loader", loader).replace("bi_reader", bi)
+    setup = setup.replace(f"{loader} login password '...'", f"{loader} login password 'pw-{loader}'")
+    setup = setup.replace(f"{bi} login password '...'", f"{bi} login password 'pw-{bi}'")
+    with _admin(admin) as con:
+        con.cursor().execute(setup)
+    host = f"{parts.hostname}:{parts.port}"
+    try:
+        yield Database(
+            admin,
+            f"postgresql://{loader}:pw-{loader}@{host}/{name}",
+            f"postgresql://{bi}:pw-{bi}@{host}/{name}",
+        )
+    finally:
+        with _admin(postgres_server) as con:
+            con.cursor().execute(f"drop database if exists {name} with (force)")
+            con.cursor().execute(f"drop role if exists {loader}; drop role if exists {bi}")
+
+
+@pytest.fixture
+def postgres_url(postgres_database: Database) -> str:
+    """The loader's URL (password included) of a new database set up as the README says."""
+    return postgres_database.loader
 
 
 class _admin:

@@ -256,7 +256,15 @@ def test_the_alerts_command_dry_run_test_and_bad_config(tmp_path: Path, receiver
     env = {"ALERTS__WEBHOOK_URL": f"{receiver.url}/hook/s3cret"}
     sent = run_backfills("alerts", "--test", cwd=tmp_path, **env)
     assert sent.returncode == 0 and sent.stdout == "webhook: test message sent\n"
-    assert receiver.accepted("/hook/s3cret")[0].body["event"] == "test"
+    assert run_backfills("alerts", "--test", cwd=tmp_path, **env).returncode == 0
+    first, second = receiver.accepted("/hook/s3cret")
+    assert first.body["event"] == "test"
+    for test in (first, second):  # header and body agree, as for every alert; each test is new
+        assert test.headers["Idempotency-Key"] == test.body["idempotency_key"]
+    assert first.body["idempotency_key"] != second.body["idempotency_key"]
+    no_timeout = run_backfills("alerts", "--test", cwd=tmp_path, **env, ALERTS__REQUEST_TIMEOUT="0")
+    assert no_timeout.returncode == 78 and len(no_timeout.stderr.splitlines()) == 1
+    assert "alerts.request_timeout = '0' is not a number of more than zero" in no_timeout.stderr
     receiver.statuses = [500]
     refused = run_backfills("alerts", "--test", cwd=tmp_path, **env)
     assert refused.returncode == 69 and "webhook: HTTP 500" in refused.stderr
@@ -271,8 +279,8 @@ def test_the_alerts_command_dry_run_test_and_bad_config(tmp_path: Path, receiver
     receiver.statuses = [302]  # a redirect is not followed: the URL never goes elsewhere
     redirected = run_backfills("alerts", "--test", cwd=tmp_path, **env)
     assert redirected.returncode == 69 and "HTTP 302: a redirect, not followed" in redirected.stderr
-    assert len(receiver.requests) == 3
-    for done in (sent, refused, none, plain_http, bad_kind, redirected):
+    assert len(receiver.requests) == 4
+    for done in (sent, refused, none, plain_http, bad_kind, redirected, no_timeout):
         assert "s3cret" not in done.stdout + done.stderr
 
 
@@ -293,3 +301,43 @@ def test_rules_pick_the_teams_and_transfers_alerts_are_sent_for(
     poll_at(sim, warehouse, 700)
     assert events(receiver) == [("failed", sent)]
     assert ("webhook", "failed", again, "suppressed", 0) in outbox(warehouse)
+
+
+def test_an_event_keeps_the_text_of_the_moment_it_happened(
+    sim: Simulator, api: Api, warehouse: Warehouse, receiver: Receiver, alerting: dict
+) -> None:
+    """A FAILED backfill retried to COMPLETED before a build first saw it failed (a build that
+    catches up, as the demo's rounds): its failed event still says how many runs had failed."""
+    warehouse.ingest()  # alerting starts on an empty history
+    failing = add_transfer(sim, failure_rate=1.0)
+    backfill = api.create(failing, days_ago(2), days_ago(1))["transfer_backfill_id"]  # FAILED at 350
+    poll_at(sim, warehouse, 60)
+    warehouse.build_models = False  # polls load; the models are built when next read
+    poll_at(sim, warehouse, 400)  # FAILED: 2 of 2 runs failed
+    sim.world.transfer(TEAM, failing).failure_rate = 0.0
+    sim.world.retry(TEAM, backfill)  # the retry resets transfer_runs_failed to 0
+    poll_at(sim, warehouse, 1000)  # COMPLETED
+    assert warehouse.rows("select kind, detail from analytics.alert_events order by kind") == [
+        ("completed", "2 of 2 runs completed"),
+        ("failed", "2 of 2 runs failed"),
+    ]
+    assert [r.body["detail"] for r in receiver.accepted("/hook")] == [
+        "2 of 2 runs failed",
+        "2 of 2 runs completed",
+    ]
+
+
+def test_a_new_channel_sends_what_happened_since_the_last_build_without_it(
+    sim: Simulator, api: Api, warehouse: Warehouse, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steady = add_transfer(sim)
+    done = api.create(steady, days_ago(1), days_ago(1))["transfer_backfill_id"]  # COMPLETED at 240
+    later = api.create(steady, days_ago(9), days_ago(2))["transfer_backfill_id"]  # still running at 300
+    poll_at(sim, warehouse, 60)
+    poll_at(sim, warehouse, 300)  # no channel yet: this build saw `done` COMPLETED
+    sim.world.cancel(TEAM, later, 789)
+    monkeypatch.setenv("ALERTS__WEBHOOK_URL", f"{receiver.url}/hook")
+    monkeypatch.setenv("ALERTS__EVENTS", '["completed", "cancelled"]')
+    poll_at(sim, warehouse, 400)  # the channel's first build: `later` was cancelled since the last one
+    assert events(receiver) == [("cancelled", later)]
+    assert ("webhook", "completed", done, "suppressed", 0) in outbox(warehouse)

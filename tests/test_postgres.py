@@ -21,13 +21,14 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import duckdb
 import psycopg2
 import pytest
 from cli_process import BACKFILLS, backfills_env, run_backfills
 from conftest import RAW_TABLES
-from postgres_server import postgres_server, postgres_url  # noqa: F401 - fixtures
+from postgres_server import Database, postgres_database, postgres_server, postgres_url  # noqa: F401
 from receiver import Receiver
 from support import put_last_load_back
 from test_chaos import ENV, MODES, kill_a_run
@@ -199,7 +200,7 @@ def test_the_cli_ingests_reports_and_queries_postgres_without_showing_the_passwo
 
     for done in (*runs, report, check, query):
         assert done.returncode == 0, done.stderr
-    assert "database postgresql://backfills@127.0.0.1:" in runs[0].stdout
+    assert f"database postgresql://{urlsplit(on_postgres).username}@127.0.0.1:" in runs[0].stdout
     assert "published for BI tools" not in runs[0].stdout  # BI tools read the analytics schema
     assert "team 101: poll 1" in runs[0].stdout and "models:" in runs[1].stdout
     assert "Incomplete" in report.stdout or "incomplete" in report.stdout
@@ -413,7 +414,7 @@ def test_watch_polls_postgres_until_stopped(on_postgres: str, tmp_path: Path) ->
         )
         watch = Watch(process)
         watch.read_until("team 101: poll 1,")
-        watch.read_until("database postgresql://backfills@")
+        watch.read_until(f"database postgresql://{urlsplit(on_postgres).username}@")
         _, stderr = watch.stop(signal.SIGTERM)
     assert process.returncode == 0, stderr
     with psycopg2.connect(on_postgres) as pg:
@@ -422,9 +423,13 @@ def test_watch_polls_postgres_until_stopped(on_postgres: str, tmp_path: Path) ->
         assert cursor.fetchone()[0] >= 1
 
 
-def test_a_loader_role_without_privileges_fails_in_one_line(on_postgres: str, tmp_path: Path) -> None:
+def test_a_loader_role_without_privileges_fails_in_one_line(
+    on_postgres: str,
+    postgres_database: Database,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     """A role that may connect but not create schemas: exit 74, the server's reason in one line."""
-    with psycopg2.connect(on_postgres) as admin:
+    with psycopg2.connect(postgres_database.admin) as admin:
         admin.autocommit = True
         admin.cursor().execute("create role bare_loader login password 'bare-pw'")
         database = on_postgres.rsplit("/", 1)[1]
@@ -437,7 +442,7 @@ def test_a_loader_role_without_privileges_fails_in_one_line(on_postgres: str, tm
                 "ingest", "--team-id", "101", "--base-url", sim.base_url, cwd=tmp_path, **cli_env(url)
             )
     finally:
-        with psycopg2.connect(on_postgres) as admin:
+        with psycopg2.connect(postgres_database.admin) as admin:
             admin.autocommit = True
             admin.cursor().execute("drop owned by bare_loader; drop role bare_loader")
     assert done.returncode == 74, done.stderr
@@ -469,3 +474,45 @@ def test_alerts_from_postgres_arrive_once(
     assert keys and sorted(keys) == delivered  # each delivered event arrived once
     assert states.get("suppressed", 0) > 0  # what was true when alerting started is not sent
     assert "pending" not in states
+
+
+def test_the_readme_roles_load_and_the_bi_role_reads_analytics_and_nothing_else(
+    on_postgres: str,
+    postgres_database: Database,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loader, with exactly the README's privileges (no CREATE on the database), loads, builds
+    and records alerts run after run; the BI role reads every analytics table, and nothing in
+    the raw, staging or alerts schemas."""
+    with Receiver() as receiver, seeded_simulator() as sim:
+        monkeypatch.setenv("ALERTS__WEBHOOK_URL", f"{receiver.url}/hook")
+        for _ in range(2):
+            ingest(
+                tmp_path / "data" / "pg", team_ids=list(TEAMS), base_url=sim.base_url, destination="postgres"
+            )
+            sim.clock.advance(600)
+    with psycopg2.connect(on_postgres) as loader:
+        marts = analytics_tables(loader, "%s")
+        cursor = loader.cursor()
+        cursor.execute(
+            "select table_schema || '.' || table_name from information_schema.tables "
+            "where table_schema in ('supermetrics', 'staging', 'alerts') order by 1"
+        )
+        elsewhere = [relation for (relation,) in cursor.fetchall()]
+    assert len(marts) > 10 and "alerts.outbox" in elsewhere and "supermetrics.polls" in elsewhere
+    bi = psycopg2.connect(postgres_database.bi)
+    bi.autocommit = True  # (a `with` block would open a transaction, which the first refusal ends)
+    try:
+        cursor = bi.cursor()
+        for table in [*marts, "model_builds"]:
+            cursor.execute(f"select count(*) from analytics.{table}")
+        refused = []
+        for relation in elsewhere:
+            try:
+                cursor.execute(f"select count(*) from {relation}")
+            except psycopg2.errors.InsufficientPrivilege:
+                refused.append(relation)
+    finally:
+        bi.close()
+    assert refused == elsewhere

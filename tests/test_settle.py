@@ -132,7 +132,10 @@ def test_a_load_dlt_repeats_after_it_was_settled_is_settled_again(sim: Simulator
     # sweep's rows: the 3 runs (created at T+130, T+240, T+350, all failed by T+460) and the log
     # of its 2 requests (latest, runs; the transfer list read at poll 1 is not due for 24 hours)
     doubled = "api_sweeps 2, backfill_versions 1, backfill_versions__error_report 3, polls 1, transfer_runs 3"
-    assert f"WARNING: removed 10 duplicated row(s) ({doubled})" in again.stderr
+    assert again.stderr.splitlines() == [  # one line: what the run found, and what it did
+        f"WARNING: loaded data a previous run left pending; removed 10 duplicated row(s) ({doubled}) "
+        "that a run killed during its load had stored twice"
+    ]
     after = raw_rows(db)
     growing = ("polls", "api_sweeps")  # every run adds its poll and its sweep's log
     assert all(after[t][: len(before[t])] == before[t] for t in growing)

@@ -23,7 +23,7 @@ import psycopg2
 import pytest
 from cli_process import KILL_AT, backfills_env, run_backfills
 from conftest import RAW_TABLES
-from postgres_server import postgres_server, postgres_url  # noqa: F401 - fixtures
+from postgres_server import postgres_database, postgres_server, postgres_url  # noqa: F401 - fixtures
 from support import put_last_load_back
 from test_chaos import ENV
 from test_postgres import CHILD_TABLE, TEAMS, analytics_tables, seeded_simulator, tables

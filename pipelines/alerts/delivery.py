@@ -121,12 +121,15 @@ def post(
     return None
 
 
-def test_payload(channel: str) -> dict[str, Any]:
-    """`backfills alerts --test`: one message that says what it is."""
+def test_message(channel: str) -> tuple[dict[str, Any], str]:
+    """`backfills alerts --test`: one message that says what it is, and its idempotency key (the
+    same in the header and the body, as for every alert; new each time, so that a receiver which
+    deduplicates by it takes every test)."""
     text = "Test message from the Supermetrics backfill monitor: alerts reach this channel."
+    key = f"test:{datetime.now(UTC):%Y%m%dT%H%M%S.%f}"
     if channel == "slack":
-        return {"text": text}
-    return {"idempotency_key": f"test:{datetime.now(UTC):%Y%m%dT%H%M%S}", "event": "test", "text": text}
+        return {"text": text}, key
+    return {"idempotency_key": key, "event": "test", "text": text}, key
 
 
 def summary(row: dict[str, Any]) -> str:

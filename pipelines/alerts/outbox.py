@@ -7,15 +7,18 @@ the row pending for the next run to deliver. Delivery (pipelines.alerts.delivery
 the row's state: pending -> delivered, or pending again later with its attempts counted.
 
 Rows are recorded `suppressed` instead of `pending`, never to be sent, when their kind is not in
-`[alerts] events`, when the team or transfer is filtered out, and for every event a channel finds
-when it is first configured: alerting that starts on an existing history (or a new channel)
-announces what happens from then on, not everything that ever happened.
+`[alerts] events`, when the team or transfer is filtered out, and, in a channel's first build, for
+every event that had happened by the team's last poll that an earlier build had built: alerting
+that starts on an existing history (or a new channel) announces what happens from then on, not
+everything that ever happened, and not less (what the first build with the channel is the first
+to see is sent).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..incremental import ensure_schema, table_exists
 from .settings import AlertSettings
 
 OUTBOX = "alerts.outbox"
@@ -58,15 +61,18 @@ COLUMNS = (
 def record(client: Any, settings: AlertSettings) -> None:
     """Inside the build's transaction, after its data tests: every event of analytics.alert_events
     not yet in the outbox, once per configured channel."""
-    client.execute_sql("create schema if not exists alerts")
+    ensure_schema(client, "alerts")
     client.execute_sql(_TABLE)
     client.execute_sql(_CHANNELS)
     values = ", ".join("%s" if c == "channel" else f"events.{c}" for c in COLUMNS)
+    built_before = table_exists(client, BUILDS)
     for channel in settings.urls:
         first = not client.execute_sql(f"select count(*) from {CHANNELS} where channel = %s", channel)[0][0]
-        state = (
-            "'suppressed'" if first else f"case when {_wanted(settings)} then 'pending' else 'suppressed' end"
-        )
+        state = f"case when {_wanted(settings)} then 'pending' else 'suppressed' end"
+        if first and not built_before:  # alerting starts on a history never built: all of it was true
+            state = "'suppressed'"
+        elif first:  # what was true by the last poll an earlier build had built is suppressed
+            state = f"case when events.occurred_at <= ({_KNOWN_BEFORE}) then 'suppressed' else {state} end"
         client.execute_sql(
             f"""insert into {OUTBOX} ({", ".join(COLUMNS)}, state, recorded_at, attempts, next_attempt_at)
             select {values}, {state}, now(), 0, now()
@@ -79,6 +85,13 @@ def record(client: Any, settings: AlertSettings) -> None:
         )
         if first:
             client.execute_sql(f"insert into {CHANNELS} (channel, started_at) values (%s, now())", channel)
+
+
+BUILDS = "analytics.model_builds"
+# the API's time of the team's latest successful poll that the last good build had built
+_KNOWN_BEFORE = f"""select coalesce(max(known.polled_at), events.occurred_at) from analytics.polls as known
+    where known.team_id = events.team_id and known.outcome = 'ok'
+    and known.poll_id <= (select max(through_poll_id) from {BUILDS} where outcome = 'ok')"""
 
 
 def _wanted(settings: AlertSettings) -> str:

@@ -64,7 +64,7 @@ def load() -> AlertSettings:
         team_ids=tuple(_list(dlt.config.get("alerts.team_ids"), "team_ids", int)),
         transfer_ids=tuple(_list(dlt.config.get("alerts.transfer_ids"), "transfer_ids", int)),
         max_seconds=_number("max_seconds", 10.0),
-        request_timeout=_number("request_timeout", 5.0),
+        request_timeout=_number("request_timeout", 5.0, above_zero=True),  # 0 would never connect
         retry_after_seconds=_number("retry_after_seconds", 60.0),
     )
 
@@ -96,7 +96,7 @@ def _list(value: object, name: str, kind: type) -> list:
         raise ConfigError(f"alerts.{name} must be a list of {kind.__name__}, not {value!r}") from None
 
 
-def _number(name: str, default: float) -> float:
+def _number(name: str, default: float, above_zero: bool = False) -> float:
     import dlt
 
     value = dlt.config.get(f"alerts.{name}")
@@ -106,9 +106,10 @@ def _number(name: str, default: float) -> float:
         number = float(value)
     except (TypeError, ValueError):
         number = -1.0
-    if number < 0:
+    if number < 0 or (above_zero and number == 0) or number != number:  # NaN is no number either
+        wanted = "more than zero" if above_zero else "zero or more"
         raise ConfigError(
-            f"alerts.{name} = {value!r} is not a number of zero or more: set [alerts] {name} in "
+            f"alerts.{name} = {value!r} is not a number of {wanted}: set [alerts] {name} in "
             f".dlt/config.toml or ALERTS__{name.upper()}"
         )
     return number

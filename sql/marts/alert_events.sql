@@ -11,6 +11,10 @@ status_history as (
     select * from analytics.backfill_status_history
 ),
 
+versions as (
+    select * from staging.int_backfill_versions_sequenced
+),
+
 transfer_rates as (
     select * from analytics.transfer_failure_rates
 ),
@@ -25,7 +29,9 @@ polls as (
 ),
 
 finished as (
-    -- every stretch of a final or failed status: a retried backfill that fails again is a new event
+    -- every stretch of a final or failed status: a retried backfill that fails again is a new event.
+    -- Its detail is the state that began the stretch, never the backfill's current one: a retry
+    -- resets the failed count, and an event's text must not change once it happened
     select
         lower(status_history.status) as kind,
         status_history.team_id,
@@ -38,13 +44,13 @@ finished as (
         case status_history.status
             when 'FAILED' then
                 concat(
-                    cast(backfills.transfer_runs_failed as varchar), ' of ',
-                    cast(backfills.transfer_runs_total as varchar), ' runs failed'
+                    cast(versions.transfer_runs_failed as varchar), ' of ',
+                    cast(versions.transfer_runs_total as varchar), ' runs failed'
                 )
             else
                 concat(
-                    cast(backfills.transfer_runs_completed as varchar), ' of ',
-                    cast(backfills.transfer_runs_total as varchar), ' runs completed'
+                    cast(versions.transfer_runs_completed as varchar), ' of ',
+                    cast(versions.transfer_runs_total as varchar), ' runs completed'
                 )
         end as detail
     from status_history
@@ -52,6 +58,11 @@ finished as (
         on
             backfills.team_id = status_history.team_id
             and backfills.transfer_backfill_id = status_history.transfer_backfill_id
+    inner join versions
+        on
+            versions.team_id = status_history.team_id
+            and versions.transfer_backfill_id = status_history.transfer_backfill_id
+            and versions.poll_id = status_history.first_poll_id
     where status_history.status in ('FAILED', 'COMPLETED', 'CANCELLED')
 ),
 
