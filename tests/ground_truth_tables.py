@@ -15,8 +15,6 @@ from pathlib import Path
 import duckdb
 from ground_truth import FINAL, BackfillTruth, Seen, Tally, Truth
 
-from pipelines.supermetrics.settings import CANCELLED_LOOKUPS
-
 Row = dict[str, object]
 CLOSE = 1e-9
 
@@ -144,8 +142,8 @@ class Audit:
         """Why a change after the backfill's last sighting is allowed to be missing, or None:
         the monitor must confirm how a backfill ended unless the API forgot it (404), it is hidden
         behind the 100 cap (rechecked in turn, max_rechecks a run), its lookup failed in the last
-        run, it was CANCELLED and looked up CANCELLED_LOOKUPS times already, or its team's latest
-        polls failed."""
+        run, or its team's latest polls failed. A CANCELLED backfill's run in flight is no excuse:
+        it is followed until the runs endpoint says that its runs ended."""
         backfill = seen.truth
         if seen.status == "UNKNOWN" and any(a.status == 404 for a in backfill.lookups):
             return "forgotten"
@@ -156,12 +154,9 @@ class Audit:
         if self.truth.last_ok_poll(backfill.team_id) < self.truth.end:
             return "stale_team"
         hidden = seen.vanished is not None and seen.status not in FINAL
-        cancelled_lookups = sum(
-            s.state["status"] == "CANCELLED" for s in backfill.sightings if s.by == "lookup"
-        )
         last_try = max((a for a in self.truth.lookup_tries(backfill.id)), key=lambda a: a.at, default=None)
         failed_last = last_try is not None and last_try.status >= 500
-        if hidden or failed_last or cancelled_lookups >= CANCELLED_LOOKUPS:
+        if hidden or failed_last:
             return "after_last_sighting"
         return None
 

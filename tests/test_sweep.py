@@ -82,13 +82,15 @@ def test_a_backfill_that_lived_between_two_polls_is_found_with_its_true_times(
     sim.clock.advance(290)  # T+300: it ran at T+140..T+240 and COMPLETED at T+250, unseen by the list
     warehouse.ingest()
     assert warehouse.rows(
-        "select transfer_backfill_id, status, learnt_from, created_time, start_time, end_time, "
-        "first_run_at, last_run_ended_at, runs_known, rows_loaded from analytics.backfills"
+        "select transfer_backfill_id, status, learnt_from, first_seen_at = last_seen_at, created_time, "
+        "start_time, end_time, first_run_at, last_run_ended_at, runs_known, rows_loaded "
+        "from analytics.backfills"
     ) == [
         (
             backfill,
             "COMPLETED",
             "latest",
+            True,  # the one sighting: `latest`'s answer at T+300
             START + timedelta(seconds=10),
             START + timedelta(seconds=130),
             START + timedelta(seconds=250),
@@ -235,3 +237,47 @@ def test_windows_are_contiguous_so_a_newer_backfill_never_skips_an_older_ones_ru
     assert warehouse.rows(
         "select status from analytics.backfills where transfer_backfill_id = ?", second
     ) == [("SCHEDULED",)]
+
+
+def test_a_backfill_cancelled_with_a_run_in_flight_is_followed_until_the_run_ends(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    """Runs of 3000 s: a three-day backfill created at T is RUNNING at T+120; its first run, created
+    at T+130, ends at T+3130. Cancelled at T+600, it keeps that run, which then counts as completed."""
+    transfer = add_transfer(sim, run_seconds=3000)
+    backfill = api.create(transfer, days_ago(3), days_ago(1))["transfer_backfill_id"]
+    sim.clock.advance(300)
+    warehouse.ingest()  # T+300: RUNNING, its first run in flight
+    sim.clock.advance(300)
+    sim.world.cancel(TEAM, backfill, 789)  # T+600
+    for _ in range(10):  # T+900 .. T+3600, every 5 minutes: the lookups saw nothing move until T+3130
+        sim.clock.advance(300)
+        warehouse.ingest()
+    assert warehouse.rows(
+        "select status, transfer_runs_completed, progress_pct, runs_known, last_run_ended_at "
+        "from analytics.backfills"
+    ) == [("CANCELLED", 1, 33.33, 1, START + timedelta(seconds=3130))]
+    assert backfill_runs(warehouse) == [(backfill, "2026-01-04", 1, "COMPLETED", 3000.0)]
+    lookups = warehouse.rows("select poll_id from supermetrics.backfill_lookups order by poll_id")
+    assert lookups == [(n,) for n in range(2, 12)]  # T+900 .. T+3300 and T+3600: then no more
+    warehouse.ingest()
+    assert warehouse.count("backfill_lookups") == 10
+
+
+def test_a_backfill_the_api_forgets_after_it_left_the_list_gets_its_runs_swept(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    """Listed once, queued (T+30); its run is T+130..T+230, COMPLETED at T+240; the API forgets it
+    before the next poll (T+300), whose lookup gets 404: its transfer's runs are swept all the same."""
+    transfer = add_transfer(sim, run_seconds=100)
+    backfill = api.create(transfer, days_ago(1), days_ago(1))["transfer_backfill_id"]
+    sim.clock.advance(30)
+    warehouse.ingest()  # CREATED: no run yet
+    sim.clock.advance(270)
+    sim.world.sync()  # the world up to T+300: it ran and COMPLETED
+    sim.world.forget(TEAM, backfill)
+    warehouse.ingest()  # T+300: left the list, the lookup says 404
+    assert warehouse.rows(
+        "select status, runs_known, first_run_at, last_run_ended_at from analytics.backfills"
+    ) == [("UNKNOWN", 1, START + timedelta(seconds=130), START + timedelta(seconds=230))]
+    assert backfill_runs(warehouse) == [(backfill, "2026-01-04", 1, "COMPLETED", 100.0)]

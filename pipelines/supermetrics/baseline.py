@@ -25,7 +25,8 @@ SWEEP_MEMORY = "30 days"
 
 # Per backfill not confirmed finished: listed in the team's last successful poll, pending (left
 # the list, no answered lookup since), due for a recheck (the last answer said still incomplete:
-# hidden by the cap; or CANCELLED with counters that moved, fewer than CANCELLED_LOOKUPS times),
+# hidden by the cap; or CANCELLED while a run of it may be in flight, fewer than CANCELLED_LOOKUPS
+# times),
 # or not found (it may be listed again, and must then not look new).
 _RELEVANT = f"""
 last_answers as (
@@ -57,11 +58,15 @@ answered as (
 ),
 rechecked as (
     select
-        *,
-        -- CANCELLED, and the counters moved at the last lookup: a run in flight may still finish
-        coalesce(status = 'CANCELLED' and changed and cancelled_lookups < {CANCELLED_LOOKUPS}, false)
-            as is_cancel_moving
-    from answered
+        a.*,
+        -- CANCELLED, and a run in flight may still finish and count: the counters moved at the
+        -- last lookup, or the runs endpoint says a run of it has not ended (or was not asked since)
+        coalesce(
+            a.status = 'CANCELLED' and a.cancelled_lookups < {CANCELLED_LOOKUPS}
+            and (a.changed or {{in_flight}}),
+            false
+        ) as is_cancel_moving
+    from answered as a
 ),
 relevant as (
     select
@@ -92,7 +97,9 @@ relevant as (
         and (e.event = 'listed' or c.outcome is distinct from 'final' or c.is_cancel_moving)
 ),
 latest as (
-    select team_id, transfer_backfill_id, state_hash, error_report_hash, error_report_poll_id
+    select
+        team_id, transfer_backfill_id, state_hash, error_report_hash, error_report_poll_id, transfer_id,
+        created_time
     from (
         select
             v.team_id,
@@ -100,6 +107,8 @@ latest as (
             v.state_hash,
             v.error_report_hash,
             v.error_report_poll_id,
+            v.transfer_id,
+            v.created_time,
             row_number()
                 over (partition by v.team_id, v.transfer_backfill_id order by v.poll_id desc) as recency
         from {{ds}}.{VERSIONS} as v
@@ -111,11 +120,43 @@ latest as (
     where recency = 1
 )"""
 
+# A CANCELLED backfill (`a`) whose run may still be in flight: a stored run of it (its transfer, a
+# day of its range, created between its creation and the cancel) with no stored end, or no runs
+# sweep of its transfer since the cancel. Without the sweep's tables: false.
+_IN_FLIGHT = f"""exists (
+    select 1 from {{ds}}.{VERSIONS} as cv
+    where cv.team_id = a.team_id and cv.transfer_backfill_id = a.transfer_backfill_id
+        and cv.poll_id = (
+            select max(latest.poll_id) from {{ds}}.{VERSIONS} as latest
+            where latest.team_id = a.team_id and latest.transfer_backfill_id = a.transfer_backfill_id
+        )
+        and (
+            exists (
+                select 1 from {{ds}}.{RUNS} as r
+                where r.team_id = cv.team_id and r.transfer_id = cv.transfer_id and r.type = 'Backfill'
+                    and r.data_date between cv.range_start_date and cv.range_end_date
+                    and r.created_time >= cv.created_time
+                    and r.created_time <= coalesce(cv.removed_time, cv.end_time, r.created_time)
+                    and not exists (
+                        select 1 from {{ds}}.{RUNS} as ended
+                        where ended.team_id = r.team_id and ended.run_id = r.run_id
+                            and ended.ended_time is not null
+                    )
+            )
+            or not exists (
+                select 1 from {{ds}}.{SWEEPS} as s
+                where s.team_id = cv.team_id and s.transfer_id = cv.transfer_id and s.kind = 'runs'
+                    and s.outcome = 'ok' and s.swept_at >= coalesce(cv.removed_time, cv.end_time)
+            )
+        )
+)"""
+
 _BACKFILLS = f"""
 with {_RELEVANT}
 select
     r.team_id, r.transfer_backfill_id, r.is_listed, r.is_pending, r.is_recheck, r.checked_poll_id,
-    r.cancelled_lookups, l.state_hash, l.error_report_hash, l.error_report_poll_id
+    r.cancelled_lookups, l.state_hash, l.error_report_hash, l.error_report_poll_id, l.transfer_id,
+    l.created_time
 from relevant as r
 left join latest as l using (team_id, transfer_backfill_id)
 """
@@ -144,13 +185,14 @@ def read_baseline(con: Connection, dataset: str) -> Baseline:
         return Baseline()
     ds = f'"{dataset}"'
     next_poll_id = con.rows(f"select coalesce(max(poll_id), 0) + 1 from {ds}.{POLLS}")[0][0]
+    in_flight = _IN_FLIGHT.format(ds=ds) if {RUNS, SWEEPS} <= tables else "false"
     errors: dict[tuple[int, int], set] = defaultdict(set)
     if f"{VERSIONS}__error_report" in tables:
-        for team_id, backfill_id, run_date, error in con.rows(_ERRORS.format(ds=ds)):
+        for team_id, backfill_id, run_date, error in con.rows(_ERRORS.format(ds=ds, in_flight=in_flight)):
             errors[team_id, backfill_id].add((run_date, error))
     teams: dict[int, TeamBaseline] = defaultdict(TeamBaseline)
     for team_id, backfill_id, is_listed, is_pending, is_recheck, checked, cancelled, *latest in con.rows(
-        _BACKFILLS.format(ds=ds)
+        _BACKFILLS.format(ds=ds, in_flight=in_flight)
     ):
         team = teams[team_id]
         if is_listed:
@@ -162,7 +204,15 @@ def read_baseline(con: Connection, dataset: str) -> Baseline:
             if cancelled:
                 team.cancelled_lookups[backfill_id] = cancelled
         if latest[0] is not None:  # a 404 lookup leaves a backfill with no version: nothing to diff
-            team.known[backfill_id] = KnownBackfill(*latest, frozenset(errors[team_id, backfill_id]))
+            state_hash, report_hash, report_poll_id, transfer_id, created = latest
+            team.known[backfill_id] = KnownBackfill(
+                state_hash,
+                report_hash,
+                report_poll_id,
+                frozenset(errors[team_id, backfill_id]),
+                transfer_id,
+                created,
+            )
     for team_id, backfill_id in con.rows(_SEEN.format(ds=ds)):
         teams[team_id].sweep.seen_backfills.add(backfill_id)
     if {TRANSFERS, RUNS, SWEEPS} <= tables:

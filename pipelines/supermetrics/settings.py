@@ -16,7 +16,7 @@ FINAL_STATUSES = ("COMPLETED", "CANCELLED")
 KNOWN_STATUSES = INCOMPLETE_STATUSES + FINAL_STATUSES
 LIST_LIMIT = 100  # the list endpoint returns at most this many
 MAX_RECHECKS_PER_RUN = 10  # per team: lookups of cap-hidden or just-cancelled backfills, oldest-checked first
-CANCELLED_LOOKUPS = 3  # a CANCELLED backfill is looked up at most this often while its counters move
+CANCELLED_LOOKUPS = 36  # a CANCELLED backfill is looked up at most this often while a run may be in flight
 
 # HTTP defaults; each can be set in [sources.supermetrics] or SOURCES__SUPERMETRICS__<NAME>
 REQUEST_TIMEOUT_SECONDS = 30.0

@@ -54,6 +54,8 @@ class KnownBackfill:
     error_report_hash: str
     error_report_poll_id: int
     errors: frozenset[tuple[date, str]] = frozenset()
+    transfer_id: int | None = None  # where its runs are: swept also when the API forgot it
+    created_time: datetime | None = None
 
 
 @dataclass
@@ -325,6 +327,7 @@ class Collector:
                     outcome = "not_found"
                     known.rechecks.pop(backfill_id, None)
                     known.cancelled_lookups.pop(backfill_id, None)
+                    _forgotten(work, known.known.get(backfill_id))
                 else:
                     outcome = "failed"
                     result.lookups_failed += 1
@@ -410,7 +413,12 @@ class Collector:
         result.new_errors += len(errors - (known.errors if known else frozenset()))
         work.rows.versions.append(row)
         known_team.known[record.backfill_id] = KnownBackfill(
-            record.state_hash, record.error_report_hash, row["error_report_poll_id"], errors
+            record.state_hash,
+            record.error_report_hash,
+            row["error_report_poll_id"],
+            errors,
+            record.fields["transfer_id"],
+            record.fields["created_time"],
         )
         return 1
 
@@ -448,6 +456,15 @@ def _saw(work: TeamWork, known: TeamBaseline, record: BackfillRecord) -> None:
     transfer_id, created = record.fields["transfer_id"], record.fields["created_time"]
     work.active[transfer_id] = min(work.active.get(transfer_id, created), created)
     known.sweep.seen_backfills.add(record.backfill_id)
+
+
+def _forgotten(work: TeamWork, stored: KnownBackfill | None) -> None:
+    """A backfill the API forgot (404): the runs endpoint still knows its runs, so its transfer's
+    runs are due, from its creation on."""
+    if stored is None or stored.transfer_id is None or stored.created_time is None:
+        return
+    transfer_id, created = stored.transfer_id, stored.created_time
+    work.active[transfer_id] = min(work.active.get(transfer_id, created), created)
 
 
 def _keep_answer_facts(error: ApiError, response: ApiResponse | None) -> None:

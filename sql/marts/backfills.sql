@@ -109,6 +109,7 @@ version_facts as (
         versions.team_id,
         versions.transfer_backfill_id,
         min(versions.observed_at) as first_seen_at,
+        max(case when versions.observed_by = 'latest' then versions.observed_at end) as found_by_latest_at,
         max(case when versions.is_progress then versions.observed_at end) as last_progress_at,
         min(first_running.first_running_at) as first_running_at,
         min(first_running.runs_done_at_first_running) as runs_done_at_first_running,
@@ -184,7 +185,9 @@ joined as (
         run_facts.rows_loaded,
         run_facts.first_run_at,
         run_facts.last_run_ended_at,
-        greatest(last_listed.last_listed_at, current_state.confirmed_at) as last_seen_at,
+        greatest(
+            last_listed.last_listed_at, current_state.confirmed_at, version_facts.found_by_latest_at
+        ) as last_seen_at,
         case
             when current_state.current_status in ('COMPLETED', 'CANCELLED')
                 then coalesce(current_state.end_time, current_state.removed_time)
