@@ -148,9 +148,15 @@ class Audit:
         if seen.status == "UNKNOWN" and any(a.status == 404 for a in backfill.lookups):
             return "forgotten"
         last_seen = max((s.at for s in backfill.sightings), default=None)
-        if last_seen is not None and any(a.status == 404 and a.at > last_seen for a in backfill.lookups):
-            # e.g. CANCELLED with a run in flight, its recheck missed (a failed poll), then 404
-            return "forgotten"
+        gone = min(
+            (a.at for a in backfill.lookups if a.status == 404 and a.at > (last_seen or a.at)), default=None
+        )
+        if last_seen is not None and gone is not None:
+            # e.g. CANCELLED with a run in flight, its recheck missed (a failed poll), then 404. Not
+            # when a successful poll of its team came between: its lookup was due then
+            chances = [p.at for p in self.truth.ok_polls[backfill.team_id] if last_seen < p.at < gone]
+            if not chances or seen.status not in FINAL:
+                return "forgotten"
         if self.truth.last_ok_poll(backfill.team_id) < self.truth.end:
             return "stale_team"
         hidden = seen.vanished is not None and seen.status not in FINAL
