@@ -11,8 +11,9 @@ goes out as `Rows`, so the semantics can be read (and tested) in one place:
 - one lookup by id for each backfill that left the list, and for earlier lookups that failed;
 - rechecks, at most `max_rechecks` a run per team, oldest-checked first: backfills the 100 cap
   hides (a lookup said still incomplete) until a lookup confirms a final state, and CANCELLED
-  backfills while their counters still move (a run in flight finishes after a cancel), at most
-  `CANCELLED_LOOKUPS` lookups in all;
+  backfills while a run of theirs may be in flight (it finishes after a cancel, and counts): their
+  counters moved at the last lookup, or the runs endpoint shows a run with no end, or was not
+  asked since the cancel (baseline.py), at most `CANCELLED_LOOKUPS` lookups in all;
 - then, unless turned off, the team's sweep of transfers, `latest` and runs (sweep.py).
 """
 
