@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+DEV_STAMP := $(VENV)/.dev-stamp
 
 .PHONY: help test demo lint simulate bench ground-truth docs clean lock
 
@@ -17,16 +18,22 @@ help:
 	@echo "make docs      regenerate docs/models.md from sql/marts/*.yml"
 	@echo "make lock      re-pin constraints.txt from the current .venv"
 
+# make demo installs what running needs (about 400 MB); make test adds the test tools, the
+# notebook's, Spark and the docs site (about 1.2 GB in all).
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required; set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e .
 	@touch $(STAMP)
+
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(DEV_STAMP)
 
 # one worker per core; an idle worker takes queued tests from a busy one (worksteal).
 # The PostgreSQL tests use BACKFILLS_TEST_POSTGRES_URL (.ci/run sets it), else start a throwaway
 # server themselves, else are skipped with the reason in the summary.
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -n auto --dist worksteal
 
 demo: $(STAMP)
@@ -35,21 +42,21 @@ demo: $(STAMP)
 simulate: $(STAMP)
 	$(BIN)/backfills simulate --port 8765 --speed 600
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check pipelines tests benchmarks
 	$(BIN)/ruff format --check pipelines tests benchmarks
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks
 
 # the short audit of make test and two simulated days, with the per-table counts printed
-ground-truth: $(STAMP)
+ground-truth: $(DEV_STAMP)
 	$(BIN)/python -m pytest -s -m '' tests/test_ground_truth.py
 
-docs: $(STAMP)
+docs: $(DEV_STAMP)
 	$(BIN)/python -m pipelines.models
 
-lock: $(STAMP)
+lock: $(DEV_STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check > constraints.txt
 
 clean:

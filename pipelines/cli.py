@@ -95,11 +95,25 @@ def known_error(exc: BaseException) -> MonitorError | None:
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="supermetrics-backfill-monitor", prog_name="backfills")
 @click.option("-v", "--verbose", is_flag=True, help="Log more, and show tracebacks of unexpected errors.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="BACKFILLS_LOG_FORMAT",
+    help="json: every line printed becomes one JSON object (time, level, stream, message), for log "
+    "shippers (env BACKFILLS_LOG_FORMAT).",
+)
 @click.pass_context
-def main(ctx: click.Context, verbose: bool) -> None:
+def main(ctx: click.Context, verbose: bool, log_format: str) -> None:
     """Monitor Supermetrics backfills: poll the API into DuckDB history and report on it."""
     ctx.obj = {"verbose": verbose}
+    if log_format == "json":
+        from .json_lines import install
+
+        install()
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s: %(message)s"
     )
@@ -241,6 +255,37 @@ def _sweep_summary(report: RunReport) -> str:
     swept = sum(team.sweep_requests for team in report.teams)
     runs = sum(team.runs_stored for team in report.teams)
     return f" ({swept} for transfers and runs, at most {report.sweep_budget} a team; {runs} run(s) stored)"
+
+
+@main.command(name="init")
+@click.option(
+    "--team-id", "team_ids", multiple=True, type=int, required=True, help="Team to poll; repeat for several."
+)
+@click.option("--base-url", default=None, help="API root. Default: production.")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The folder the scheduled job runs in; .dlt/ is written inside it.",
+)
+def init_command(team_ids: tuple[int, ...], base_url: str | None, folder: Path) -> None:
+    """Write .dlt/config.toml and a .dlt/secrets.toml template (0600, ignored by git).
+
+    Nothing that exists is overwritten. Put the API key in secrets.toml (or set
+    SOURCES__SUPERMETRICS__API_KEY), then run `backfills ingest` from that folder.
+
+    \b
+    Example:
+        backfills init --team-id 936506 --dir /srv/backfills
+    """
+    from .project_init import PRODUCTION_URL, init
+
+    for path in init(folder, list(team_ids), base_url or PRODUCTION_URL):
+        click.echo(f"wrote {path}")
+    secrets = folder / ".dlt" / "secrets.toml"
+    click.echo(f"next: put the API key in {secrets}, then run `backfills ingest` in {folder}")
 
 
 @main.command(name="watch")

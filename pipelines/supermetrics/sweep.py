@@ -11,10 +11,10 @@ Three kinds of request, all within `max_requests` per team and run, each logged 
   checked longest ago first. A backfill found there that no poll listed (created and finished
   between two polls) is stored as a version with source `latest`.
 - **runs**: for every transfer with a backfill seen in this run (listed, looked up, found by
-  `latest`, or forgotten: a lookup's 404), or whose last window did not finish, the runs created since its last window, newest
-  first, page by page until a page is short or older than the window. Windows are contiguous (a
-  backfill the 100 cap hides may have run since the last one, unseen), overlap by
-  `RUNS_OVERLAP_SECONDS` and reach back to the oldest run stored unfinished; runs of type
+  `latest`, or forgotten: a lookup's 404), or whose last window did not finish, the runs created
+  since its last window, newest first, page by page until a page is short or older than the
+  window. Windows are contiguous (a backfill the 100 cap hides may have run since the last one,
+  unseen), overlap by `RUNS_OVERLAP_SECONDS` and reach back to the oldest run stored unfinished; runs of type
   `Backfill` are stored when new or changed, so overlaps store nothing twice. A transfer never
   swept starts at its oldest backfill seen in this run.
 

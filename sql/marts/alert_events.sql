@@ -15,6 +15,26 @@ versions as (
     select * from staging.int_backfill_versions_sequenced
 ),
 
+stretch_starts as (
+    -- the stored state that began each stretch of a final or failed status: its first version of
+    -- that status (a final status's stretch starts when it vanished, its version at the lookup)
+    select
+        status_history.team_id,
+        status_history.transfer_backfill_id,
+        status_history.stretch_number,
+        min(versions.poll_id) as first_poll_id
+    from status_history
+    inner join versions
+        on
+            versions.team_id = status_history.team_id
+            and versions.transfer_backfill_id = status_history.transfer_backfill_id
+            and versions.status = status_history.status
+            and versions.observed_at >= status_history.valid_from
+            and (status_history.valid_to is null or versions.observed_at < status_history.valid_to)
+    where status_history.status in ('FAILED', 'COMPLETED', 'CANCELLED')
+    group by status_history.team_id, status_history.transfer_backfill_id, status_history.stretch_number
+),
+
 transfer_rates as (
     select * from analytics.transfer_failure_rates
 ),
@@ -58,11 +78,16 @@ finished as (
         on
             backfills.team_id = status_history.team_id
             and backfills.transfer_backfill_id = status_history.transfer_backfill_id
+    inner join stretch_starts
+        on
+            stretch_starts.team_id = status_history.team_id
+            and stretch_starts.transfer_backfill_id = status_history.transfer_backfill_id
+            and stretch_starts.stretch_number = status_history.stretch_number
     inner join versions
         on
             versions.team_id = status_history.team_id
             and versions.transfer_backfill_id = status_history.transfer_backfill_id
-            and versions.poll_id = status_history.first_poll_id
+            and versions.poll_id = stretch_starts.first_poll_id
     where status_history.status in ('FAILED', 'COMPLETED', 'CANCELLED')
 ),
 

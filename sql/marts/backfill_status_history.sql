@@ -142,8 +142,7 @@ status_stretches as (
         transfer_backfill_id,
         stretch_number,
         min(status) as status,  -- one per stretch
-        min(observed_at) as valid_from,
-        min(poll_id) as first_poll_id
+        min(observed_at) as valid_from
     from numbered
     group by team_id, transfer_backfill_id, stretch_number
 ),
@@ -164,8 +163,7 @@ final as (
                     then team_clock.latest_poll_at
             end
         ) - status_stretches.valid_from) as bigint) as duration_seconds,
-        status_stretches.stretch_number,
-        status_stretches.first_poll_id
+        status_stretches.stretch_number
     from status_stretches
     left join team_clock on team_clock.team_id = status_stretches.team_id
     window backfill_history as (
