@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEV_STAMP := $(VENV)/.dev-stamp
 
-.PHONY: help test demo lint simulate bench ground-truth docs clean lock
+.PHONY: help test demo lint simulate bench ground-truth docs docs-site clean lock
 
 help:
 	@echo "make demo      run the whole pipeline on the local simulator"
@@ -15,7 +15,8 @@ help:
 	@echo "make bench     measure speed and memory (docs/benchmarks.md)"
 	@echo "make ground-truth  the models against the simulator's true history, 4 h and 2 days"
 	@echo "make simulate  serve the simulator on 127.0.0.1:8765 at 600x speed"
-	@echo "make docs      regenerate docs/models.md from sql/marts/*.yml"
+	@echo "make docs      regenerate docs/models.md from sql/marts/*.yml, docs/index.md from README.md"
+	@echo "make docs-site build the documentation site into build/site/ (mkdocs --strict)"
 	@echo "make lock      re-pin constraints.txt from the current .venv"
 
 # make demo installs what running needs (about 400 MB); make test adds the test tools, the
@@ -55,6 +56,11 @@ ground-truth: $(DEV_STAMP)
 
 docs: $(DEV_STAMP)
 	$(BIN)/python -m pipelines.models
+	$(BIN)/python scripts/docs_home.py
+
+# the documentation site, in build/site/ (open build/site/index.html; it works offline)
+docs-site: docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lock: $(DEV_STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check > constraints.txt

@@ -30,7 +30,7 @@ team_ids = [{team_ids}]
 
 _SECRETS = """\
 # Written by `backfills init`: readable by its owner only, and ignored by git (.gitignore).
-# The API key: Supermetrics Hub > Team settings > API keys, a key with scope dwh_transfers_read.
+# The API key: create one in the Supermetrics Hub, with scope dwh_transfers_read (read only).
 # Or leave this file out and set SOURCES__SUPERMETRICS__API_KEY in the job's environment.
 [sources.supermetrics]
 api_key = ""

@@ -11,7 +11,7 @@ from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 from openapi_schema_validator import OAS30Validator
 
-# verbatim copies of ../shared/reference/, so that the project stands on its own
+# verbatim copies of the public API descriptions, so that the project stands on its own
 REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "reference"
 BACKFILLS, TRANSFERS = "supermetrics-backfills-openapi.yaml", "supermetrics-transfers-openapi.yaml"
 

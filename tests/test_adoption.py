@@ -127,3 +127,24 @@ def test_a_database_made_by_the_previous_release_keeps_working(sim: Simulator, t
             for (m,) in con.execute("select mode from analytics.model_builds order by finished_at").fetchall()
         ]
     assert reasons[:4] == ["full", "incremental", "incremental", "full"]  # the new models: one full build
+
+
+def test_the_docs_site_builds_strictly_and_its_home_is_the_readme(tmp_path: Path) -> None:
+    """Every link and anchor of docs/ resolves (mkdocs --strict), and nothing refers outside the
+    repository."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from docs_home import home
+
+    assert (ROOT / "docs" / "index.md").read_text() == home((ROOT / "README.md").read_text()), "make docs"
+    built = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**backfills_env(), "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert built.returncode == 0, built.stderr
+    assert (tmp_path / "site" / "production" / "index.html").exists()
+    texts = [p.read_text() for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]]
+    assert not any(word in text for text in texts for word in ("../shared", "the tracker", "issue #"))

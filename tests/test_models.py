@@ -358,7 +358,7 @@ def test_contract_columns_exist(sim: Simulator, api: Api, warehouse: Warehouse) 
         assert set(columns.split(", ")) <= have, (table, set(columns.split(", ")) - have)
 
 
-# ../shared/DESIGN.md, "The analytics schema (contract)": table, then its minimum columns
+# the analytics schema's contract (docs/analytics.md): table, then its minimum columns
 CONTRACT_TEXT = """
 polls: poll_id, team_id, polled_at, outcome, http_status, error_code, request_id, backfills_listed,
     possibly_truncated, duration_ms, rate_limit_remaining
