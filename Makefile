@@ -20,7 +20,7 @@ help:
 	@echo "make lock      re-pin constraints.txt from the current .venv"
 
 # make demo installs what running needs (about 500 MB); make test adds the test tools, the
-# notebook's, Spark and the docs site (about 1.3 GB in all).
+# notebook's, Spark and the docs site (about 1.4 GB in all).
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required; set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
