@@ -15,11 +15,14 @@ def main() -> object:
     stopping.install()
     try:
         from .cli import main as cli
-    except KeyboardInterrupt:
+
+        return cli()
+    except KeyboardInterrupt:  # a stop before the command took over, or after it ended
         error = stopping.interrupted()
         print(f"backfills: {error.failure_class}: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
-    return cli()
+    finally:  # the work is done: a stop while Python shuts down must not end it by the signal
+        stopping.ignore()
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 
 class Cli(click.Group):
-    """Any error ends in one line on stderr and a documented exit code (README "Exit codes");
+    """Any error ends in one line on stderr and a documented exit code (docs/ingest.md "Exit codes");
     -v shows the traceback of an unexpected one."""
 
     def main(self, *args: object, **kwargs: object) -> object:

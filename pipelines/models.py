@@ -15,7 +15,7 @@
   in place for readers, and raises `ModelError`. On PostgreSQL a table's rows are replaced
   (delete and insert, not drop and create), so that a BI reader in the middle of a query never
   blocks a build, and never sees a half-built state.
-- The same SQL runs on DuckDB and PostgreSQL (see README "Running on PostgreSQL").
+- The same SQL runs on DuckDB and PostgreSQL (docs/postgres.md).
 - Every build, failed ones included, adds a row to `analytics.model_builds` (a failed build's
   after its rollback), so readers can tell that the tables are stale and since when. A build
   stopped by Ctrl-C or SIGTERM is rolled back and not recorded: it did not fail. Rows older

@@ -20,7 +20,7 @@ _CONFIG = """\
 dlthub_telemetry = false
 
 [backfills]
-# where the history lives: "duckdb" (the --db file), "postgres" or "filesystem" (README)
+# where the history lives: "duckdb" (the --db file), "postgres" or "filesystem"
 destination = "duckdb"
 
 [sources.supermetrics]

@@ -69,7 +69,7 @@ def build_from_config(target: Warehouse) -> SparkBuild:
         raise ConfigError(
             "the Spark build reads the Parquet files of destination filesystem, and the destination "
             f'is {target.engine}: set [backfills] destination = "filesystem" '
-            '(README "Running past one machine")'
+            "(docs/lake.md)"
         )
     master, models_url = settings()
     lake = target.lake()

@@ -30,6 +30,12 @@ def install() -> None:
         signal.signal(signum, stop_now)
 
 
+def ignore() -> None:
+    """Ignore both signals from now on: for the last moments of a process whose work is done."""
+    for signum in NAMES:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def stop_now(signum: int, _frame: object = None) -> None:
     """The signal handler: remember which signal, and interrupt what the main thread is doing."""
     global _received

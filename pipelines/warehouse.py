@@ -187,7 +187,7 @@ class Warehouse:
             raise ConfigError(
                 f"destination is filesystem: {self.label} holds the raw history as Parquet, not the "
                 "analytics tables this command reads; build them with `backfills models --engine spark` "
-                '(README "Running past one machine")'
+                "(docs/lake.md)"
             )
         return Connection(connect_postgres(self.credentials, read_only), "postgres")
 

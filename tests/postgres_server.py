@@ -50,24 +50,24 @@ def postgres_server() -> Iterator[str]:
 
 @dataclass
 class Database:
-    """A new database set up as README "Running on PostgreSQL" says, with roles of its own."""
+    """A new database set up as docs/postgres.md says, with roles of its own."""
 
-    admin: str  # a superuser's URL of it: for what no role of the README may do
+    admin: str  # a superuser's URL of it: for what no documented role may do
     loader: str  # backfills_loader's: the roles the pipeline runs as
     bi: str  # bi_reader's: what BI tools connect as
 
 
 def readme_roles() -> str:
-    """The SQL block of the README's PostgreSQL roles, verbatim."""
-    section = (ROOT / "README.md").read_text().split("## Running on PostgreSQL", 1)[1]
-    return section.split("```sql\n", 1)[1].split("```", 1)[0]
+    """The SQL block of the documented PostgreSQL roles (docs/postgres.md), verbatim."""
+    page = (ROOT / "docs" / "postgres.md").read_text()
+    return page.split("```sql\n", 1)[1].split("```", 1)[0]
 
 
 @pytest.fixture
 def postgres_database(postgres_server: str) -> Iterator[Database]:
-    """A new, empty database for one test, set up with the README's roles (dropped after it).
+    """A new, empty database for one test, set up with the documented roles (dropped after it).
 
-    The roles are the README's, renamed to be unique to the test (roles belong to the server)."""
+    The roles are docs/postgres.md's, renamed to be unique to the test (roles belong to the server)."""
     suffix = uuid.uuid4().hex[:12]
     name, loader, bi = f"backfills_{suffix}", f"loader_{suffix}", f"bi_{suffix}"
     with _admin(postgres_server) as con:
@@ -94,7 +94,7 @@ def postgres_database(postgres_server: str) -> Iterator[Database]:
 
 @pytest.fixture
 def postgres_url(postgres_database: Database) -> str:
-    """The loader's URL (password included) of a new database set up as the README says."""
+    """The loader's URL (password included) of a new database set up as docs/postgres.md says."""
     return postgres_database.loader
 
 

@@ -1,5 +1,5 @@
 """Every documented exit code through the real CLI, each with its one line on stderr
-(README "Exit codes")."""
+(docs/ingest.md "Exit codes")."""
 
 from __future__ import annotations
 

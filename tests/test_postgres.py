@@ -482,7 +482,7 @@ def test_the_readme_roles_load_and_the_bi_role_reads_analytics_and_nothing_else(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The loader, with exactly the README's privileges (no CREATE on the database), loads, builds
+    """The loader, with exactly the documented privileges (no CREATE on the database), loads, builds
     and records alerts run after run; the BI role reads every analytics table, and nothing in
     the raw, staging or alerts schemas."""
     with Receiver() as receiver, seeded_simulator() as sim:

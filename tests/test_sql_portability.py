@@ -1,6 +1,6 @@
 """The models' SQL ports to the warehouses dlt loads into: every model transpiles with sqlglot to
 BigQuery, Snowflake, Databricks, Spark and Trino, and the only constructs sqlglot cannot carry
-over are the known ones the README lists under "Scaling out: BigQuery and Snowflake" (each with
+over are the known ones the docs/postgres.md lists under "Scaling out: BigQuery and Snowflake" (each with
 what a port does instead)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlglot
 from pipelines.models import DEFAULT_VARIABLES, discover
 
 WAREHOUSES = ("bigquery", "snowflake", "databricks", "spark", "trino")
-# (warehouse, the start of sqlglot's message) -> what a port does; the README says the same
+# (warehouse, the start of sqlglot's message) -> what a port does; docs/postgres.md says the same
 KNOWN_GAPS = {
     ("bigquery", "'NULLS LAST' translation not supported in window function"): (
         "drop NULLS LAST from the running max/sum windows: their keys (poll ids) are never null"
@@ -53,7 +53,7 @@ def test_every_model_transpiles_with_only_the_known_gaps(model, warehouse: str) 
 
 
 def test_the_known_gaps_are_still_there() -> None:
-    """A gap that no model meets any more must leave the list (and the README)."""
+    """A gap that no model meets any more must leave the list (and docs/postgres.md)."""
     met = {gap(w, m) for model in MODELS for w in WAREHOUSES for m in unsupported(model.sql, w)}
     assert met == set(KNOWN_GAPS)
 
