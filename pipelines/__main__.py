@@ -14,9 +14,16 @@ from . import stopping
 def main() -> object:
     stopping.install()
     try:
+        from .cli import closed_pipe
         from .cli import main as cli
 
-        return cli()
+        try:
+            return cli()
+        finally:
+            try:
+                sys.stdout.flush()  # the last lines, while a closed pipe can still be told apart
+            except BrokenPipeError:
+                closed_pipe()
     except KeyboardInterrupt:  # a stop before the command took over, or after it ended
         error = stopping.interrupted()
         print(f"backfills: {error.failure_class}: {error}", file=sys.stderr)

@@ -27,6 +27,7 @@ from .warehouse import ENGINES
 from .watch import parse_interval, watch
 
 if TYPE_CHECKING:
+    from .alerts.settings import AlertSettings
     from .ingest import IngestResult
     from .models import BuildResult
     from .publish import PublishResult
@@ -64,6 +65,8 @@ class Cli(click.Group):
         except (KeyboardInterrupt, Exception) as exc:  # not SystemExit: a command's own exit code
             if stopping.received():  # whatever a library made of the stop on its way out
                 fail(stopping.interrupted())
+            if any(isinstance(cause, BrokenPipeError) for cause in causes(exc)):
+                closed_pipe()
             known = known_error(exc)
             if known is not None:
                 fail(known)
@@ -123,8 +126,39 @@ def main(ctx: click.Context, verbose: bool, log_format: str) -> None:
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
 
+class Duration(click.ParamType):
+    """A duration with its unit (30s, 5m, 1h, 2d), in seconds; anything else is a usage error."""
+
+    name = "duration"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return parse_interval(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def plural(count: float, word: str) -> str:
     return word if count == 1 else word + "s"
+
+
+def echo_in_chunks(text: str, size: int = 1 << 16) -> None:
+    """Print a long text in pieces: Python takes one big write cut short by a reader that went
+    away (`| head`) as done, and the run would end 0 instead of telling the closed pipe."""
+    out = click.get_text_stream("stdout")
+    for start in range(0, len(text), size):
+        out.write(text[start : start + size])
+        out.flush()
+
+
+def closed_pipe() -> NoReturn:
+    """The reader of the output went away (`backfills demo | head -2`): end quietly, with the
+    status of a process that SIGPIPE ended (141), as the shell's own tools do."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit, and no second error
+    sys.exit(128 + signal.SIGPIPE)
 
 
 def fail(error: MonitorError) -> NoReturn:
@@ -154,8 +188,24 @@ _DESTINATION = click.option(
 
 
 def DB_OPTION(command: Callable) -> Callable:  # noqa: N802 - used as a decorator, like click's
-    """--db and --destination: which database a command works on."""
+    """--db and --destination: which database a command writes."""
     return _DB(_DESTINATION(command))
+
+
+_DB_READ = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_DB_PATH,
+    show_default=True,
+    envvar="BACKFILLS_DB",
+    help="The DuckDB file ingest writes (env BACKFILLS_DB); read only, never created.",
+)
+
+
+def DB_READ_OPTION(command: Callable) -> Callable:  # noqa: N802 - used as a decorator, like click's
+    """--db and --destination: which database a command reads."""
+    return _DB_READ(_DESTINATION(command))
 
 
 WAIT_LOCK_OPTION = click.option(
@@ -249,6 +299,14 @@ def _echo_summary(result: IngestResult) -> None:
     click.echo(f"{summary}, {result.seconds:.1f} s, database {result.database or result.db_path}")
 
 
+def _duration_text(seconds: float) -> str:
+    """5m for 300: the largest unit that divides it."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def _sweep_summary(report: RunReport) -> str:
     if not report.sweep_budget:
         return " (the sweep of transfers and runs is off)"
@@ -289,10 +347,17 @@ def init_command(team_ids: tuple[int, ...], base_url: str | None, folder: Path) 
 
 
 @main.command(name="watch")
-@click.option("--every", default="5m", show_default=True, help="Interval between polls: 30s, 5m, 1h.")
+@click.option(
+    "--every",
+    "seconds",
+    type=Duration(),
+    default="5m",
+    show_default=True,
+    help="Interval between polls: 30s, 5m, 1h.",
+)
 @source_options
 def watch_command(
-    every: str, team_ids: tuple[int, ...], base_url: str | None, db_path: Path, destination: str | None
+    seconds: float, team_ids: tuple[int, ...], base_url: str | None, db_path: Path, destination: str | None
 ) -> None:
     """Ingest on an interval, for machines without cron.
 
@@ -307,10 +372,7 @@ def watch_command(
     """
     from .ingest import ingest as run_ingest
 
-    try:
-        seconds = parse_interval(every)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--every") from None
+    every = _duration_text(seconds)
     stop = threading.Event()
 
     def request_stop(signum: int, frame: object) -> None:
@@ -589,7 +651,7 @@ def simulate(
 
 
 @main.command()
-@DB_OPTION
+@DB_READ_OPTION
 @click.option(
     "--format",
     "output_format",
@@ -631,14 +693,16 @@ def report(db_path: Path, destination: str | None, output_format: str, section: 
 
 
 @main.command()
-@DB_OPTION
+@DB_READ_OPTION
 @click.option(
     "--max-age",
+    type=Duration(),
     default="20m",
     show_default=True,
-    help="Critical when a team's newest successful poll is older than this: 90s, 20m, 2h.",
+    help="Critical when a team's newest successful poll is older than this: 90s, 20m, 2h (a unit is "
+    "required; anything else is a usage error, 64).",
 )
-def check(db_path: Path, destination: str | None, max_age: str) -> None:
+def check(db_path: Path, destination: str | None, max_age: float) -> None:
     """Say in one line whether the numbers are current; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
     CRITICAL when the last model build failed or a team's newest successful poll is older than
@@ -650,12 +714,9 @@ def check(db_path: Path, destination: str | None, max_age: str) -> None:
     Example:
         backfills check --max-age 20m || notify-team "backfill monitor: $(backfills check)"
     """
+    limit = timedelta(seconds=max_age)
     try:
-        limit = timedelta(seconds=parse_interval(max_age))
         sections, _ = report_module.gather(db_path, destination)
-    except ValueError as exc:  # UNKNOWN, not a usage error's 2, which would read as CRITICAL
-        click.echo(f"UNKNOWN: --max-age: {exc}")
-        sys.exit(3)
     except MonitorError as error:
         click.echo(f"UNKNOWN: {error}")
         sys.exit(3)
@@ -740,7 +801,8 @@ def alerts(db_path: Path, destination: str | None, wait_lock: float, dry_run: bo
 
     Channels: [alerts] webhook_url and slack_webhook_url in .dlt/secrets.toml. Exit 0 when every
     pending alert was delivered (or --test reached every channel), 69 when a receiver failed
-    (the alerts stay pending), 78 when no channel is configured.
+    (the alerts stay pending), 78 when no channel is configured (--dry-run then shows the events
+    true now, as alerts would word them).
 
     \b
     Example:
@@ -752,6 +814,9 @@ def alerts(db_path: Path, destination: str | None, wait_lock: float, dry_run: bo
     from .supermetrics.errors import ApiUnavailableError
 
     settings = alert_settings.load()
+    if not settings.enabled and dry_run:
+        preview_alerts(db_path, destination, settings)
+        return
     if not settings.enabled:
         raise ConfigError(
             "no alert channel is configured: set [alerts] webhook_url or slack_webhook_url in "
@@ -800,32 +865,66 @@ def alerts(db_path: Path, destination: str | None, wait_lock: float, dry_run: bo
         )
 
 
-@main.command()
-@click.argument("sql")
-@DB_OPTION
-def query(sql: str, db_path: Path, destination: str | None) -> None:
-    """Run one read-only SQL query against the database and print the result.
-
-    \b
-    Example:
-        backfills query "select status, count(*) from analytics.backfills group by status"
-    """
-    import pandas as pd
-
+def preview_alerts(db_path: Path, destination: str | None, settings: AlertSettings) -> None:
+    """`alerts --dry-run` before any channel exists: the events that are true now, as a channel
+    would word them (kinds and filters as configured)."""
+    from .alerts import delivery
     from .warehouse import warehouse
 
     target = warehouse(db_path, destination)
     if target.is_duckdb and not db_path.exists():
+        raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
+    with target.connect(read_only=True) as con:
+        events = [e for e in con.records("select * from analytics.alert_events") if settings.wants(e)]
+    events.sort(key=lambda e: (e["occurred_at"], e["event_id"]))
+    for event in events:
+        click.echo(clean(delivery.summary(event)))
+    click.echo(
+        f"{len(events)} event(s) true now, as alerts would say them; no channel is configured, nothing "
+        "sent. A channel set up now sends what happens from its first run on."
+    )
+
+
+@main.command()
+@click.argument("sql")
+@DB_READ_OPTION
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="table: whole cells, NULL shown; csv and json: one statement's result, for scripts.",
+)
+def query(sql: str, db_path: Path, destination: str | None, output_format: str) -> None:
+    """Run read-only SQL against the database and print each statement's result.
+
+    \b
+    Example:
+        backfills query "select status, count(*) from analytics.backfills group by status"
+        backfills query --format csv "select * from analytics.transfer_failure_rates" > rates.csv
+    """
+    from .query_output import render, statements
+    from .warehouse import warehouse
+
+    parts = statements(sql)
+    if not parts:
+        raise UsageError("no SQL statement given")
+    if len(parts) > 1 and output_format != "table":
+        raise UsageError(
+            f"--format {output_format} prints one statement's result, and {len(parts)} were given: "
+            "run one per call, or use --format table"
+        )
+    target = warehouse(db_path, destination)
+    if target.is_duckdb and not db_path.exists():
         fail(ConfigError(f"there is no database at {db_path}: run backfills ingest (or demo) first"))
     with target.connect(read_only=True) as con:
-        try:
-            result = con.result(sql)
-        except con.errors as exc:
-            fail(UsageError(f"the query failed: {str(exc).strip().splitlines()[0]}"))
-        if result is not None:
-            columns, rows = result
-            frame = pd.DataFrame(rows, columns=columns)
-            # the values come from outside (error texts): no control character reaches the terminal
-            frame.columns = [clean(str(c)) for c in frame.columns]
-            frame = frame.map(lambda v: clean(v) if isinstance(v, str) else v)
-            click.echo(frame.to_string(index=False, max_colwidth=80))
+        for number, statement in enumerate(parts):
+            try:
+                result = con.result(statement)
+            except con.errors as exc:
+                fail(UsageError(f"the query failed: {str(exc).strip().splitlines()[0]}"))
+            if number:
+                click.echo("")
+            if result is not None:
+                echo_in_chunks(render(*result, output_format))

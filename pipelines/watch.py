@@ -9,12 +9,13 @@ from collections.abc import Callable
 
 from .supermetrics.errors import ConfigError, MonitorError
 
-_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
+_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_interval(text: str) -> float:
-    """`30s`, `5m`, `1h` or plain seconds.
+    """A duration with its unit: `30s`, `5m`, `1h`, `2d`; in seconds. A bare number is refused:
+    `20` could mean seconds or minutes.
 
     Example:
         >>> parse_interval("5m")
@@ -22,7 +23,7 @@ def parse_interval(text: str) -> float:
     """
     match = _INTERVAL.match(text)
     if not match or float(match[1]) <= 0:
-        raise ValueError(f"{text!r} is not an interval such as 30s, 5m or 1h")
+        raise ValueError(f"{text!r} is not a duration with its unit, such as 30s, 5m, 1h or 2d")
     return float(match[1]) * _UNIT_SECONDS[match[2]]
 
 

@@ -69,7 +69,7 @@ def test_query_command(tmp_path: Path) -> None:
         "select count(*) as polls from analytics.polls",
         cwd=tmp_path,
     )
-    assert result.returncode == 0 and result.stdout.split() == ["polls", "29"]
+    assert result.returncode == 0 and result.stdout.split() == ["polls", "29", "1", "row"]
     bad = run_backfills("query", "--db", str(tmp_path / "demo.duckdb"), "select nope", cwd=tmp_path)
     assert bad.returncode == 64 and bad.stderr.startswith("backfills: usage error: the query failed")
 

@@ -194,7 +194,12 @@ def test_the_cli_ingests_reports_and_queries_postgres_without_showing_the_passwo
     report = run_backfills("report", cwd=tmp_path, **env)
     check = run_backfills("check", cwd=tmp_path, **env)
     query = run_backfills(
-        "query", "select count(*) as backfills from analytics.backfills", cwd=tmp_path, **env
+        "query",
+        "--format",
+        "csv",
+        "select count(*) as backfills from analytics.backfills",
+        cwd=tmp_path,
+        **env,
     )
     refused = run_backfills("query", "delete from analytics.backfills", cwd=tmp_path, **env)
 
@@ -205,10 +210,10 @@ def test_the_cli_ingests_reports_and_queries_postgres_without_showing_the_passwo
     assert "team 101: poll 1" in runs[0].stdout and "models:" in runs[1].stdout
     assert "Incomplete" in report.stdout or "incomplete" in report.stdout
     assert check.stdout.startswith("OK")
-    assert int(query.stdout.split()[-1]) > 0
+    assert int(query.stdout.splitlines()[1]) > 0
     assert refused.returncode == 64 and "read-only" in refused.stderr
     frames = analysis.load(tmp_path / "data" / "pg", "postgres")  # the notebook's tables
-    assert len(frames["backfills"]) == int(query.stdout.split()[-1])
+    assert len(frames["backfills"]) == int(query.stdout.splitlines()[1])
     assert str(frames["backfills"]["created_time"].dtype) == "datetime64[us, UTC]"
     everything = "".join(p.stdout + p.stderr for p in (*runs, report, check, query, refused))
     assert password not in everything

@@ -138,13 +138,13 @@ def test_watch_loop_stops_on_config_errors_and_keeps_the_beat() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("90", 90), ("0.5m", 30)]
+    ("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("2d", 172800), ("0.5m", 30)]
 )
 def test_parse_interval(text: str, seconds: float) -> None:
     assert parse_interval(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "5x", "-1m", "0", "m"])
+@pytest.mark.parametrize("text", ["", "5x", "-1m", "0", "m", "90", "20x"])
 def test_bad_intervals(text: str) -> None:
     with pytest.raises(ValueError):
         parse_interval(text)

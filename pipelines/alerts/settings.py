@@ -37,6 +37,19 @@ class AlertSettings:
     request_timeout: float = 5.0
     retry_after_seconds: float = 60.0  # the first retry's wait; doubled each time, at most an hour
 
+    def wants(self, event: dict) -> bool:
+        """Whether an event of analytics.alert_events is one this configuration sends (its kind,
+        team and transfer), as the outbox's SQL condition decides it."""
+        if event["kind"] not in self.kinds:
+            return False
+        if self.team_ids and event["team_id"] not in self.team_ids:
+            return False
+        return not (
+            self.transfer_ids
+            and event["transfer_id"] is not None
+            and event["transfer_id"] not in self.transfer_ids
+        )
+
     @property
     def enabled(self) -> bool:
         return bool(self.urls)
