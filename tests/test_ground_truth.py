@@ -22,6 +22,7 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 from ground_truth import TOLERANCES, Truth
 from ground_truth_tables import Audit
@@ -137,3 +138,95 @@ def test_every_table_matches_the_truth_but_for_what_the_api_cannot_show(
 @pytest.mark.timeout(3600)
 def test_two_days_match_the_truth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert_all_explained(audit(tmp_path, monkeypatch, hours=48, seed=6))
+
+
+SCRIPTED_TEAM = 444
+
+
+def test_cancels_forgotten_backfills_and_latest_finds_match_the_truth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the list cannot show, scripted three times over three simulated hours and compared
+    with the simulator's ledger and runs: a backfill cancelled while a 25-minute run is in flight
+    (the run ends and counts 17 minutes after the cancel), one the API forgets between its
+    completion and the lookup after it left the list, and one created and finished between two
+    polls (found by `latest`). Every backfill's final counters, status, runs and last end must be
+    the truth's, and every one must have a last_seen_at."""
+    monkeypatch.chdir(tmp_path)
+    exact = Timing(
+        runs_created_after=(60, 60), pickup_after=(60, 60), gap_between_runs=(10, 10), run_sigma=0.0
+    )
+    db = tmp_path / "data" / "backfills.duckdb"
+    with Simulator(
+        seed=8,
+        speed=0,
+        start=WARMUP_FROM,
+        teams=(SCRIPTED_TEAM,),
+        workload=None,
+        timing=exact,
+        keep_ledger=True,
+    ) as sim:
+        monkeypatch.setenv("SOURCES__SUPERMETRICS__API_KEY", sim.api_key)
+        world = sim.world
+        slow = world.add_transfer(SCRIPTED_TEAM, failure_rate=0.0, median_run_seconds=1500).id
+        quick = world.add_transfer(SCRIPTED_TEAM, failure_rate=0.0, median_run_seconds=60).id
+        day = WARMUP_FROM.date() - timedelta(days=1)  # backfills cover dates before today
+        cancelled, forgotten = [], []
+
+        def at(seconds: int) -> None:  # the world exactly at `seconds` into the current hour
+            sim.clock.advance(hour_start + timedelta(seconds=seconds) - sim.clock.now())
+            world.sync()
+
+        def poll() -> None:
+            ingest(db, team_ids=[SCRIPTED_TEAM], base_url=sim.base_url, build_models=False)
+
+        for hour in range(3):
+            hour_start = WARMUP_FROM + timedelta(hours=hour)
+            # the slow one: RUNNING at +120, its first run +130..+1630, cancelled at +600
+            first, last = day - timedelta(days=10 * hour + 2), day - timedelta(days=10 * hour)
+            cancelled.append(world.create(SCRIPTED_TEAM, slow, first, last, 1).id)
+            for seconds in range(0, 3600, 300):
+                if seconds == 900:  # listed once (CREATED) by the poll at +900, COMPLETED at +1090
+                    at(890)
+                    one_day = day - timedelta(days=100 + 2 * hour)
+                    forgotten.append(world.create(SCRIPTED_TEAM, quick, one_day, one_day, 1).id)
+                if seconds == 1200:  # forgotten before the poll that finds it gone
+                    at(1190)
+                    world.forget(SCRIPTED_TEAM, forgotten[-1])
+                at(seconds)
+                if seconds == 600:
+                    world.cancel(SCRIPTED_TEAM, cancelled[-1], 789)
+                poll()
+                if seconds == 1500:  # created just after this poll, done at +1710: never listed
+                    at(1510)
+                    one_day = day - timedelta(days=101 + 2 * hour)
+                    world.create(SCRIPTED_TEAM, quick, one_day, one_day, 1)
+        at(3600)
+        poll()
+        rebuild_models(db)
+        runs = [run for team in world.teams.values() for run in team.runs.values()]
+        truth = Truth(world.ledger, sim.answers, runs)
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = {
+            row[0]: row[1:]
+            for row in con.execute(
+                "select transfer_backfill_id, status, transfer_runs_completed, runs_known, "
+                "last_run_ended_at, last_seen_at, learnt_from from analytics.backfills"
+            ).fetchall()
+        }
+    assert set(rows) == set(truth.backfills)  # every one, the never-listed ones found by latest
+    found_by_latest = {b for b, row in rows.items() if row[5] == "latest"}
+    assert len(cancelled) == len(forgotten) == len(found_by_latest) == 3
+    for backfill_id, truth_of in truth.backfills.items():
+        status, completed, runs_known, last_ended, last_seen, _ = rows[backfill_id]
+        true_runs = [run for run in truth.runs if run.backfill_id == backfill_id]
+        final = truth_of.final
+        if backfill_id in forgotten:  # its one sighting, CREATED; its final state is unknown
+            assert (status, completed) == ("UNKNOWN", 0), backfill_id
+        else:
+            assert (status, completed) == (final["status"], final["transfer_runs_completed"]), backfill_id
+        assert runs_known == len(true_runs) and last_seen is not None, backfill_id
+        assert last_ended == max(run.ended_time for run in true_runs).replace(microsecond=0), backfill_id
+    for backfill_id in cancelled:  # the run in flight ended well after the cancel, and counts
+        assert truth.backfills[backfill_id].final["transfer_runs_completed"] == 1
