@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -689,7 +690,7 @@ def report(db_path: Path, destination: str | None, output_format: str, section: 
 
         report_module.render_rich(sections, Console())
     else:
-        click.echo(report_module.render_plain(sections))
+        click.echo(report_module.render_plain(sections, shutil.get_terminal_size((100, 24)).columns))
 
 
 @main.command()
@@ -778,7 +779,7 @@ def demo(db_path: Path, days: float, seed: int) -> None:
 
         report_module.render_rich(sections, Console())
     else:
-        click.echo(report_module.render_plain(sections))
+        click.echo(report_module.render_plain(sections, shutil.get_terminal_size((100, 24)).columns))
     click.echo(f"\nThe database: {db_path} (raw history in schema supermetrics, models in schema analytics)")
     click.echo(
         f"For BI tools: {result.published.duckdb_path}, {result.published.parquet_dir}/ (Parquet), "

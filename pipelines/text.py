@@ -52,5 +52,6 @@ def transfer_label(name: object, transfer_id: object) -> str:
     """A transfer for people: its name (untrusted, cleaned, cut to 40 characters) and id, or the
     id alone while the transfer list has not named it."""
     if isinstance(name, str) and name:
-        return f"{one_line(name, 40)} ({transfer_id})"
+        label = one_line(name, 40)
+        return label if str(transfer_id) in label else f"{label} ({transfer_id})"  # not said twice
     return str(transfer_id)

@@ -22,7 +22,8 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     # a day of 5-minute polls = 288; the demo injects one outage: one poll fails
     assert out.startswith("288 polls over 1 simulated day, 1 failed")
     for expected in (
-        "Incomplete backfills",
+        "Needs a person",
+        "In progress",
         "Finished in the last 24 hours",
         "Top error patterns",
         f"The database: {tmp_path / 'data' / 'demo.duckdb'}",

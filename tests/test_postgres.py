@@ -208,7 +208,7 @@ def test_the_cli_ingests_reports_and_queries_postgres_without_showing_the_passwo
     assert f"database postgresql://{urlsplit(on_postgres).username}@127.0.0.1:" in runs[0].stdout
     assert "published for BI tools" not in runs[0].stdout  # BI tools read the analytics schema
     assert "team 101: poll 1" in runs[0].stdout and "models:" in runs[1].stdout
-    assert "Incomplete" in report.stdout or "incomplete" in report.stdout
+    assert "Needs a person (" in report.stdout and "In progress (" in report.stdout
     assert check.stdout.startswith("OK")
     assert int(query.stdout.splitlines()[1]) > 0
     assert refused.returncode == 64 and "read-only" in refused.stderr

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from pipelines import report
 from pipelines.simulator import Simulator
+from pipelines.supermetrics.errors import MonitorError
 
 HOSTILE = "\x1b[2J\x1b]0;pwned\x07Token expired\r\n\x1b[31mred\x1b[0m\u202edelete\x00"
 
@@ -47,18 +48,25 @@ def sim_source(warehouse: Warehouse, transfer_id: int) -> str:
 
 
 def backfills_report(warehouse: Warehouse, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_backfills("report", "--db", str(warehouse.db_path), *args, cwd=warehouse.db_path.parent)
+    return run_backfills(
+        "report", "--db", str(warehouse.db_path), *args, cwd=warehouse.db_path.parent, COLUMNS="100"
+    )
 
 
 def test_plain_text_when_not_a_terminal(busy: Warehouse) -> None:
     result = backfills_report(busy)
     assert result.returncode == 0, result.stderr
-    status, headline, *_ = result.stdout.splitlines()
+    status, headline, _, needs, failed, counts, *_ = result.stdout.splitlines()
     assert status.startswith(f"OK: newest successful poll of team {TEAM} ")  # the numbers' age first
-    assert headline == "2 incomplete, 1 running, 1 failed; 0 stalled; 1 finished in the last 24 h"
+    assert headline == "1 need a person (1 failed); 1 in progress; 1 finished in the last 24 h"
+    # what needs a person first: what, since when (the first poll that saw it FAILED, T+1000,
+    # to the newest, T+1600), which team, the counts and the failing days
+    assert needs == "Needs a person (1)"
+    assert failed == "FAILED for 10m 00s  team 936506  backfill 10003  Brand\\x1b[31m campaigns (456002)"
+    assert counts == "  2 of 2 runs failed, 0 completed; failing days 2026-01-03, 2026-01-04"
     out = result.stdout
     for title in (
-        "Incomplete backfills (2)",
+        "In progress (1)",
         "Finished in the last 24 hours (1)",
         "Transfers with the worst failure rates (1)",
         "Top error patterns",
@@ -66,10 +74,32 @@ def test_plain_text_when_not_a_terminal(busy: Warehouse) -> None:
     ):
         assert title in out
     assert "\x1b" not in out and "\x07" not in out and "\x00" not in out and "\u202e" not in out
-    assert "Token expired" in out
-    # transfers by name (the transfer list's display_name) and id
-    assert "Brand\\x1b[31m campaigns (456002)" in out
-    assert f"{sim_source(busy, 456001)} 456001 (456001)" in out
+    assert "Token expired" in out  # the latest error, whole
+    assert "██████████ 100.0%" not in out  # a FAILED backfill is no full progress bar
+    # a transfer by its name (the transfer list's display_name), its id said once
+    assert f"{sim_source(busy, 456001)} 456001" in out and "456001 (456001)" not in out
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_the_terminal_layout_fits_80_and_200_columns(busy: Warehouse, width: int) -> None:
+    result = run_backfills("report", "--db", str(busy.db_path), cwd=busy.db_path.parent, COLUMNS=str(width))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width  # characters: a bar is one each
+    header = next(line for line in lines if line.startswith("team    backfill  transfer"))
+    assert "progress" in header  # the bar is kept whole, never wrapped
+    if width == 200:
+        assert "…" not in result.stdout  # nothing needed narrowing
+
+
+def test_now_is_the_api_clock_of_the_newest_successful_poll(busy: Warehouse) -> None:
+    """A failed poll carries this machine's clock (months after the simulated one): it must not
+    make the finished backfills look older than a day."""
+    busy.sim.faults.add(kind="cut_off", endpoint="list", times=10)
+    with pytest.raises(MonitorError):
+        busy.ingest()
+    result = backfills_report(busy)
+    assert "Finished in the last 24 hours (1)" in result.stdout
 
 
 def test_rich_tables_on_a_terminal_carry_no_escapes_from_the_data(busy: Warehouse) -> None:
@@ -77,7 +107,7 @@ def test_rich_tables_on_a_terminal_carry_no_escapes_from_the_data(busy: Warehous
     buffer = io.StringIO()
     report.render_rich(sections, Console(file=buffer, force_terminal=True, width=200))
     out = buffer.getvalue()
-    assert "Incomplete backfills" in out and "Token expired" in out
+    assert "In progress" in out and "Token expired" in out
     assert "\x1b[2J" not in out and "\x1b]0;" not in out and "\x07" not in out  # rich's own colours only
 
 
@@ -90,6 +120,11 @@ def test_json_and_csv_for_scripts(busy: Warehouse) -> None:
     ]
     assert data["last_build"][0]["outcome"] == "ok"
     assert {b["status"] for b in data["incomplete"]} == {"RUNNING", "FAILED"}
+    assert [(a["reason"], a["failing_days"]) for a in data["attention"]] == [
+        ("failed", ["2026-01-03", "2026-01-04"])
+    ]
+    for name in ("attention", "incomplete", "finished", "transfers", "errors", "polls"):
+        assert data[name] and all(row["team_id"] == TEAM for row in data[name]), name  # never ambiguous
     assert all("\x1b" not in json.dumps(row, ensure_ascii=False) for row in data["transfers"])
     finished = backfills_report(busy, "--format", "csv", "--section", "finished")
     assert finished.stderr.startswith("OK: ")  # the status goes beside the CSV, not into it
@@ -117,7 +152,7 @@ def test_report_reads_the_published_copy_so_a_busy_database_is_no_matter(busy: W
     finally:
         holder.communicate("")
     assert result.returncode == 0, result.stderr
-    assert "Incomplete backfills (2)" in result.stdout
+    assert "In progress (1)" in result.stdout
 
 
 def test_missing_database(tmp_path) -> None:
