@@ -2,6 +2,7 @@
 
 with the run lock:                     # overlapping cron ticks never run at once (a lock file
                                        # beside DuckDB, an advisory lock on PostgreSQL)
+    repair dlt's working folder        # whatever a stop left there (pipelines.working_folder)
     finish pending load packages       # a killed run's data loads before anything new
     settle loads                       # a job dlt loaded twice counts once (pipelines.settle)
     baseline = read from the database  # the only source of truth for change detection
@@ -9,6 +10,10 @@ with the run lock:                     # overlapping cron ticks never run at onc
     settle loads
     build the models, publish          # a failed build is recorded and published too
                                        # (DuckDB only: on PostgreSQL BI tools read analytics)
+    deliver alerts                     # from the outbox the build filled (pipelines.alerts)
+
+Ctrl-C or SIGTERM at any step ends the run in one line, 130 or 143 (pipelines.stopping): a
+build cut short is rolled back and not recorded, and the next run finishes the rest.
 
 With the filesystem destination (pipelines.lake) the run loads Parquet files and stops there:
 its baseline is read from the committed files, nothing needs settling (a repeated load rewrites
