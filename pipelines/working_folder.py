@@ -24,11 +24,14 @@ run would fail on them; `recover` decides, for each, which copy is authoritative
   inputs are still where they were (the API is polled anew; the extracted package is still there),
   so they go.
 - A pending package (extracted or normalized) with a file a power cut truncated or emptied
-  (dlt writes without fsync): a JSON file that does not parse, a job file that is empty or whose
-  gzip stream is cut short, a missing `schema.json`. It can never load, so it is dropped with a
-  warning naming it; the caller discards the rows of a dropped normalized package whose load did
-  not complete (pipelines.settle.discard). The pipeline's own `state.json` and schema files, when
-  unreadable, go too: the baseline is read from the tables, and dlt makes them anew.
+  (dlt writes without fsync): a JSON file that does not parse, a job file that is empty, a gzip
+  stream cut short or a Parquet file without its footer, a missing `schema.json`. It can never
+  load, so it is dropped (a normalized one with its extracted twin: normalized anew, its rows
+  would get new dlt ids) with a warning naming it; the caller discards the rows of a dropped
+  normalized package whose load did not complete (pipelines.settle.discard). A damaged `.restore`
+  snapshot (read only to abort a package) is removed and the package kept. The pipeline's own
+  `state.json` and schema files, when unreadable, go too: the baseline is read from the tables,
+  and dlt makes them anew.
 - Stray temporary files of dlt's atomic saves (written, not yet renamed) in the folders that
   should hold only packages go.
 
