@@ -209,6 +209,18 @@ def DB_READ_OPTION(command: Callable) -> Callable:  # noqa: N802 - used as a dec
     return _DB_READ(_DESTINATION(command))
 
 
+def format_option(help_text: str) -> Callable:
+    """--format table|csv|json, for the commands that print results."""
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(["table", "csv", "json"]),
+        default="table",
+        show_default=True,
+        help=help_text,
+    )
+
+
 WAIT_LOCK_OPTION = click.option(
     "--wait-lock",
     default=0.0,
@@ -653,14 +665,7 @@ def simulate(
 
 @main.command()
 @DB_READ_OPTION
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json", "csv"]),
-    default="table",
-    show_default=True,
-    help="table: rich on a terminal, plain text otherwise.",
-)
+@format_option("table: fitted to the terminal's width (COLUMNS when piped); json: every section; csv: one.")
 @click.option(
     "--section",
     type=click.Choice(list(report_module.SECTIONS)),
@@ -889,14 +894,7 @@ def preview_alerts(db_path: Path, destination: str | None, settings: AlertSettin
 @main.command()
 @click.argument("sql")
 @DB_READ_OPTION
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-    help="table: whole cells, NULL shown; csv and json: one statement's result, for scripts.",
-)
+@format_option("table: whole cells, NULL shown; csv and json: one statement's result, for scripts.")
 def query(sql: str, db_path: Path, destination: str | None, output_format: str) -> None:
     """Run read-only SQL against the database and print each statement's result.
 
