@@ -35,6 +35,8 @@ run would fail on them; `recover` decides, for each, which copy is authoritative
 - Stray temporary files of dlt's atomic saves (written, not yet renamed) in the folders that
   should hold only packages go.
 
+And every run keeps only the newest `KEEP_LOADED` loaded packages: dlt would keep them all.
+
 Whatever is dropped is first renamed into `trash/` beside the pipeline's folder, then deleted:
 a stop during the repair leaves nothing half-deleted where dlt looks. Only the run holding the run
 lock calls this: no other run can be using the folder.
@@ -53,6 +55,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 TRASH = "trash"
+# dlt keeps every loaded package (about 100 KB each: its jobs, schema and state snapshot): one a
+# run, some 10 GB a year at five minutes. Nothing reads them again; the newest few stay to look at.
+KEEP_LOADED = 10
 
 
 @dataclass
@@ -112,6 +117,8 @@ def recover(pipeline_dir: Path) -> Recovery:
     for folder in (extracted, new, normalized):  # (loaded/ too may hold one: dlt lists only folders)
         for stray in _files(folder):  # an atomic save cut between its write and its rename
             stray.unlink(missing_ok=True)
+    for package in _dirs(loaded)[:-KEEP_LOADED]:  # load ids sort by time: the oldest go
+        _drop(package, trash)
     shutil.rmtree(trash, ignore_errors=True)
     return recovery
 

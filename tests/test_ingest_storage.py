@@ -6,8 +6,9 @@ import duckdb
 import pytest
 from conftest import TEAM, Api, Warehouse, add_transfer, days_ago
 
-from pipelines.ingest import ingest
+from pipelines.ingest import ingest, working_dir
 from pipelines.simulator import Simulator
+from pipelines.working_folder import KEEP_LOADED
 
 RUNS, POLLS_PER_RUN = 10, 20  # many polls in one run store what separate runs store (test_ingest_rounds)
 UNCHANGED_POLLS = RUNS * POLLS_PER_RUN
@@ -45,6 +46,9 @@ def test_unchanged_polls_of_a_failed_backfill_with_500_errors_add_almost_nothing
         )
     size_after = used_bytes(warehouse.db_path)
 
+    loaded = working_dir(warehouse.db_path) / "supermetrics_backfills" / "load" / "loaded"
+    # dlt's finished packages do not pile up: those kept at the last run's start, and its own
+    assert len(list(loaded.iterdir())) == KEEP_LOADED + 1
     assert warehouse.count("polls") == UNCHANGED_POLLS + 2
     assert warehouse.count("backfill_versions") == 1
     assert warehouse.count("backfill_versions__error_report") == 500  # not 202 x 500
