@@ -6,7 +6,8 @@
     every model, in the usual order        # the same sql/ files, through pipelines.spark_sql
         staging models: temporary views; the others: Parquet under <models_url>/<build>/<schema>/<name>/
     the data tests of every mart           # a failure: exit 70, the previous build stays current
-    point <models_url>/_current.json at the build, delete all but the last two builds
+    point <models_url>/_current.json at the build, delete the older builds but the one the pointer
+    named before (a reader may still be in it); a killed build's folder, never named, goes too
 
 Readers (BI tools, Trino/Athena, a notebook) read the build `_current.json` names: a build is
 never visible half-written, and the previous one stays whole while a reader may still be on it.
@@ -40,7 +41,6 @@ from .supermetrics.settings import DATASET_NAME
 from .warehouse import Warehouse
 
 POINTER = "_current.json"
-KEEP_BUILDS = 2  # the current one, and the one a reader may still be in the middle of
 SESSION_CONF = {
     "spark.sql.session.timeZone": "UTC",  # Spark's timestamp is then DuckDB's timestamptz
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",  # readable as UTC by any engine
@@ -143,8 +143,9 @@ def build(spark: Any, lake: Lake, models_url: str | None = None, sql_dir: Path =
     except Exception:
         _remove(lake, build_url)  # never pointed at: nobody reads it
         raise
+    previous = current_build(lake, root)  # readers may still be in it: it stays
     _point_at(lake, root, build_id, tables, through_poll_id)
-    _remove_old_builds(lake, root, build_id)
+    _remove_old_builds(lake, root, build_id, previous)
     return SparkBuild(
         [m.relation for m in all_models],
         tests + checks,
@@ -214,15 +215,27 @@ def _point_at(lake: Lake, root: str, build_id: str, tables: list[str], through_p
         lake.fs.pipe_file(path, text)
 
 
-def _remove_old_builds(lake: Lake, root: str, current: str) -> None:
+def current_build(lake: Lake, root: str) -> str | None:
+    """The build `_current.json` names now, if any."""
+    path = posixpath.join(_fs_path(root), POINTER)
+    if not lake.fs.exists(path):
+        return None
+    return json.loads(lake.fs.cat_file(path))["build"]
+
+
+def _remove_old_builds(lake: Lake, root: str, current: str, previous: str | None) -> None:
+    """Delete every build folder older than `current` but `previous` (the one readers were given
+    until now): a folder of a killed build, which no pointer named, counts for nothing. Newer
+    folders are left alone (another build under way)."""
     folder = _fs_path(root)
     builds = sorted(
         posixpath.basename(p.rstrip("/"))
         for p in lake.fs.ls(folder, detail=False)
         if posixpath.basename(p.rstrip("/")).startswith("build-")
     )
-    for old in builds[: max(0, builds.index(current) + 1 - KEEP_BUILDS)]:
-        _remove(lake, f"{folder}/{old}")
+    for old in builds:
+        if old < current and old != previous:
+            _remove(lake, f"{folder}/{old}")
 
 
 def _remove(lake: Lake, url: str) -> None:

@@ -238,3 +238,29 @@ def test_a_load_row_cut_short_is_not_a_load(tmp_path: Path, monkeypatch: pytest.
     newest.write_text(newest.read_text()[:20])
     assert committed_polls(target) == 2
     assert len(lake.committed_loads()) == 1
+
+
+def test_a_new_spark_build_keeps_the_one_readers_were_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Build A current, build B killed half-way (its folder, never named by the pointer), build C
+    finishing: A stays (readers may be in it), B goes, and D (another build under way) stays."""
+    from pipelines import spark
+
+    monkeypatch.setenv("DESTINATION__FILESYSTEM__BUCKET_URL", str(tmp_path / "bucket"))
+    lake = Warehouse("filesystem", tmp_path / "data" / "b.duckdb", bucket_config()).lake()
+    root = spark.models_root(lake, None)
+    folder = Path(spark._fs_path(root))
+    names = ["build-20260101T000000000000Z", "build-20260102T000000000000Z", "build-20260103T000000000000Z"]
+    names.append("build-20260104T000000000000Z")
+    for name in names:
+        (folder / name / "analytics" / "backfills").mkdir(parents=True)
+        (folder / name / "analytics" / "backfills" / "part-0.parquet").write_bytes(b"PAR1")
+    a, _, c, d = names
+    spark._point_at(lake, root, a, ["analytics.backfills"], 1)
+    previous = spark.current_build(lake, root)
+    spark._point_at(lake, root, c, ["analytics.backfills"], 2)
+    spark._remove_old_builds(lake, root, c, previous)
+    assert previous == a
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("build-")) == [a, c, d]
+    assert json.loads((folder / spark.POINTER).read_text())["build"] == c
