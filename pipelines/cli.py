@@ -665,7 +665,20 @@ def simulate(
 
 @main.command()
 @DB_READ_OPTION
-@format_option("table: fitted to the terminal's width (COLUMNS when piped); json: every section; csv: one.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "csv", "json", "html"]),
+    default="table",
+    show_default=True,
+    help="table: fitted to the terminal's width (COLUMNS when piped); json: every section; csv: one; "
+    "html: one self-contained page with charts (to --output, else stdout).",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --format html: the file to write (replaced whole).",
+)
 @click.option(
     "--section",
     type=click.Choice(list(report_module.SECTIONS)),
@@ -673,8 +686,10 @@ def simulate(
     show_default=True,
     help="With --format csv: the section to print.",
 )
-def report(db_path: Path, destination: str | None, output_format: str, section: str) -> None:
-    """What is running, what finished, what fails: the 9 o'clock view.
+def report(
+    db_path: Path, destination: str | None, output_format: str, output: Path | None, section: str
+) -> None:
+    """What needs a person, what is running, what finished, what fails: the 9 o'clock view.
 
     Reads the copy published for BI tools (refreshed by every ingest), so it never gets in the
     way of a scheduled ingest.
@@ -683,7 +698,17 @@ def report(db_path: Path, destination: str | None, output_format: str, section: 
     Example:
         backfills report
         backfills report --format csv --section transfers > transfers.csv
+        backfills report --format html --output report.html
     """
+    if output_format == "html":
+        from . import report_html
+
+        if output is not None:
+            click.echo(f"wrote {report_html.write(db_path, output, destination)}")
+            return
+        sections, charts, label = report_html.gather(db_path, destination)
+        echo_in_chunks(report_html.render_html(sections, charts, label))
+        return
     sections, _ = report_module.gather(db_path, destination)
     if output_format == "json":
         click.echo(report_module.render_json(sections))

@@ -305,7 +305,27 @@ def _build_and_publish(
         with contextlib.suppress(PublishError):  # the failed build is the error to report
             _publish(target)
         raise
-    return built, _publish(target)
+    published = _publish(target)
+    if published is not None and html_report_wanted():
+        _write_html_report(target)
+    return built, published
+
+
+def html_report_wanted() -> bool:
+    """`[backfills] html_report` (BACKFILLS__HTML_REPORT), on unless set false."""
+    value = dlt.config.get("backfills.html_report")
+    return value is None or str(value).strip().lower() not in ("false", "0", "no", "off")
+
+
+def _write_html_report(target: Warehouse) -> None:
+    """The HTML report beside the copy for BI tools; trouble there is a warning, not a failure."""
+    from .report_html import html_path, write
+
+    try:
+        with stopping.doing("writing the HTML report"):
+            write(target.db_path, html_path(target.db_path))
+    except (OSError, MonitorError, duckdb.Error) as exc:
+        log.warning("the HTML report was not written this run: %s", str(exc).splitlines()[0])
 
 
 def _publish(target: Warehouse) -> PublishResult | None:
