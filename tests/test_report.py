@@ -11,7 +11,7 @@ from datetime import date
 
 import pytest
 from cli_process import run_backfills
-from conftest import TEAM, Api, Warehouse, add_transfer, days_ago
+from conftest import OTHER_TEAM, TEAM, Api, Warehouse, add_transfer, days_ago
 from rich.console import Console
 
 from pipelines import report
@@ -174,3 +174,24 @@ def test_missing_database(tmp_path) -> None:
 )
 def test_clean(raw: str, shown: str) -> None:
     assert report.clean(raw) == shown
+
+
+def test_json_and_csv_rows_of_two_teams_say_whose_they_are(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    """The same backfill id can exist in two teams: every row names its team."""
+    both = Warehouse(sim, warehouse.db_path, team_ids=(TEAM, OTHER_TEAM))
+    for team in (TEAM, OTHER_TEAM):
+        api.create(add_transfer(sim, failure_rate=1.0, team=team), days_ago(2), days_ago(1), team=team)
+    sim.clock.advance(400)
+    both.ingest()
+    data = json.loads(backfills_report(both, "--format", "json").stdout)
+    assert sorted(a["team_id"] for a in data["attention"]) == [OTHER_TEAM, TEAM]
+    for section in ("attention", "incomplete", "transfers", "errors", "polls"):
+        assert {row["team_id"] for row in data[section]} == {TEAM, OTHER_TEAM}, section
+    rows = list(
+        csv.DictReader(
+            io.StringIO(backfills_report(both, "--format", "csv", "--section", "attention").stdout)
+        )
+    )
+    assert sorted(int(r["team_id"]) for r in rows) == [OTHER_TEAM, TEAM]
