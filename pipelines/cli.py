@@ -168,16 +168,23 @@ def fail(error: MonitorError) -> NoReturn:
     sys.exit(error.exit_code)
 
 
-_DB = click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_DB_PATH,
-    show_default=True,
-    envvar="BACKFILLS_DB",
-    help="DuckDB file (env BACKFILLS_DB). Folders are created. With PostgreSQL or filesystem, dlt's "
-    "working folder goes in its folder.",
+def _db_option(help_text: str) -> Callable:
+    return click.option(
+        "--db",
+        "db_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=DEFAULT_DB_PATH,
+        show_default=True,
+        envvar="BACKFILLS_DB",
+        help=help_text,
+    )
+
+
+_DB = _db_option(
+    "DuckDB file (env BACKFILLS_DB). Folders are created. With PostgreSQL or filesystem, dlt's "
+    "working folder goes in its folder."
 )
+_DB_READ = _db_option("The DuckDB file ingest writes (env BACKFILLS_DB); read only, never created.")
 _DESTINATION = click.option(
     "--destination",
     type=click.Choice(ENGINES),
@@ -191,17 +198,6 @@ _DESTINATION = click.option(
 def DB_OPTION(command: Callable) -> Callable:  # noqa: N802 - used as a decorator, like click's
     """--db and --destination: which database a command writes."""
     return _DB(_DESTINATION(command))
-
-
-_DB_READ = click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_DB_PATH,
-    show_default=True,
-    envvar="BACKFILLS_DB",
-    help="The DuckDB file ingest writes (env BACKFILLS_DB); read only, never created.",
-)
 
 
 def DB_READ_OPTION(command: Callable) -> Callable:  # noqa: N802 - used as a decorator, like click's
