@@ -110,22 +110,24 @@ def gather(db_path: Path, destination: str | None = None) -> tuple[dict[str, lis
     """
     target = readable(db_path, destination)
     with target.connect(read_only=True) as con:
-        have = {
-            t
-            for (t,) in con.rows(
-                "select table_name from information_schema.tables where table_schema = 'analytics'"
-            )
-        }
-        if not {"backfills", "polls", "freshness", "model_builds"} <= have:
-            raise ConfigError(f"{target.label} has no analytics tables yet: run backfills ingest first")
-        sections = {name: _rows(con, sql) for name, sql in SECTIONS.items()}
-        sections["last_build"] = _rows(con, _LAST_BUILD)
-        _attach_errors(sections["attention"], _rows(con, _ATTENTION_ERRORS))
+        return read_sections(con, target.label), target.label
+
+
+def read_sections(con: Connection, label: str) -> dict[str, list[dict[str, Any]]]:
+    """Every section's rows through an open connection to the analytics tables (`label` names
+    the database in the message when it has none yet)."""
+    tables = "select table_name from information_schema.tables where table_schema = 'analytics'"
+    have = {t for (t,) in con.rows(tables)}
+    if not {"backfills", "polls", "freshness", "model_builds"} <= have:
+        raise ConfigError(f"{label} has no analytics tables yet: run backfills ingest first")
+    sections = {name: _rows(con, sql) for name, sql in SECTIONS.items()}
+    sections["last_build"] = _rows(con, _LAST_BUILD)
+    _attach_errors(sections["attention"], _rows(con, _ATTENTION_ERRORS))
     now = datetime.now(UTC)
     for team in sections["freshness"]:  # as of this reading: it grows while nothing runs
         received = team["last_ok_received_at"]
         team["newest_ok_poll_age_seconds"] = None if received is None else (now - received).total_seconds()
-    return sections, target.label
+    return sections
 
 
 def readable(db_path: Path, destination: str | None = None) -> Warehouse:

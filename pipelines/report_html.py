@@ -212,9 +212,9 @@ def render_html(sections: dict[str, list[dict[str, Any]]], charts: dict[str, lis
 
 def gather(db_path: Path, destination: str | None = None) -> tuple[dict, dict, str]:
     """The report's sections, the charts' rows, and what they were read from."""
-    sections, label = report.gather(db_path, destination)
-    with report.readable(db_path, destination).connect(read_only=True) as con:
-        return sections, gather_charts(con), label
+    target = report.readable(db_path, destination)
+    with target.connect(read_only=True) as con:  # one opening of the file, as every run pays it
+        return report.read_sections(con, target.label), gather_charts(con), target.label
 
 
 def html_path(db_path: Path) -> Path:
