@@ -26,7 +26,8 @@ def main() -> object:
                 closed_pipe()
     except KeyboardInterrupt:  # a stop before the command took over, or after it ended
         error = stopping.interrupted()
-        print(f"backfills: {error.failure_class}: {error}", file=sys.stderr)
+        with stopping.last_line(error.exit_code):
+            print(f"backfills: {error.failure_class}: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
     finally:  # the work is done: a stop while Python shuts down must not end it by the signal
         stopping.ignore()

@@ -159,12 +159,15 @@ def closed_pipe() -> NoReturn:
     status of a process that SIGPIPE ended (141), as the shell's own tools do."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit, and no second error
+    with stopping.last_line(128 + signal.SIGPIPE):
+        pass
     sys.exit(128 + signal.SIGPIPE)
 
 
 def fail(error: MonitorError) -> NoReturn:
     """The one line on stderr and the exit code of a failed command."""
-    click.echo(f"backfills: {error.failure_class}: {clean(str(error))}", err=True)
+    with stopping.last_line(error.exit_code):
+        click.echo(f"backfills: {error.failure_class}: {clean(str(error))}", err=True)
     sys.exit(error.exit_code)
 
 

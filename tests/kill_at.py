@@ -5,6 +5,8 @@
 wraps dlt's METHOD so that the process sends itself SIGNAL (default SIGKILL) right after the
 N-th call (default 1) returns, counting only calls whose first argument contains TEXT (a SQL
 statement's), then runs the command as the `backfills` console script does.
+With KILL_AT_STUCK_THREAD=1 it first starts a thread that never ends, as a load job stuck in
+dlt's pool would be: a stop must end the process all the same.
 Only dlt's code is wrapped: the project's own runs unchanged.
 """
 
@@ -14,6 +16,7 @@ import importlib
 import os
 import signal
 import sys
+import threading
 
 
 def kill_after(target: str, signum: int, call: int = 1, text: str = "") -> None:
@@ -30,6 +33,8 @@ def kill_after(target: str, signum: int, call: int = 1, text: str = "") -> None:
         result = original(*args, **kwargs)
         calls += text in str(args[1:2])
         if calls == call:
+            if os.environ.get("KILL_AT_STUCK_THREAD") == "1":  # not a daemon: exit waits for it
+                threading.Thread(target=threading.Event().wait, name="stuck").start()
             os.kill(os.getpid(), signum)
         return result
 
@@ -43,6 +48,6 @@ if __name__ == "__main__":
     signum = getattr(signal, rest[0]) if rest else signal.SIGKILL
     kill_after(target, signum, int(rest[1]) if len(rest) > 1 else 1, rest[2] if len(rest) > 2 else "")
     sys.argv = ["backfills", *sys.argv[separator + 1 :]]
-    from pipelines.cli import main
+    from pipelines.__main__ import main
 
-    main()
+    sys.exit(main())

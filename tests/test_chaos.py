@@ -53,6 +53,9 @@ VOLATILE = {
     "last_received_at",
     "last_ok_received_at",
 }
+# A run must end once stopped (or on its own); one still there after this long is stuck, and the
+# test shows where rather than waiting for pytest's timeout.
+STOPPED_RUN_ENDS = 240
 RAW_SKIP = {"_settled_loads"}  # bookkeeping: which loads were settled when
 ANALYTICS_SKIP = {"model_builds"}  # one row per build: the chaos database builds more often
 
@@ -85,8 +88,13 @@ def kill_a_run(
     signal at a random moment up to `latest` seconds, or SIGKILL as soon as a load job starts in
     dlt's `working` folder. Returns whether it was stopped (False: it ended first). A run stopped
     by SIGTERM or SIGINT must say so in one line, with 143 or 130."""
-    victim = subprocess.Popen(
-        [BACKFILLS, *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    victim = subprocess.Popen(  # PYTHONFAULTHANDLER: SIGABRT prints every thread's stack
+        [BACKFILLS, *args],
+        cwd=cwd,
+        env={**env, "PYTHONFAULTHANDLER": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     killed = False
     if mode == "sigkill_in_load":
@@ -97,7 +105,12 @@ def kill_a_run(
         except subprocess.TimeoutExpired:
             victim.send_signal(SIGNALS[mode])
             killed = True
-    _, stderr = victim.communicate()
+    try:
+        _, stderr = victim.communicate(timeout=STOPPED_RUN_ENDS)
+    except subprocess.TimeoutExpired:
+        victim.send_signal(signal.SIGABRT)
+        _, stderr = victim.communicate()
+        pytest.fail(f"a {mode} run did not end within {STOPPED_RUN_ENDS} s; its threads:\n{stderr}")
     if killed and mode in ("sigterm", "sigint") and victim.returncode != 0:  # 0: it had just ended
         assert victim.returncode == 128 + SIGNALS[mode], stderr
         assert stderr.count("\n") == 1 and "backfills: interrupted: stopped by" in stderr, stderr

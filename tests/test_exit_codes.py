@@ -14,6 +14,7 @@ import pytest
 from cli_process import BACKFILLS, KILL_AT, backfills_env, ingest_args, run_backfills
 from conftest import OTHER_TEAM, TEAM, Api, add_transfer, days_ago
 from test_chaos import started_jobs
+from test_stopped_runs import JOB_STARTED
 
 from pipelines.ingest import working_dir
 from pipelines.simulator import ApiKey, Simulator
@@ -427,3 +428,55 @@ def test_a_stop_during_the_model_build_is_rolled_back_and_is_not_a_failed_build(
     assert check.returncode == 0, check.stdout
     after = run_backfills(*args, cwd=tmp_path, SOURCES__SUPERMETRICS__API_KEY=sim.api_key)
     assert after.returncode == 0, after.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stop_ends_the_process_even_when_a_thread_would_keep_it(
+    sim: Simulator, tmp_path: Path, signum: int
+) -> None:
+    """A thread that never ends (a load job stuck in dlt's pool) would keep Python from exiting
+    after the stop: the process must end all the same, BACKFILLS_STOP_GRACE_SECONDS after the
+    signal, with the one line and the signal's code; the next run goes on."""
+    db = tmp_path / "b.duckdb"
+    args = ingest_args(sim.base_url, db)
+    victim = subprocess.run(
+        [sys.executable, KILL_AT, JOB_STARTED, signal.Signals(signum).name, "--", *args],
+        cwd=tmp_path,
+        env=backfills_env(
+            SOURCES__SUPERMETRICS__API_KEY=sim.api_key,
+            KILL_AT_STUCK_THREAD="1",
+            BACKFILLS_STOP_GRACE_SECONDS="1",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert victim.returncode == 128 + signum, victim.stderr
+    [line] = victim.stderr.splitlines()
+    assert line.startswith("backfills: interrupted: stopped by") and "while polling and loading" in line
+    after = run_backfills(*args, cwd=tmp_path, SOURCES__SUPERMETRICS__API_KEY=sim.api_key)
+    assert after.returncode == 0, after.stderr
+
+
+def test_a_second_stop_ends_a_process_stuck_on_its_way_out(sim: Simulator, tmp_path: Path) -> None:
+    """Stopped once, the run says so and then waits for a thread that never ends; a second
+    SIGTERM (what systemd and Kubernetes send again) ends it at once, with the same code."""
+    db = tmp_path / "b.duckdb"
+    victim = subprocess.Popen(
+        [sys.executable, KILL_AT, JOB_STARTED, "SIGTERM", "--", *ingest_args(sim.base_url, db)],
+        cwd=tmp_path,
+        env=backfills_env(
+            SOURCES__SUPERMETRICS__API_KEY=sim.api_key,
+            KILL_AT_STUCK_THREAD="1",
+            BACKFILLS_STOP_GRACE_SECONDS="600",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = victim.stderr.readline()  # the stop's one line: the run is now on its way out
+    assert line.startswith("backfills: interrupted: stopped by SIGTERM"), line
+    assert victim.poll() is None  # held by the thread
+    victim.send_signal(signal.SIGTERM)
+    assert victim.wait(timeout=60) == 143
+    assert victim.stderr.read() == ""  # no second line

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import sqlglot
+from sqlglot import exp
 
 from pipelines.models import DEFAULT_VARIABLES, discover
 
@@ -67,3 +68,39 @@ def test_duckdb_only_constructs_are_caught(warehouse: str) -> None:
         "select to_seconds(5)",
     ):
         assert unsupported(sql, warehouse), sql
+
+
+def halves_rounded_per_engine(sql: str) -> list[str]:
+    """Where the engines round an exact half differently: PostgreSQL's round() of a double and its
+    cast of a double to an integer round half to even, DuckDB's cast of a double too, while
+    DuckDB's round(), PostgreSQL's numeric casts and Spark round half up. So `floor(x + 0.5)`
+    or `floor(x)` first, never a bare round() or a cast of a fraction to an integer."""
+    found = []
+    for tree in sqlglot.parse(sql, read="duckdb"):
+        for node in tree.find_all(exp.Round):
+            if node.args.get("decimals") is None:
+                found.append(node.sql("duckdb"))
+        for node in tree.find_all(exp.Cast):
+            if node.to.is_type(*exp.DataType.INTEGER_TYPES) and isinstance(node.this, (exp.Extract, exp.Div)):
+                found.append(node.sql("duckdb"))
+    return found
+
+
+@pytest.mark.parametrize("model", MODELS, ids=[m.name for m in MODELS])
+def test_every_engine_rounds_the_same(model) -> None:
+    assert not halves_rounded_per_engine(model.sql), f"{model.name}.sql rounds a half per engine"
+
+
+def test_a_half_rounded_per_engine_is_caught() -> None:
+    assert halves_rounded_per_engine(
+        "select round(a / 60.0), cast(extract(epoch from b) as bigint), "
+        "cast(extract(epoch from b) / 60 as bigint), cast(x / 2 as int)"
+    ) == [
+        "ROUND(a / 60.0)",
+        "CAST(EXTRACT(EPOCH FROM b) AS BIGINT)",
+        "CAST(EXTRACT(EPOCH FROM b) / 60 AS BIGINT)",
+        "CAST(x / 2 AS INT)",
+    ]
+    assert (
+        halves_rounded_per_engine("select round(a, 2), cast(floor(a + 0.5) as bigint), cast(n as int)") == []
+    )

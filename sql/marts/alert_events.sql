@@ -60,7 +60,7 @@ finished as (
         status_history.transfer_backfill_id,
         status_history.status,
         status_history.valid_from as occurred_at,
-        cast(extract(epoch from status_history.valid_from) as bigint) as since,
+        cast(floor(extract(epoch from status_history.valid_from)) as bigint) as since,
         case status_history.status
             when 'FAILED' then
                 concat(
@@ -100,10 +100,10 @@ stalled as (
         transfer_backfill_id,
         status,
         last_progress_at + cast(3600 * {{ stall_after_hours }} as bigint) * interval '1 second' as occurred_at,
-        cast(extract(epoch from last_progress_at) as bigint) as since,
+        cast(floor(extract(epoch from last_progress_at)) as bigint) as since,
         concat(
             'no progress for ',
-            cast(cast(extract(epoch from last_seen_at - last_progress_at) / 60 as bigint) as varchar),
+            cast(cast(floor(extract(epoch from last_seen_at - last_progress_at) / 60) as bigint) as varchar),
             ' minutes'
         ) as detail
     from backfills
@@ -119,13 +119,13 @@ running_long as (
         backfills.transfer_backfill_id,
         backfills.status,
         backfills.start_time
-        + cast(round({{ running_long_factor }} * transfer_rates.median_run_seconds) as bigint) * interval '1 second'
+        + cast(floor({{ running_long_factor }} * transfer_rates.median_run_seconds + 0.5) as bigint) * interval '1 second'
             as occurred_at,
-        cast(extract(epoch from backfills.start_time) as bigint) as since,
+        cast(floor(extract(epoch from backfills.start_time)) as bigint) as since,
         concat(
-            'running for ', cast(cast(round(backfills.run_seconds / 60.0) as bigint) as varchar),
+            'running for ', cast(cast(floor(backfills.run_seconds / 60.0 + 0.5) as bigint) as varchar),
             ' minutes, the transfer''s median is ',
-            cast(cast(round(transfer_rates.median_run_seconds / 60.0) as bigint) as varchar), ' minutes'
+            cast(cast(floor(transfer_rates.median_run_seconds / 60.0 + 0.5) as bigint) as varchar), ' minutes'
         ) as detail
     from backfills
     inner join transfer_rates
@@ -167,10 +167,10 @@ no_success as (
         coalesce(freshness.last_ok_poll_id, 0) as since,
         concat(
             'no successful poll for ',
-            cast(cast(extract(epoch from freshness.last_polled_at - coalesce(
+            cast(cast(floor(extract(epoch from freshness.last_polled_at - coalesce(
                 freshness.last_ok_polled_at,
                 (select min(all_polls.polled_at) from analytics.polls as all_polls where all_polls.team_id = freshness.team_id)
-            )) / 60 as bigint) as varchar),
+            )) / 60) as bigint) as varchar),
             ' minutes (', cast(freshness.failed_polls_since_ok as varchar), ' failed polls)'
         ) as detail
     from freshness

@@ -155,14 +155,14 @@ final as (
         status_stretches.status,
         status_stretches.valid_from,
         lead(status_stretches.valid_from) over backfill_history as valid_to,
-        cast(extract(epoch from coalesce(
+        cast(floor(extract(epoch from coalesce(
             lead(status_stretches.valid_from) over backfill_history,
             -- a current stretch of an unfinished status lasts up to the latest poll
             case
                 when status_stretches.status not in ('COMPLETED', 'CANCELLED', 'UNKNOWN')
                     then team_clock.latest_poll_at
             end
-        ) - status_stretches.valid_from) as bigint) as duration_seconds,
+        ) - status_stretches.valid_from)) as bigint) as duration_seconds,
         status_stretches.stretch_number
     from status_stretches
     left join team_clock on team_clock.team_id = status_stretches.team_id

@@ -280,11 +280,11 @@ final as (
         last_seen_at,
         vanished_at,
         finished_at,
-        cast(extract(epoch from start_time - created_time) as bigint) as queue_seconds,
+        cast(floor(extract(epoch from start_time - created_time)) as bigint) as queue_seconds,
         case
-            when end_time is not null then cast(extract(epoch from end_time - start_time) as bigint)
-            when current_status = 'FAILED' then cast(extract(epoch from failed_since - start_time) as bigint)
-            when is_incomplete then cast(extract(epoch from latest_poll_at - start_time) as bigint)
+            when end_time is not null then cast(floor(extract(epoch from end_time - start_time)) as bigint)
+            when current_status = 'FAILED' then cast(floor(extract(epoch from failed_since - start_time)) as bigint)
+            when is_incomplete then cast(floor(extract(epoch from latest_poll_at - start_time)) as bigint)
         end as run_seconds,
         transfer_runs_total,
         transfer_runs_created,
@@ -301,7 +301,7 @@ final as (
         case
             when current_status = 'RUNNING' and runs_per_hour > 0
                 then latest_poll_at
-                + cast(round(3600 * (transfer_runs_total - runs_done) / runs_per_hour) as bigint) * interval '1 second'
+                + cast(floor(3600 * (transfer_runs_total - runs_done) / runs_per_hour + 0.5) as bigint) * interval '1 second'
         end as eta,
         is_waiting_for_slot,
         coalesce(
