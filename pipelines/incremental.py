@@ -182,6 +182,15 @@ def scope_queries(raw: str, plan: Plan) -> list[tuple[str, str]]:
     ]
 
 
+def scoped_rows(relation: str, scope: str) -> str:
+    """A select of `relation`'s rows in this build's `scope` (a model's `{{ scoped_rows(..) }}`):
+    every row on a full refresh, whose scope table holds everything."""
+    table, keys = SCOPES[scope]
+    match = " and ".join(f"in_scope.{k} = scoped.{k}" for k in keys)
+    exists = f"exists (select 1 from {table} as in_scope where {match})"
+    return f"select * from {relation} as scoped\n    where {exists}"
+
+
 def in_scope(scope: str) -> str:
     """The SQL condition that picks a scoped model's rows of this build's scope."""
     table, keys = SCOPES[scope]

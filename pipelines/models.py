@@ -6,7 +6,9 @@
   `analytics.*` relations each model reads (comments and strings skipped), and the models are
   built in topological order.
 - `{{ name }}` in a model is replaced by a variable (`[models]` in `.dlt/config.toml`,
-  `MODELS__<NAME>`), e.g. `{{ stall_after_hours }}`.
+  `MODELS__<NAME>`), e.g. `{{ stall_after_hours }}`, and `{{ scoped_rows(relation, scope) }}`
+  by a select of the relation's rows in this build's scope (`backfills` or `polls`:
+  incremental.scoped_rows), the one filter every incremental model reads its inputs through.
 - The YAML file beside a mart is its data dictionary and declares its data tests (grain,
   not_null, accepted_values, relationships, expressions).
 - A model whose YAML says `incremental: polls` or `incremental: backfills` is rebuilt only for
@@ -74,6 +76,7 @@ ALERT_VARIABLES = {
 }
 DEFAULT_VARIABLES = {**MODEL_VARIABLES, **ALERT_VARIABLES}
 _VARIABLE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_SCOPED_ROWS = re.compile(r"\{\{\s*scoped_rows\(\s*([\w.]+)\s*,\s*(\w+)\s*\)\s*\}\}")
 _DIALECT = DuckDB()
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Raw tables dlt creates only when they first receive rows; models need them from the start.
@@ -210,7 +213,14 @@ def _substitute(sql: str, values: dict[str, Any], path: Path) -> str:
             raise ModelError(f"{path.name} uses the unknown variable {match[1]}")
         return str(values[match[1]])
 
-    return _VARIABLE.sub(value, sql)
+    def scoped_rows(match: re.Match[str]) -> str:
+        if match[2] not in incremental.SCOPES:
+            raise ModelError(
+                f"{path.name}: scoped_rows: {match[2]} is not one of {', '.join(incremental.SCOPES)}"
+            )
+        return incremental.scoped_rows(match[1], match[2])
+
+    return _VARIABLE.sub(value, _SCOPED_ROWS.sub(scoped_rows, sql))
 
 
 def _dependencies(model: Model, known: set[str]) -> set[str]:

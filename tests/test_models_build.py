@@ -40,6 +40,27 @@ def test_unknown_relation_and_cycles_are_errors(tmp_path: Path) -> None:
         discover(tmp_path, {})
 
 
+def test_scoped_rows_is_the_one_scope_filter(tmp_path: Path) -> None:
+    """`{{ scoped_rows(relation, scope) }}` reads a relation's rows of the build's scope; the scope
+    table is not a dependency, and a scope that does not exist is an error naming the file."""
+    write(tmp_path / "staging", "s", "select 1 as team_id, 2 as transfer_backfill_id")
+    write(tmp_path / "marts", "a", "with t as ({{ scoped_rows(staging.s, backfills) }}) select * from t")
+    staging, mart = discover(tmp_path, {})
+    assert mart.depends_on == {"staging.s"}
+    assert "from staging.s as scoped" in mart.sql and "staging.scope_backfills as in_scope" in mart.sql
+    assert "in_scope.transfer_backfill_id = scoped.transfer_backfill_id" in mart.sql
+    with duckdb.connect() as con:  # it runs: every row whose keys the scope table holds
+        con.execute("create schema staging")
+        con.execute(f"create table staging.s as {staging.sql}")
+        con.execute("create table staging.scope_backfills as select 1 as team_id, 2 as transfer_backfill_id")
+        assert con.execute(mart.sql).fetchall() == [(1, 2)]
+        con.execute("delete from staging.scope_backfills")
+        assert con.execute(mart.sql).fetchall() == []
+    write(tmp_path / "marts", "a", "select * from ({{ scoped_rows(staging.s, teams) }}) as t")
+    with pytest.raises(ModelError, match="a.sql: scoped_rows: teams is not one of polls, backfills"):
+        discover(tmp_path, {})
+
+
 def test_real_models_are_ordered_after_what_they_read() -> None:
     order = [m.relation for m in discover()]
     for position, model in enumerate(discover()):

@@ -3,27 +3,15 @@
 -- CANCELLED, or still incomplete behind the 100-item cap); a 404 keeps it UNKNOWN, and a 404
 -- after "still incomplete" makes it UNKNOWN again from that answer (the API forgot it meanwhile).
 with versions as (
-    select * from staging.stg_supermetrics__backfill_versions as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(staging.stg_supermetrics__backfill_versions, backfills) }}
 ),
 
 stretches as (
-    select * from staging.int_listing_stretches as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(staging.int_listing_stretches, backfills) }}
 ),
 
 lookups as (
-    select * from staging.stg_supermetrics__backfill_lookups as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(staging.stg_supermetrics__backfill_lookups, backfills) }}
 ),
 
 latest_versions as (

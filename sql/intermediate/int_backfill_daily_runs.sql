@@ -2,11 +2,7 @@
 -- day the later state was observed. Small (a row per backfill-day), so that the daily and
 -- per-transfer totals never scan every stored version.
 with versions as (
-    select * from staging.int_backfill_versions_sequenced as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(staging.int_backfill_versions_sequenced, backfills) }}
 ),
 
 final as (

@@ -2,11 +2,7 @@
 -- and which version's child rows hold its error report. Narrow on purpose: it has a row per
 -- change (millions over a year); the full latest state is in int_backfill_current_state.
 with versions as (
-    select * from staging.stg_supermetrics__backfill_versions as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(staging.stg_supermetrics__backfill_versions, backfills) }}
 ),
 
 sequenced as (

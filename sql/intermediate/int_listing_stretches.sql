@@ -1,11 +1,7 @@
 -- One row per stretch of consecutive successful polls in which a backfill was listed:
 -- from the poll that listed it to the poll that no longer did (null: still listed).
 with events as (
-    select * from staging.stg_supermetrics__listing_events as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(staging.stg_supermetrics__listing_events, backfills) }}
 ),
 
 polls as (

@@ -2,11 +2,7 @@
 -- that the most a team was ever seen running is a scan of this small table, not of every
 -- progress row.
 with progress as (
-    select * from analytics.backfill_progress as scoped
-    where exists (
-        select 1 from staging.scope_polls as in_scope
-        where in_scope.poll_id = scoped.poll_id
-    )
+    {{ scoped_rows(analytics.backfill_progress, polls) }}
 ),
 
 final as (

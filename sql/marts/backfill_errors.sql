@@ -2,11 +2,7 @@
 -- normalised pattern: quoted values, dates, ids and numbers masked, so that
 -- "Account 123-456-7890 not found" and "Account 987-654-3210 not found" are one problem.
 with versions as (
-    select * from staging.int_backfill_versions_sequenced as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(staging.int_backfill_versions_sequenced, backfills) }}
 ),
 
 reports as (
@@ -14,19 +10,11 @@ reports as (
 ),
 
 progress as (
-    select * from analytics.backfill_progress as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(analytics.backfill_progress, backfills) }}
 ),
 
 lookups as (
-    select * from staging.stg_supermetrics__backfill_lookups as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(staging.stg_supermetrics__backfill_lookups, backfills) }}
 ),
 
 transfers as (

@@ -7,9 +7,7 @@ with polls as (
 ),
 
 new_polls as (
-    select polls.*
-    from polls
-    where exists (select 1 from staging.scope_polls as in_scope where in_scope.poll_id = polls.poll_id)
+    {{ scoped_rows(polls, polls) }}
 ),
 
 first_new_poll as (

@@ -4,35 +4,19 @@
 -- (hidden by the 100-item cap): then it starts at the lookup that found it final. An
 -- unconfirmed one is an UNKNOWN stretch from the moment it stopped being known.
 with versions as (
-    select * from staging.int_backfill_versions_sequenced as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(staging.int_backfill_versions_sequenced, backfills) }}
 ),
 
 lookups as (
-    select * from staging.stg_supermetrics__backfill_lookups as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(staging.stg_supermetrics__backfill_lookups, backfills) }}
 ),
 
 stretches as (
-    select * from staging.int_listing_stretches as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(staging.int_listing_stretches, backfills) }}
 ),
 
 current_state as (
-    select * from staging.int_backfill_current_state as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(staging.int_backfill_current_state, backfills) }}
 ),
 
 team_clock as (

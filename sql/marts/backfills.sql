@@ -1,51 +1,27 @@
 -- One row per backfill ever seen: its latest state, durations, progress rate, ETA and stall flag.
 -- Rebuilt for the backfills that changed and those still running (staging.scope_backfills).
 with current_state as (
-    select * from staging.int_backfill_current_state as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(staging.int_backfill_current_state, backfills) }}
 ),
 
 versions as (
-    select * from staging.int_backfill_versions_sequenced as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(staging.int_backfill_versions_sequenced, backfills) }}
 ),
 
 progress as (
-    select * from analytics.backfill_progress as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(analytics.backfill_progress, backfills) }}
 ),
 
 status_history as (
-    select * from analytics.backfill_status_history as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(analytics.backfill_status_history, backfills) }}
 ),
 
 errors as (
-    select * from analytics.backfill_errors as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(analytics.backfill_errors, backfills) }}
 ),
 
 runs as (
-    select * from staging.int_backfill_runs as scoped
-    where exists (
-        select 1 from staging.scope_backfills as in_scope
-        where in_scope.team_id = scoped.team_id and in_scope.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    {{ scoped_rows(staging.int_backfill_runs, backfills) }}
 ),
 
 transfers as (

@@ -1,10 +1,6 @@
 -- One row per poll, failed ones included: the monitor's own health.
 with polls as (
-    select * from staging.stg_supermetrics__polls as scoped
-    where exists (
-        select 1 from staging.scope_polls as in_scope
-        where in_scope.poll_id = scoped.poll_id
-    )
+    {{ scoped_rows(staging.stg_supermetrics__polls, polls) }}
 ),
 
 final as (
