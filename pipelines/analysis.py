@@ -8,38 +8,25 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
-from .publish import published_db
+from .engines import warehouse
+from .supermetrics.errors import ConfigError
 from .text import transfer_label
-from .warehouse import configured_engine, warehouse
 
 TABLES = ("backfills", "backfill_progress", "transfer_failure_rates", "backfill_errors", "backfill_runs")
 
 
 def load(db_path: str | Path, destination: str | None = None) -> dict[str, pd.DataFrame]:
-    """The analytics tables as DataFrames, read from the published copy when there is one
-    (it never blocks ingest), else from the database itself; on PostgreSQL (`destination`, else
-    the configured one) from its analytics schema."""
-    db_path = Path(db_path)
-    if configured_engine(destination) == "postgres":
-        with warehouse(db_path, "postgres").connect(read_only=True) as con:
-            return {table: _frame(con.result(f"select * from analytics.{table}")) for table in TABLES}
-    source = published_db(db_path) if published_db(db_path).exists() else db_path
-    if not source.exists():
-        raise FileNotFoundError(f"no database at {db_path}: run `make demo` or `backfills ingest` first")
-    with duckdb.connect(str(source), read_only=True) as con:
-        return {table: con.execute(f"select * from analytics.{table}").df() for table in TABLES}
-
-
-def _frame(result: tuple[list[str], list[tuple]] | None) -> pd.DataFrame:
-    columns, rows = result or ([], [])
-    frame = pd.DataFrame(rows, columns=columns)
-    for column in frame.columns:  # PostgreSQL's timestamptz values: one UTC dtype, as DuckDB gives
-        if frame[column].map(lambda v: hasattr(v, "tzinfo") and hasattr(v, "hour")).any():
-            frame[column] = pd.to_datetime(frame[column], utc=True)
-    return frame
+    """The analytics tables as DataFrames, from what readers open (pipelines.engines): on DuckDB the
+    published copy when there is one (it never blocks ingest), else the file; on PostgreSQL (the
+    configured destination, or `destination`) its analytics schema."""
+    try:
+        source = warehouse(Path(db_path), destination).reader()
+    except ConfigError as error:
+        raise FileNotFoundError(str(error)) from None  # (`make demo` makes one)
+    with source.connect(read_only=True) as con:
+        return {table: con.frame(f"select * from analytics.{table}") for table in TABLES}
 
 
 def _distinct_colours(count: int) -> list:

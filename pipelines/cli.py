@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,13 +19,13 @@ import click
 
 from . import report as report_module
 from . import stopping
+from .engines import ENGINES
 from .simulator import DEFAULT_API_KEY, DEFAULT_TEAM_ID, FAULT_KINDS, Simulator, Workload, parse_fault
 from .supermetrics.client import is_loopback
 from .supermetrics.errors import ConfigError, MonitorError, UsageError, causes
 from .supermetrics.settings import DEFAULT_DB_PATH
 from .supermetrics.snapshot import RunReport
 from .text import clean, one_line
-from .warehouse import ENGINES
 from .watch import parse_interval, watch
 
 if TYPE_CHECKING:
@@ -467,10 +468,10 @@ def models(
         backfills models --full-refresh --db data/backfills.duckdb
         BACKFILLS_DESTINATION=filesystem backfills models --engine spark
     """
-    from .warehouse import warehouse
+    from .engines import warehouse
 
     target = warehouse(db_path, destination)
-    if engine == "spark" or (engine is None and target.is_lake):
+    if engine == "spark" or (engine is None and not target.builds_in_run):
         from .spark import build_from_config
 
         built = build_from_config(target)
@@ -866,11 +867,10 @@ def alerts(db_path: Path, destination: str | None, wait_lock: float, dry_run: bo
             raise ApiUnavailableError(f"the test message did not reach {'; '.join(failed)}")
         return
     if dry_run:  # the outbox is in the database itself (the copy for BI tools has analytics only)
-        from .warehouse import warehouse
+        from .engines import warehouse
 
         target = warehouse(db_path, destination)
-        if target.is_duckdb and not db_path.exists():
-            raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
+        target.require_existing()
         with target.connect(read_only=True) as con:
             rows = delivery.pending(con)
         for row in rows:
@@ -878,14 +878,11 @@ def alerts(db_path: Path, destination: str | None, wait_lock: float, dry_run: bo
             click.echo(f"{row['channel']}: {clean(delivery.summary(row))}{tried}")
         click.echo(f"{len(rows)} pending alert(s); nothing sent (--dry-run)")
         return
-    from .ingest import open_for_run, target_of
+    from .ingest import target_of
 
     target = target_of(db_path, destination)
-    if target.is_duckdb and not db_path.exists():
-        raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
-    import time
-
-    with open_for_run(target, time.monotonic(), wait_lock) as con:
+    target.require_existing()
+    with target.errors(), target.session(time.monotonic(), wait_lock) as con:
         report = delivery.deliver(con, settings, max_seconds=float("inf"), due_only=False)
     click.echo(report.describe())
     if report.failures:
@@ -899,11 +896,10 @@ def preview_alerts(db_path: Path, destination: str | None, settings: AlertSettin
     """`alerts --dry-run` before any channel exists: the events that are true now, as a channel
     would word them (kinds and filters as configured)."""
     from .alerts import delivery
-    from .warehouse import warehouse
+    from .engines import warehouse
 
     target = warehouse(db_path, destination)
-    if target.is_duckdb and not db_path.exists():
-        raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
+    target.require_existing()
     with target.connect(read_only=True) as con:
         events = [e for e in con.records("select * from analytics.alert_events") if settings.wants(e)]
     events.sort(key=lambda e: (e["occurred_at"], e["event_id"]))
@@ -927,8 +923,8 @@ def query(sql: str, db_path: Path, destination: str | None, output_format: str) 
         backfills query "select status, count(*) from analytics.backfills group by status"
         backfills query --format csv "select * from analytics.transfer_failure_rates" > rates.csv
     """
+    from .engines import warehouse
     from .query_output import render, statements
-    from .warehouse import warehouse
 
     parts = statements(sql)
     if not parts:
@@ -939,8 +935,7 @@ def query(sql: str, db_path: Path, destination: str | None, output_format: str) 
             "run one per call, or use --format table"
         )
     target = warehouse(db_path, destination)
-    if target.is_duckdb and not db_path.exists():
-        fail(ConfigError(f"there is no database at {db_path}: run backfills ingest (or demo) first"))
+    target.require_existing("run backfills ingest (or demo) first")
     with target.connect(read_only=True) as con:
         for number, statement in enumerate(parts):
             try:

@@ -21,10 +21,9 @@ more polls are new than the last good build had (the incremental path, made for 
 polls, costs more than a full refresh over most of the history), and when a transfer's stored
 name or source changed (names stand beside ids in most marts; renames are rare).
 
-How a table is replaced depends on the engine (`replace_table`): DuckDB creates it anew; on
-PostgreSQL, where `drop table` would wait for every BI reader holding the table in an open
-transaction (and block every reader behind it), its rows are deleted and inserted instead,
-in the build's one transaction, and the table is created anew only when its columns changed.
+How a table is replaced is the engine's (`Warehouse.replace_table`, pipelines.engines): DuckDB
+creates it anew; on PostgreSQL, where `drop table` would wait for every BI reader holding the
+table in an open transaction, its rows are deleted and inserted instead.
 """
 
 from __future__ import annotations
@@ -48,7 +47,7 @@ class Plan:
     after_poll_id: int  # the scope holds what was stored after this poll (0: everything)
     fingerprint: str
     reason: str  # why a full refresh, for the build log
-    engine: str = "duckdb"
+    engine: Any = None  # the Warehouse whose DDL the build uses (pipelines.engines); None: Spark's
     models_changed: bool = True  # the SQL differs from the last good build's (or there is none)
 
     @property
@@ -65,9 +64,7 @@ def fingerprint(models: list[Any]) -> str:
     return digest.hexdigest()[:16]
 
 
-def plan(
-    client: Any, builds: str, models: list[Any], full_refresh: bool, raw: str, engine: str = "duckdb"
-) -> Plan:
+def plan(client: Any, builds: str, models: list[Any], full_refresh: bool, raw: str, engine: Any) -> Plan:
     """Decide from the last good build whether this one can be incremental."""
     current = fingerprint(models)
     last = _last_good_build(client, builds)
@@ -142,7 +139,7 @@ def table_exists(client: Any, relation: str) -> bool:
 def create_scopes(client: Any, raw: str, plan: Plan) -> None:
     """The scope tables for this build (inside the build's transaction)."""
     for relation, sql in scope_queries(raw, plan):
-        replace_table(client, plan.engine, relation, sql)
+        plan.engine.replace_table(client, relation, sql)
 
 
 def scope_queries(raw: str, plan: Plan) -> list[tuple[str, str]]:
@@ -205,76 +202,14 @@ def materialize(client: Any, relation: str, sql: str, scope: str, plan: Plan) ->
     check what changed without scanning the history again.
     """
     if plan.full_refresh:
-        replace_table(client, plan.engine, relation, sql)
+        plan.engine.replace_table(client, relation, sql)
         return
     condition, new = in_scope(scope), new_rows(relation, plan.engine)
-    _create_table(client, plan.engine, new, f"select * from (\n{sql}\n) as model where {condition}")
+    plan.engine.create_table(client, new, f"select * from (\n{sql}\n) as model where {condition}")
     client.execute_sql(f"delete from {relation} where {condition}")
     client.execute_sql(f"insert into {relation} select * from {new}")  # same SQL: same column order
 
 
-def new_rows(relation: str, engine: str = "duckdb") -> str:
+def new_rows(relation: str, engine: Any) -> str:
     """The temporary table holding the rows this incremental build wrote to `relation`."""
-    return f"{'temp' if engine == 'duckdb' else 'pg_temp'}.new_{relation.replace('.', '__')}"
-
-
-def replace_table(client: Any, engine: str, relation: str, sql: str) -> None:
-    """Make `relation` hold what `sql` returns, in the build's transaction. On PostgreSQL the rows
-    are replaced while the table stays (see the module's docstring)."""
-    if engine == "duckdb" or not table_exists(client, relation):
-        _create_table(client, engine, relation, sql)
-        return
-    if _columns(client, relation) != _columns_of_query(client, sql):
-        _create_table(client, engine, relation, sql)  # the model's columns changed: a new table
-        return
-    client.execute_sql(f"delete from {relation}")
-    client.execute_sql(f"insert into {relation}\n{sql}")
-
-
-def replace_view(client: Any, plan: Plan, relation: str, sql: str) -> None:
-    if plan.engine == "duckdb":
-        client.execute_sql(f"create or replace view {relation} as\n{sql}")
-        return
-    # PostgreSQL: any change to a view waits for its readers, so an unchanged model's view is
-    # left alone; a changed one is made anew (`or replace` cannot rename or retype a column)
-    if not plan.models_changed and table_exists(client, relation):
-        return
-    client.execute_sql(f"drop view if exists {relation}")
-    client.execute_sql(f"create view {relation} as\n{sql}")
-
-
-def _create_table(client: Any, engine: str, relation: str, sql: str) -> None:
-    schema, name = relation.split(".")
-    if engine == "duckdb":
-        kind = "temp table" if schema == "temp" else "table"
-        target = name if schema == "temp" else relation
-        client.execute_sql(f"create or replace {kind} {target} as\n{sql}")
-        return
-    client.execute_sql(f"drop table if exists {relation}")
-    kind = "temp table" if schema == "pg_temp" else "table"
-    client.execute_sql(f"create {kind} {name if schema == 'pg_temp' else relation} as\n{sql}")
-
-
-def _columns(client: Any, relation: str) -> list[tuple[str, str]]:
-    schema, name = relation.split(".")
-    return [
-        tuple(row)
-        for row in client.execute_sql(
-            "select column_name, data_type from information_schema.columns "
-            "where table_schema = %s and table_name = %s order by ordinal_position",
-            schema,
-            name,
-        )
-    ]
-
-
-def _columns_of_query(client: Any, sql: str) -> list[tuple[str, str]]:
-    """The columns `sql` returns, from a table of none of its rows (PostgreSQL: `with no data`
-    plans the query without running it)."""
-    client.execute_sql("drop table if exists pg_temp.model_columns")
-    client.execute_sql(f"create temp table model_columns as\n{sql}\nwith no data")
-    return _columns(client, f"{_temp_schema(client)}.model_columns")
-
-
-def _temp_schema(client: Any) -> str:
-    return client.execute_sql("select nspname from pg_namespace where oid = pg_my_temp_schema()")[0][0]
+    return engine.temp_relation(f"new_{relation.replace('.', '__')}")

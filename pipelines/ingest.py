@@ -1,23 +1,20 @@
 """One scheduled ingest run: lock, finish leftovers, diff against the database, poll, load.
 
-with the run lock:                     # overlapping cron ticks never run at once (a lock file
-                                       # beside DuckDB, an advisory lock on PostgreSQL)
-    repair dlt's working folder        # whatever a stop left there (pipelines.working_folder)
-    finish pending load packages       # a killed run's data loads before anything new
-    settle loads                       # a job dlt loaded twice counts once (pipelines.settle)
-    baseline = read from the database  # the only source of truth for change detection
-    poll the API, load what changed    # the dlt source
+with the engine's session:              # the run lock (overlapping cron ticks never run at
+                                        # once) and a connection held for the run
+    repair dlt's working folder         # whatever a stop left there (pipelines.working_folder)
+    finish pending load packages        # a killed run's data loads before anything new
+    settle loads                        # a job dlt loaded twice counts once (pipelines.settle)
+    baseline = read from the database   # the only source of truth for change detection
+    poll the API, load what changed     # the dlt source
     settle loads
-    build the models, publish          # a failed build is recorded and published too
-                                       # (DuckDB only: on PostgreSQL BI tools read analytics)
-    deliver alerts                     # from the outbox the build filled (pipelines.alerts)
+    build the models, publish           # where the engine builds in the run; a failed build is
+                                        # recorded and published too
+    deliver alerts                      # from the outbox the build filled (pipelines.alerts)
 
-Ctrl-C or SIGTERM at any step ends the run in one line, 130 or 143 (pipelines.stopping): a
-build cut short is rolled back and not recorded, and the next run finishes the rest.
-
-With the filesystem destination (pipelines.lake) the run loads Parquet files and stops there:
-its baseline is read from the committed files, nothing needs settling (a repeated load rewrites
-its own files), and the models are built by Spark (`backfills models`, pipelines.spark).
+Each step asks the engine (pipelines.engines) how, never which engine it is. Ctrl-C or SIGTERM
+at any step ends the run in one line, 130 or 143 (pipelines.stopping): a build cut short is
+rolled back and not recorded, and the next run finishes the rest.
 """
 
 from __future__ import annotations
@@ -26,12 +23,11 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import dlt
-import duckdb
 from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.exceptions import TerminalException
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -40,29 +36,17 @@ from . import models, stopping
 from .alerts import settings as alert_settings
 from .alerts.delivery import DeliveryReport, deliver
 from .alerts.settings import AlertSettings
-from .database import LOCK_MESSAGE, limit_memory, locked, wait_for_database
-from .lake import attach
-from .lock import RunLock
+from .engines import Connection, Warehouse, warehouse
 from .models import BuildResult
-from .publish import PublishResult, publish, published_dir
-from .settle import discard, settle
+from .publish import PublishResult
 from .supermetrics import supermetrics
 from .supermetrics.baseline import read_baseline
-from .supermetrics.errors import (
-    ConfigError,
-    ModelError,
-    MonitorError,
-    PublishError,
-    StorageError,
-    causes,
-)
-from .supermetrics.settings import DATASET_NAME, DUCKDB_MEMORY_LIMIT, PIPELINE_NAME
+from .supermetrics.errors import ConfigError, ModelError, MonitorError, PublishError, causes
+from .supermetrics.settings import DATASET_NAME, PIPELINE_NAME
 from .supermetrics.snapshot import RunReport
-from .warehouse import AdvisoryLock, Connection, Warehouse, database_errors, warehouse
 from .working_folder import recover
 
 log = logging.getLogger(__name__)
-RESERVED_DB_NAMES = (DATASET_NAME, "analytics", "staging", "main")
 
 
 @dataclass
@@ -82,40 +66,16 @@ def working_dir(db_path: Path) -> Path:
 
 
 def target_of(db_path: Path, destination: str | None) -> Warehouse:
-    """The configured warehouse; a DuckDB file's name checked and its folder created."""
+    """The configured warehouse, checked and made ready to be written."""
     target = warehouse(Path(db_path), destination)
-    if target.is_duckdb:
-        prepare_db_path(target.db_path)
+    target.prepare()
     return target
-
-
-def prepare_db_path(db_path: Path) -> Path:
-    """Check the database file's name and create its folder."""
-    if db_path.stem.endswith("-live"):
-        raise ConfigError(
-            f"the database file may not be named {db_path.name}: names ending in -live are kept for "
-            "the views published beside each database; choose another name"
-        )
-    if db_path.stem in RESERVED_DB_NAMES:
-        raise ConfigError(
-            f"the database file may not be named {db_path.name}: its name would clash with the "
-            f"schema {db_path.stem!r} inside it; choose another name"
-        )
-    try:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(
-            f"cannot create the database's folder {db_path.parent} ({exc.strerror}): "
-            "choose a writable place with --db or BACKFILLS_DB"
-        ) from None
-    return db_path
 
 
 def open_pipeline(target: Warehouse | Path) -> dlt.Pipeline:
     if not isinstance(target, Warehouse):
         target = Warehouse("duckdb", Path(target))
-    if target.is_duckdb:
-        target = Warehouse("duckdb", target.db_path.resolve())
+    target = target.for_dlt()
     return _pipeline_for(target.label, target)
 
 
@@ -152,18 +112,15 @@ def ingest(
 
     A run whose polls failed still loads the failed-poll rows (and rebuilds the models), then
     raises the first poll error. `rounds` and `between_rounds` are for the demo: see the source.
-    `destination`: duckdb or postgres, else the configured one (pipelines.warehouse).
+    `destination`: duckdb or postgres, else the configured one (pipelines.engines).
     """
     started = time.monotonic()
     target = target_of(db_path, destination)
     alerting = alert_settings.load()  # a bad [alerts] config stops the run before it polls
-    if alerting.enabled and target.is_lake:
-        raise ConfigError(
-            "alerts need a database (duckdb or postgres): with destination filesystem no model is built "
-            "by the run; remove [alerts] or ingest into a database"
-        )
+    if alerting.enabled:
+        target.require("alerts")
     delivered = None
-    with database_errors(target), open_for_run(target, started, wait_lock) as con:
+    with target.errors(), target.session(started, wait_lock) as con:
         with stopping.doing("finishing what an earlier run left"):
             pipeline = finish_earlier_runs(con, target)
         baseline = read_baseline(con, DATASET_NAME)
@@ -172,15 +129,13 @@ def ingest(
         source = _make_source(
             baseline=baseline, report=report, rounds=rounds, between_rounds=between_rounds, **overrides
         )
-        file_format = "parquet" if target.is_lake else "insert_values"
         with stopping.doing("polling and loading"):
-            _run(target, lambda: pipeline.run(source, loader_file_format=file_format))
-            if not target.is_lake:  # files: nothing to settle, and Spark builds their models
-                for note in settle_loads(con, target):
-                    log.warning(note)
+            _run(target, lambda: pipeline.run(source, loader_file_format=target.loader_file_format))
+            for note in target.settle(con):
+                log.warning(note)
         built, published = None, None
         # after every run, a failed poll's included: it shows in analytics.polls at once
-        if build_models and not target.is_lake:
+        if build_models and target.builds_in_run:
             built, published = _build_and_publish(pipeline, target, alerts=alerting)
             delivered = deliver_alerts(con, alerting)
     result = IngestResult(
@@ -210,15 +165,10 @@ def rebuild_models(
     the alerts the build found (not with `alerts=False`: the demo's made-up history)."""
     started = time.monotonic()
     target = warehouse(Path(db_path), destination)
-    if target.is_duckdb and not target.db_path.exists():
-        raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
-    if target.is_lake:
-        raise ConfigError(
-            f"destination is filesystem: the models of {target.label} are built by Spark, "
-            "`backfills models --engine spark`"
-        )
+    target.require_existing()
+    target.require("sql_models")
     alerting = alert_settings.load() if alerts else AlertSettings()
-    with database_errors(target), open_for_run(target, started, wait_lock) as con:
+    with target.errors(), target.session(started, wait_lock) as con:
         with stopping.doing("finishing what an earlier run left"):
             pipeline = finish_earlier_runs(con, target)
         if read_baseline(con, DATASET_NAME).next_poll_id == 1:
@@ -246,58 +196,12 @@ def deliver_alerts(con: Connection, alerting: AlertSettings) -> DeliveryReport |
     return delivered
 
 
-@contextlib.contextmanager
-def open_for_run(target: Warehouse, started: float, wait_lock: float) -> Iterator[Connection]:
-    """The run lock, and a connection held for the run.
-
-    DuckDB: the lock file, and a connection held open so that every other open of the file in
-    this process (dlt's, the build's, the publish's) reuses DuckDB's open instance instead of
-    reading the file anew and checkpointing. PostgreSQL: an advisory lock in the database itself,
-    so that runs on different machines exclude each other too. The filesystem: a lock file beside
-    dlt's working folder (one machine loads a bucket), and an in-memory DuckDB over its files.
-    """
-    if target.is_lake:
-        target.working_dir().parent.mkdir(parents=True, exist_ok=True)
-        with RunLock(target.working_dir(), wait_lock), Connection(duckdb.connect(), "duckdb") as con:
-            yield con  # settle_loads attaches the committed files, once the pending load is done
-        return
-    if target.is_postgres:
-        with AdvisoryLock(target, DATASET_NAME, wait_lock), target.connect() as con:
-            yield con
-        return
-    with RunLock(target.db_path, wait_lock):
-        if wait_lock:  # else the first open says LockedError itself: no extra open per run
-            wait_for_database(target.db_path, started + wait_lock)
-        with target.connect() as con:
-            limit_memory(con.raw, memory_limit())
-            yield con
-
-
-def memory_limit() -> str:
-    """DuckDB's memory for a run: `[duckdb] memory_limit` or DUCKDB__MEMORY_LIMIT."""
-    return str(dlt.config.get("duckdb.memory_limit") or DUCKDB_MEMORY_LIMIT)
-
-
-def settle_loads(con: Connection, target: Warehouse, reloaded: list[str] | None = None) -> list[str]:
-    """Make every completed load count once; returns what to say when a killed run had doubled rows.
-
-    Files are never doubled (a load dlt repeats writes the same files again), so on the
-    filesystem this only takes the files of the loads completed by now (pipelines.lake)."""
-    if target.is_lake:
-        attach(con.raw, target.lake(), DATASET_NAME)
-        return []
-    settled = settle(con, DATASET_NAME, reloaded)
-    return [settled.describe()] if settled.removed else []
-
-
 def _build_and_publish(
     pipeline: dlt.Pipeline, target: Warehouse, full_refresh: bool = False, alerts: AlertSettings | None = None
 ) -> tuple[BuildResult, PublishResult | None]:
     """Build the models and publish. A failed build is published too (analytics.model_builds says
-    it failed, the other tables stay those of the last good build), then raised.
-
-    PostgreSQL has no copy to publish: readers never block its writers, and the build replaces
-    the tables' rows in one transaction, so BI tools read the analytics schema itself."""
+    it failed, the other tables stay those of the last good build), then raised. What publishing
+    means is the engine's: a copy for readers, or nothing where they read the database itself."""
     try:
         with stopping.doing("building the models"):
             built = _build_models(pipeline, target, full_refresh, alerts)
@@ -319,6 +223,8 @@ def html_report_wanted() -> bool:
 
 def _write_html_report(target: Warehouse) -> None:
     """The HTML report beside the copy for BI tools; trouble there is a warning, not a failure."""
+    import duckdb
+
     from .report_html import html_path, write
 
     try:
@@ -329,30 +235,21 @@ def _write_html_report(target: Warehouse) -> None:
 
 
 def _publish(target: Warehouse) -> PublishResult | None:
-    if not target.is_duckdb:
-        return None
-    try:
-        with stopping.doing("publishing the copy for BI tools"):
-            return publish(target.db_path, models.tables_by_poll())
-    except (OSError, duckdb.Error) as exc:
-        raise PublishError(
-            f"could not write the copy for BI tools in {published_dir(target.db_path)}: "
-            f"{str(exc).splitlines()[0]}"
-        ) from None
+    with stopping.doing("publishing the copy for BI tools"):
+        return target.publish(models.tables_by_poll())
 
 
 def _build_models(
     pipeline: dlt.Pipeline, target: Warehouse, full_refresh: bool = False, alerts: AlertSettings | None = None
 ) -> BuildResult:
     try:
-        return models.build(
-            pipeline, DATASET_NAME, full_refresh=full_refresh, engine=target.engine, alerts=alerts
-        )
+        return models.build(pipeline, DATASET_NAME, target, full_refresh=full_refresh, alerts=alerts)
     except MonitorError:
         raise
     except Exception as exc:
-        if target.is_duckdb and LOCK_MESSAGE.search(_chain_text(exc)):
-            raise locked(target.db_path) from None
+        known = target.known_error(exc)
+        if known is not None:
+            raise known from None
         raise
 
 
@@ -361,7 +258,8 @@ def finish_earlier_runs(con: Connection, target: Warehouse) -> dlt.Pipeline:
     and say what was done in one warning line. Returns the run's dlt pipeline."""
     notes: list[str] = []
     pipeline, reloaded = finish_pending_loads(target, notes)
-    notes += settle_loads(con, target, reloaded)
+    notes += target.settle(con, reloaded)
+    target.expose_raw(con)
     if notes:
         log.warning("; ".join(notes))
     return pipeline
@@ -379,7 +277,7 @@ def finish_pending_loads(target: Warehouse, notes: list[str]) -> tuple[dlt.Pipel
     recovery = recover(target.working_dir() / PIPELINE_NAME)
     notes += recovery.warnings
     if recovery.dropped_loads:
-        _discard_unfinished(target, recovery.dropped_loads)
+        target.discard(recovery.dropped_loads)
     pipeline = open_pipeline(target)
     if not pipeline.has_pending_data:
         return pipeline, []
@@ -394,27 +292,12 @@ def finish_pending_loads(target: Warehouse, notes: list[str]) -> tuple[dlt.Pipel
             raise
         load_ids = list(pipeline.list_normalized_load_packages())
         pipeline.abort_packages()
-        removed = _discard_unfinished(target, load_ids)
+        removed = target.discard(load_ids)
         notes.append(
             f"dropped a pending load package that cannot load ({removed} row(s) it had loaded "
             f"removed): {_root_cause(failed)}"
         )
     return pipeline, pending
-
-
-def _discard_unfinished(target: Warehouse, load_ids: list[str]) -> int:
-    """Remove the rows of dropped loads; returns how many. The files of a load that never
-    completes are never read (pipelines.lake): nothing to remove there."""
-    if target.is_lake:
-        return 0
-    with target.connect() as con:  # nothing half-loaded stays behind; a completed load stays
-        if "_dlt_loads" in {t for (t,) in con.rows(_TABLES, DATASET_NAME)}:
-            completed = con.rows(f"select load_id from {DATASET_NAME}._dlt_loads")
-            load_ids = sorted(set(load_ids) - {load_id for (load_id,) in completed})
-        return discard(con, DATASET_NAME, load_ids)
-
-
-_TABLES = "select table_name from information_schema.tables where table_schema = %s"
 
 
 def _make_source(**kwargs: object) -> dlt.sources.DltSource:
@@ -449,17 +332,14 @@ def _run(target: Warehouse, step: Callable[[], object]) -> None:
         cause = _monitor_error(failed)
         if cause is not None:
             raise cause from None
-        if target.is_duckdb and LOCK_MESSAGE.search(_chain_text(failed)):
-            raise locked(target.db_path) from None
+        known = target.known_error(failed)
+        if known is not None:
+            raise known from None
         raise
 
 
 def _monitor_error(exc: BaseException) -> MonitorError | None:
     return next((e for e in causes(exc) if isinstance(e, MonitorError)), None)
-
-
-def _chain_text(exc: BaseException) -> str:
-    return " | ".join(str(e) for e in causes(exc))
 
 
 def _root_cause(exc: BaseException) -> str:

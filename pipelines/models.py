@@ -44,7 +44,7 @@ from sqlglot.tokens import TokenType
 from . import incremental, stopping
 from .alerts import outbox
 from .alerts.settings import AlertSettings
-from .database import BUILD_SETTINGS
+from .engines import Warehouse
 from .incremental import Plan
 from .supermetrics.columns import RUN_COLUMNS, SWEEP_COLUMNS, TRANSFER_COLUMNS
 from .supermetrics.errors import ConfigError, ModelError
@@ -242,9 +242,9 @@ def _dependencies(model: Model, known: set[str]) -> set[str]:
 def build(
     pipeline: dlt.Pipeline,
     raw_dataset: str,
+    engine: Warehouse,
     sql_dir: Path = SQL_DIR,
     full_refresh: bool = False,
-    engine: str = "duckdb",
     alerts: AlertSettings | None = None,
 ) -> BuildResult:
     """Build every model (incrementally where it can) and run the data tests, atomically.
@@ -255,17 +255,14 @@ def build(
     """
     started, started_at = time.monotonic(), datetime.now(UTC)
     with pipeline.sql_client() as client:
-        if engine == "duckdb":
-            for setting in BUILD_SETTINGS:
-                client.execute_sql(setting)
         try:
             models = discover(sql_dir)
             with client.begin_transaction():
                 for statement in bootstrap_sql(raw_dataset):
                     client.execute_sql(statement)
                 plan = incremental.plan(client, BUILDS, models, full_refresh, raw_dataset, engine)
-                if plan.full_refresh and engine == "duckdb":  # DuckDB's own default, not a run's cap
-                    client.execute_sql("reset memory_limit")
+                for setting in engine.build_settings(plan.full_refresh):
+                    client.execute_sql(setting)
                 tests, warnings = _build_all(client, models, raw_dataset, plan)
                 if alerts is not None and alerts.enabled:
                     outbox.record(client, alerts)
@@ -287,9 +284,9 @@ def _build_all(client: Any, models: list[Model], raw_dataset: str, plan: Plan) -
     for model in models:
         try:
             if model.materialized == "view":
-                incremental.replace_view(client, plan, model.relation, model.sql)
+                plan.engine.replace_view(client, model.relation, model.sql, plan.models_changed)
             elif model.scope is None:
-                incremental.replace_table(client, plan.engine, model.relation, model.sql)
+                plan.engine.replace_table(client, model.relation, model.sql)
             else:
                 incremental.materialize(client, model.relation, model.sql, model.scope, plan)
         except Exception as exc:  # the database's own message says what is wrong with the SQL
@@ -355,7 +352,7 @@ def run_data_tests(
             m,
             section,
             scoped=plan is not None and not plan.full_refresh,
-            engine=plan.engine if plan else "duckdb",
+            engine=plan.engine if plan else None,
         )
     ]
     if not checks:
@@ -370,13 +367,13 @@ def run_data_tests(
 
 
 def data_tests(
-    model: Model, section: str = "tests", scoped: bool = False, engine: str = "duckdb"
+    model: Model, section: str = "tests", scoped: bool = False, engine: Warehouse | None = None
 ) -> list[tuple[str, str]]:
     """(description, SQL counting the rows that break it) for each check in a YAML section;
     `scoped`: of the rows this incremental build replaced only."""
     tests = (model.doc or {}).get(section, {})
     relation = model.relation
-    if scoped and model.scope is not None:
+    if scoped and model.scope is not None and engine is not None:
         relation = incremental.new_rows(model.relation, engine)
     out = []
     grain = tests.get("grain", [])

@@ -27,11 +27,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .engines import Connection, Warehouse, warehouse
 from .freshness import Verdict, assess
-from .publish import published_db
 from .supermetrics.errors import ConfigError
 from .text import clean, duration, transfer_label
-from .warehouse import Connection, Warehouse, warehouse
 
 # "Now" is the API's clock at the newest successful poll: a failed poll carries this machine's time.
 _NOW = "(select max(polled_at) from analytics.polls where outcome = 'ok')"
@@ -131,15 +130,9 @@ def read_sections(con: Connection, label: str) -> dict[str, list[dict[str, Any]]
 
 
 def readable(db_path: Path, destination: str | None = None) -> Warehouse:
-    """The database a reader should open: on DuckDB the copy published for BI tools when there is
-    one, else the file; on PostgreSQL the database itself. `ConfigError` when there is none yet."""
-    target = warehouse(Path(db_path), destination)
-    if not target.is_duckdb:
-        return target
-    source = published_db(target.db_path) if published_db(target.db_path).exists() else target.db_path
-    if not source.exists():
-        raise ConfigError(f"there is no database at {db_path}: run backfills ingest first")
-    return Warehouse("duckdb", source)
+    """The database a reader should open (on DuckDB the copy published for BI tools when there is
+    one); `ConfigError` when there is none yet."""
+    return warehouse(Path(db_path), destination).reader()
 
 
 def _rows(con: Connection, sql: str) -> list[dict[str, Any]]:

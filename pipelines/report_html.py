@@ -24,9 +24,9 @@ from statistics import median
 from typing import Any
 
 from . import report
+from .engines import Connection
 from .publish import published_dir
 from .text import clean, duration, transfer_label
-from .warehouse import Connection
 
 ASSETS = Path(__file__).resolve().parent / "report_assets"
 CHARTS = {

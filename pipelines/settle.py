@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .warehouse import Connection
+from .engines import Connection
 
 SETTLED = "_settled_loads"
 

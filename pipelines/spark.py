@@ -32,13 +32,13 @@ import sqlglot
 from sqlglot import exp
 
 from . import incremental, models
+from .engines import Warehouse
 from .incremental import Plan
 from .lake import Lake
 from .models import SQL_DIR, BuildResult, Model
 from .spark_sql import to_spark, view_name
 from .supermetrics.errors import ConfigError, ModelError
 from .supermetrics.settings import DATASET_NAME
-from .warehouse import Warehouse
 
 POINTER = "_current.json"
 SESSION_CONF = {
@@ -65,12 +65,7 @@ def settings() -> tuple[str | None, str | None]:
 
 def build_from_config(target: Warehouse) -> SparkBuild:
     """`backfills models --engine spark`: the configured bucket, master and models_url."""
-    if not target.is_lake:
-        raise ConfigError(
-            "the Spark build reads the Parquet files of destination filesystem, and the destination "
-            f'is {target.engine}: set [backfills] destination = "filesystem" '
-            "(docs/lake.md)"
-        )
+    target.require("spark")
     master, models_url = settings()
     lake = target.lake()
     models_root(lake, models_url)  # a bad one is said before Spark takes its seconds to start
@@ -127,7 +122,7 @@ def build(spark: Any, lake: Lake, models_url: str | None = None, sql_dir: Path =
     build_url = f"{root}/{build_id}"
     all_models = models.discover(sql_dir)
     through_poll_id = _register_raw(spark, lake)
-    plan = Plan(full_refresh=True, after_poll_id=0, fingerprint="", reason="spark", engine="spark")
+    plan = Plan(full_refresh=True, after_poll_id=0, fingerprint="", reason="spark")
     for relation, sql in incremental.scope_queries(DATASET_NAME, plan):
         spark.sql(to_spark(sql)).createOrReplaceTempView(view_name(relation))
     tables = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from pipelines.warehouse import Warehouse
+from pipelines.engines import Warehouse
 
 
 def put_last_load_back(db: Path, *, forget_in_database: bool, target: Warehouse | None = None) -> str:
@@ -25,7 +25,7 @@ def put_last_load_back(db: Path, *, forget_in_database: bool, target: Warehouse 
     (pending / "package_completed.json").unlink()
     for job in (pending / "completed_jobs").iterdir():
         job.rename(pending / "started_jobs" / job.name)
-    if forget_in_database and target.is_lake:  # the load's row in the bucket is a file of its own
+    if forget_in_database and target.engine == "filesystem":  # the load's row in the bucket is a file of its own
         lake = target.lake()
         lake.fs.rm(f"{lake.dataset_path}/_dlt_loads/supermetrics__{package.name}.jsonl")
     elif forget_in_database:

@@ -21,9 +21,9 @@ from conftest import START, TEAM, Api, Warehouse, add_transfer, days_ago
 from receiver import Receiver
 
 from pipelines.alerts.settings import KINDS
+from pipelines.engines import Warehouse as Target
 from pipelines.simulator import Simulator
 from pipelines.supermetrics.errors import ApiUnavailableError
-from pipelines.warehouse import Warehouse as Target
 
 ALL_KINDS = json.dumps(KINDS)
 

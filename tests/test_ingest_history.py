@@ -372,10 +372,10 @@ def test_data_a_killed_run_left_pending_loads_first_without_duplicates(
     sim: Simulator, api: Api, warehouse: Warehouse
 ) -> None:
 
+    from pipelines.engines import Warehouse as Target
     from pipelines.ingest import open_pipeline
     from pipelines.supermetrics import supermetrics
     from pipelines.supermetrics.baseline import read_baseline
-    from pipelines.warehouse import Warehouse as Target
 
     api.create(add_transfer(sim), days_ago(2), days_ago(1))
     warehouse.ingest()

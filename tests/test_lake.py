@@ -29,10 +29,10 @@ from support import put_last_load_back
 from test_chaos import ENV, MODES, kill_a_run
 from test_postgres import CHILD_TABLE, TEAMS, VOLATILE, normalised, seeded_simulator, tables
 
+from pipelines.engines import Warehouse
 from pipelines.ingest import ingest, rebuild_models
 from pipelines.lake import bucket_config
 from pipelines.supermetrics.settings import DATASET_NAME
-from pipelines.warehouse import Warehouse
 
 # an intermediate table's pointer to a dlt id
 SPARK_VOLATILE = VOLATILE | {"error_report_version_id"}

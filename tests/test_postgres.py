@@ -35,10 +35,10 @@ from test_chaos import ENV, MODES, kill_a_run
 from test_watch import Watch
 
 from pipelines import analysis
+from pipelines.engines import AdvisoryLock, Warehouse, postgres_credentials
 from pipelines.ingest import ingest, rebuild_models
 from pipelines.simulator import Simulator, Timing, Workload
 from pipelines.supermetrics.settings import DATASET_NAME
-from pipelines.warehouse import AdvisoryLock, Warehouse, postgres_credentials
 
 TEAMS = (101, 102)
 RUNS = 10
@@ -330,7 +330,7 @@ def test_the_destination_comes_from_the_config_file(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "from pipelines.warehouse import configured_engine; print(configured_engine())",
+            "from pipelines.engines import configured_engine; print(configured_engine())",
         ],
         cwd=tmp_path,
         capture_output=True,

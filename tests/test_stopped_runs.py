@@ -28,11 +28,11 @@ from support import put_last_load_back
 from test_chaos import ENV
 from test_postgres import CHILD_TABLE, TEAMS, analytics_tables, seeded_simulator, tables
 
+from pipelines.engines import Warehouse, postgres_credentials
 from pipelines.ingest import ingest, rebuild_models
 from pipelines.lake import bucket_config
 from pipelines.simulator import Simulator
 from pipelines.supermetrics.settings import DATASET_NAME, PIPELINE_NAME
-from pipelines.warehouse import Warehouse, postgres_credentials
 
 EXTRACT_COMMIT = "dlt.extract.storage:ExtractStorage.commit_new_load_package"
 NORMALIZE_BEGIN = "dlt.common.storages.load_storage:LoadStorage.import_extracted_package"
@@ -187,7 +187,7 @@ SERVER_STATES = [normalized_and_extracted, job_started, normalized_and_loaded, p
 
 
 def raw_polls(target: Warehouse) -> int:
-    with target.read_lake() if target.is_lake else target.connect() as con:
+    with target.read_lake() if target.engine == "filesystem" else target.connect() as con:
         return con.rows(f"select count(*) from {DATASET_NAME}.polls")[0][0]
 
 

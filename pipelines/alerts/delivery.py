@@ -21,8 +21,8 @@ from typing import Any
 
 import requests
 
+from ..engines import Connection
 from ..text import MAX_TEXT, shorten
-from ..warehouse import Connection
 from .outbox import OUTBOX
 from .settings import AlertSettings
 

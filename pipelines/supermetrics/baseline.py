@@ -17,7 +17,7 @@ from .snapshot import Baseline, KnownBackfill, TeamBaseline
 from .sweep import OVERLAP
 
 if TYPE_CHECKING:
-    from ..warehouse import Connection
+    from ..engines import Connection
 
 # The sweep's memory reaches back this far (so that reading it does not grow with the history):
 # a transfer not swept for longer starts afresh at its oldest backfill seen.
