@@ -19,11 +19,12 @@ from pathlib import Path
 import duckdb
 
 from pipelines import spark
+from pipelines.engines import Warehouse
+from pipelines.engines.duckdb import DuckDBConnection
 from pipelines.ingest import open_pipeline
 from pipelines.lake import Lake, attach
 from pipelines.models import build
 from pipelines.supermetrics.baseline import read_baseline
-from pipelines.warehouse import Connection
 
 from .history import generate
 from .models_bench import timed
@@ -66,7 +67,7 @@ def write_lake(db_path: Path, bucket: Path, loads: int = 1) -> Lake:
 
 def baseline_seconds(lake: Lake) -> float:
     def read() -> None:
-        with Connection(duckdb.connect(), "duckdb") as con:
+        with DuckDBConnection(duckdb.connect()) as con:
             attach(con.raw, lake, "supermetrics")
             read_baseline(con, "supermetrics")
 
@@ -76,9 +77,9 @@ def baseline_seconds(lake: Lake) -> float:
 def run(work: Path, polls: int = WEEK) -> dict:
     db_path = work / "lake-bench.duckdb"
     counts = generate(db_path, polls=polls)
-    pipeline = open_pipeline(db_path)
-    build(pipeline, "supermetrics")  # warm: file cache, first-build schema creation
-    duckdb_build = timed(lambda: build(pipeline, "supermetrics", full_refresh=True), 3)
+    pipeline, engine = open_pipeline(db_path), Warehouse("duckdb", db_path)
+    build(pipeline, "supermetrics", engine)  # warm: file cache, first-build schema creation
+    duckdb_build = timed(lambda: build(pipeline, "supermetrics", engine, full_refresh=True), 3)
     whole = write_lake(db_path, work / "bucket-one-load")
     started = time.monotonic()
     session = spark.start_session("local[2]")

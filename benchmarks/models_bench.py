@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.engines import Warehouse
 from pipelines.ingest import open_pipeline
 from pipelines.models import build, tables_by_poll
 from pipelines.publish import publish
@@ -50,14 +51,14 @@ def per_run(db_path: Path, polls: int, runs: int = 5) -> tuple[float, float]:
     """Median seconds of the incremental build and of the publish after one more poll, as each
     cron run does them: the history of `polls` polls, then `runs` times one poll added."""
     generate(db_path, polls=polls)
-    pipeline = open_pipeline(db_path)
-    build(pipeline, "supermetrics")
+    pipeline, engine = open_pipeline(db_path), Warehouse("duckdb", db_path)
+    build(pipeline, "supermetrics", engine)
     for _ in range(2):  # each of the two copies the published file is in turn is made once
         publish(db_path, tables_by_poll())
     builds, publishes = [], []
     for added in range(1, runs + 1):
         generate(db_path, polls=polls + added)  # the same history, one poll longer
-        builds.append(timed(lambda: build(pipeline, "supermetrics"), 1))
+        builds.append(timed(lambda: build(pipeline, "supermetrics", engine), 1))
         publishes.append(timed(lambda: publish(db_path, tables_by_poll()), 1))
     return statistics.median(builds), statistics.median(publishes)
 
@@ -67,8 +68,8 @@ def run(work_dir: Path, polls: int = 365 * 288) -> dict:
     year_build, year_publish = per_run(work_dir / "per-run.duckdb", polls=polls)
     db_path = work_dir / "year.duckdb"
     counts = generate(db_path, polls=polls)
-    pipeline = open_pipeline(db_path)
-    build(pipeline, "supermetrics")  # warm: file cache, first-build schema creation
+    pipeline, engine = open_pipeline(db_path), Warehouse("duckdb", db_path)
+    build(pipeline, "supermetrics", engine)  # warm: file cache, first-build schema creation
 
     def copy_raw() -> None:
         with duckdb.connect(str(db_path)) as con:
@@ -77,7 +78,7 @@ def run(work_dir: Path, polls: int = 365 * 288) -> dict:
             )
             con.execute("drop table main.raw_copy")
 
-    rebuild = timed(lambda: build(pipeline, "supermetrics", full_refresh=True), 3)
+    rebuild = timed(lambda: build(pipeline, "supermetrics", engine, full_refresh=True), 3)
     floor = timed(copy_raw, 3)
     queries = {}
     with duckdb.connect(str(db_path), read_only=True) as con:

@@ -25,7 +25,7 @@ def put_last_load_back(db: Path, *, forget_in_database: bool, target: Warehouse 
     (pending / "package_completed.json").unlink()
     for job in (pending / "completed_jobs").iterdir():
         job.rename(pending / "started_jobs" / job.name)
-    if forget_in_database and target.engine == "filesystem":  # the load's row in the bucket is a file of its own
+    if forget_in_database and target.engine == "filesystem":  # its row in the bucket: a file of its own
         lake = target.lake()
         lake.fs.rm(f"{lake.dataset_path}/_dlt_loads/supermetrics__{package.name}.jsonl")
     elif forget_in_database:
