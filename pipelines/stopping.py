@@ -59,8 +59,11 @@ def install() -> None:
 def ignore() -> None:
     """For the last moments of a process whose work is done: a late signal no longer changes how
     it ends, unless it was stopped already and is stuck on the way out."""
+    # SIG_IGN outlives Python's own shutdown, which puts a Python handler back to the default
+    # (a late SIGTERM would then end a finished run as -15)
+    handler = _after_the_work if _received is not None or _exit_code is not None else signal.SIG_IGN
     for signum in NAMES:
-        signal.signal(signum, _after_the_work)
+        signal.signal(signum, handler)
 
 
 def _after_the_work(_signum: int, _frame: object = None) -> None:
