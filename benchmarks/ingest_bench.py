@@ -6,13 +6,16 @@ the numbers compare the work per poll rather than interpreter start-up, which is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,6 +33,8 @@ from .history import generate
 
 TEAM = DEFAULT_TEAM_ID
 POLLS = 15
+THROWAWAY_POSTGRES = Path(__file__).resolve().parents[1] / "scripts" / "throwaway-postgres"
+ON_POSTGRES = "this pipeline on PostgreSQL (poll, diff, lookups, load, models)"
 
 
 def payload_simulator(backfills: int, errors_each: int) -> Simulator:
@@ -51,6 +56,37 @@ def payload_simulator(backfills: int, errors_each: int) -> Simulator:
 def ours(sim: Simulator, work: Path) -> Callable[[], None]:
     os.environ["SOURCES__SUPERMETRICS__API_KEY"] = sim.api_key
     return lambda: ingest(work / "ours.duckdb", team_ids=[TEAM], base_url=sim.base_url)
+
+
+def ours_on_postgres(server_url: str) -> Callable[[Simulator, Path], Callable[[], None]]:
+    """The same run into a new database of the server (nothing to publish there: BI tools read
+    its analytics schema)."""
+
+    def make(sim: Simulator, work: Path) -> Callable[[], None]:
+        import psycopg2
+
+        name = f"bench_{uuid.uuid4().hex[:8]}"
+        admin = psycopg2.connect(server_url)
+        admin.autocommit = True
+        admin.cursor().execute(f"create database {name}")
+        admin.close()
+        os.environ["SOURCES__SUPERMETRICS__API_KEY"] = sim.api_key
+        os.environ["DESTINATION__POSTGRES__CREDENTIALS"] = server_url.rsplit("/", 1)[0] + "/" + name
+        return lambda: ingest(work / "pg", team_ids=[TEAM], base_url=sim.base_url, destination="postgres")
+
+    return make
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[str | None]:
+    """A PostgreSQL server for the benchmark (scripts/throwaway-postgres, as the tests start one),
+    or None where it cannot start: the PostgreSQL row then says it was not measured."""
+    folder = tempfile.mkdtemp(prefix="bench-pg-")
+    started = subprocess.run([THROWAWAY_POSTGRES, "start", folder], capture_output=True, text=True)
+    try:
+        yield started.stdout.strip() if started.returncode == 0 else None
+    finally:
+        subprocess.run([THROWAWAY_POSTGRES, "stop", folder], capture_output=True)
 
 
 def ours_ingest_only(sim: Simulator, work: Path) -> Callable[[], None]:
@@ -150,17 +186,21 @@ APPROACHES = {
 }
 
 
-def per_poll(work: Path) -> dict[str, dict[str, float]]:
+def per_poll(work: Path, postgres_url: str | None = None) -> dict[str, dict[str, float]]:
     """Median seconds per poll for an empty list and for 100 backfills carrying 1,000 errors.
 
     The approaches take turns, poll after poll, so that the machine's drift touches them alike.
+    With `postgres_url` (a server's superuser URL) this pipeline on PostgreSQL takes its turns too.
     """
-    results: dict[str, dict[str, float]] = {name: {} for name in APPROACHES}
+    approaches = dict(APPROACHES)
+    if postgres_url:
+        approaches = {next(iter(APPROACHES)): ours, ON_POSTGRES: ours_on_postgres(postgres_url), **APPROACHES}
+    results: dict[str, dict[str, float]] = {name: {} for name in approaches}
     for label, (backfills, errors_each) in {"empty": (0, 0), "full": (100, 10)}.items():
         sim = payload_simulator(backfills, errors_each)
         try:
             runs = {}
-            for number, (name, make) in enumerate(APPROACHES.items()):
+            for number, (name, make) in enumerate(approaches.items()):
                 folder = work / label / f"approach-{number}"
                 folder.mkdir(parents=True, exist_ok=True)
                 runs[name] = make(sim, folder)
@@ -437,8 +477,10 @@ def api_efficiency(work: Path) -> list[dict[str, int]]:
 
 
 def run(work: Path) -> dict:
+    with throwaway_postgres() as postgres_url:
+        polls = per_poll(work, postgres_url)
     return {
-        "per_poll": per_poll(work),
+        "per_poll": polls,
         "start_up": start_up(),
         "whole_process": whole_process(work),
         "growth": history_growth(work),
@@ -446,6 +488,17 @@ def run(work: Path) -> dict:
         "memory": peak_memory(work),
         "api": api_efficiency(work),
     }
+
+
+def _postgres_line(per_poll_results: dict[str, dict[str, float]], on_duckdb: float) -> str:
+    times = per_poll_results.get(ON_POSTGRES)
+    if times is None:
+        return "PostgreSQL: not measured (scripts/throwaway-postgres could not start a server here)."
+    return (
+        f"PostgreSQL (a throwaway server on 127.0.0.1, the same run without a copy to publish): "
+        f"{times['empty'] * 1000:.0f} ms fixed, {times['full'] * 1000:.0f} ms the full poll, "
+        f"{times['full'] / on_duckdb:.2f}x the same run on DuckDB."
+    )
 
 
 def report(result: dict) -> list[str]:
@@ -476,6 +529,8 @@ def report(result: dict) -> list[str]:
         "",
         f"Target: at most 1.5x the dlt rest_api append pipeline: {'met' if ratio <= 1.5 else 'MISSED'} "
         f"({ratio:.2f}x).",
+        "",
+        _postgres_line(per_poll_results, full),
         "",
         f"Where the time goes: the ingest itself (HTTP, validation, change detection against the stored "
         f"history, dlt's load) takes {ingest_only * 1000:.0f} ms, {ingest_only / rest['full']:.2f}x the "
