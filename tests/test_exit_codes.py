@@ -480,3 +480,14 @@ def test_a_second_stop_ends_a_process_stuck_on_its_way_out(sim: Simulator, tmp_p
     victim.send_signal(signal.SIGTERM)
     assert victim.wait(timeout=60) == 143
     assert victim.stderr.read() == ""  # no second line
+
+
+def test_a_stop_grace_that_is_not_a_number_is_a_config_error(tmp_path: Path) -> None:
+    result = run_backfills(
+        "check", "--db", str(tmp_path / "b.duckdb"), cwd=tmp_path, BACKFILLS_STOP_GRACE_SECONDS="20s"
+    )
+    assert result.returncode == 78, result.stderr
+    assert (
+        result.stderr
+        == "backfills: config error: BACKFILLS_STOP_GRACE_SECONDS='20s' is not a number of seconds\n"
+    )
