@@ -80,7 +80,8 @@ def plan(client: Any, builds: str, models: list[Any], full_refresh: bool, raw: s
     through_poll_id, previous = last
     if previous != current:
         return full("the models changed")
-    missing = [m.relation for m in models if m.scope and not table_exists(client, m.relation)]
+    existing = tables_in(client, {m.schema for m in models if m.scope})  # one catalog read, not one per model
+    missing = [m.relation for m in models if m.scope and m.relation not in existing]
     if missing:
         return full(f"{missing[0]} is missing")
     through_poll_id = through_poll_id or 0
@@ -134,6 +135,19 @@ def table_exists(client: Any, relation: str) -> bool:
             name,
         )[0][0]
     )
+
+
+def tables_in(client: Any, schemas: set[str]) -> set[str]:
+    """Every `schema.table` of these schemas (views included)."""
+    if not schemas:
+        return set()
+    marks = ", ".join(["%s"] * len(schemas))
+    rows = client.execute_sql(
+        "select table_schema, table_name from information_schema.tables "
+        f"where table_catalog = current_database() and table_schema in ({marks})",
+        *sorted(schemas),
+    )
+    return {f"{schema}.{name}" for schema, name in rows or []}
 
 
 def create_scopes(client: Any, raw: str, plan: Plan) -> None:
