@@ -5,9 +5,11 @@ with the engine's session:              # the run lock (overlapping cron ticks n
     repair dlt's working folder         # whatever a stop left there (pipelines.working_folder)
     finish pending load packages        # a killed run's data loads before anything new
     settle loads                        # a job dlt loaded twice counts once (pipelines.settle)
+    upgrade storage                     # what an older release stored (a bucket's plain Parquet)
     baseline = read from the database   # the only source of truth for change detection
     poll the API, load what changed     # the dlt source
     settle loads
+    maintain storage                    # the bucket's Delta tables compacted when due
     build the models, publish           # where the engine builds in the run; a failed build is
                                         # recorded and published too
     deliver alerts                      # from the outbox the build filled (pipelines.alerts)
@@ -130,9 +132,17 @@ def ingest(
             baseline=baseline, report=report, rounds=rounds, between_rounds=between_rounds, **overrides
         )
         with stopping.doing("polling and loading"):
-            _run(target, lambda: pipeline.run(source, loader_file_format=target.loader_file_format))
+            _run(
+                target,
+                lambda: pipeline.run(
+                    source, loader_file_format=target.loader_file_format, table_format=target.table_format
+                ),
+            )
             for note in target.settle(con):
                 log.warning(note)
+        with stopping.doing("maintaining storage"):
+            for note in target.maintain():
+                log.info(note)
         built, published = None, None
         # after every run, a failed poll's included: it shows in analytics.polls at once
         if build_models and target.builds_in_run:
@@ -259,6 +269,7 @@ def finish_earlier_runs(con: Connection, target: Warehouse) -> dlt.Pipeline:
     notes: list[str] = []
     pipeline, reloaded = finish_pending_loads(target, notes)
     notes += target.settle(con, reloaded)
+    notes += target.upgrade_storage()
     target.expose_raw(con)
     if notes:
         log.warning("; ".join(notes))
@@ -283,6 +294,7 @@ def finish_pending_loads(target: Warehouse, notes: list[str]) -> tuple[dlt.Pipel
         return pipeline, []
     notes.append("loaded data a previous run left pending")
     pending = list(pipeline.list_normalized_load_packages())
+    target.reloading(pending)
     try:
         _run(target, pipeline.run)
     except MonitorError:

@@ -1,40 +1,64 @@
-"""The raw history as Parquet files: dlt's `filesystem` destination, and what readers may take.
+"""The raw history as Delta tables: dlt's `filesystem` destination, and what readers may take.
 
 `[backfills] destination = "filesystem"` loads the same source into `[destination.filesystem]
 bucket_url` (a local folder, or `s3://`, `gs://`, `az://` with dlt's credentials) instead of a
-database. dlt writes each table's rows of one load as `<bucket>/<dataset>/<table>/<load_id>.<file_id>.parquet`
-and, only after every file of the load is written, `<dataset>/_dlt_loads/<schema>__<load_id>.jsonl`.
+database, with `table_format="delta"`: each raw table is a Delta table,
+`<bucket>/<dataset>/<table>/` (its `_delta_log/` and Parquet files), and each load is one atomic
+commit per table. Any engine that reads Delta reads them as they are.
 
-So a file is **committed** when its load id (the part of its name before the first dot) has a
-row in `_dlt_loads`. A run killed half-way leaves files (perhaps half-written) of a load with no
-such row; the next run loads that package again under the same load id and file names, over
-them, and only then writes its `_dlt_loads` row. No file is ever taken twice and no row is
-doubled: a load that dlt repeats rewrites the same files, it does not add new ones. Every reader
-here (the baseline of the next run, the Spark build) lists the committed files and reads only
-those; a load that can never complete is dropped by the run and its files are never read.
+A load touches several tables, one commit each, and dlt writes the load's row
+`<dataset>/_dlt_loads/<schema>__<load_id>.jsonl` after the last of them. Runs are serial (the run
+lock) and each finishes the load an earlier one left before it loads anew, so only the newest
+load in the tables can be incomplete. A reader here takes each table's snapshot and leaves out
+the rows of that newest load unless its `_dlt_loads` row exists: never half a load, and one
+file read to know it, however many loads there are.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .supermetrics.errors import ConfigError, StorageError
 
 LOADS_TABLE = "_dlt_loads"
-DEFAULT_LAYOUT = "{table_name}/{load_id}.{file_id}.{ext}"  # dlt's; the load id starts each name
+DEFAULT_LAYOUT = "{table_name}/{load_id}.{file_id}.{ext}"  # dlt's; the upgrade reads load ids from names
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Each raw table's Delta table at one version, and the load (if any) whose rows to leave out."""
+
+    tables: dict[str, Any]  # table -> deltalake.DeltaTable, children after their parents
+    incomplete_load: str | None = None
+
+    def parent(self, table: str) -> str | None:
+        """A child table's parent (`backfill_versions__error_report` -> `backfill_versions`)."""
+        return table.rsplit("__", 1)[0] if "__" in table else None
+
+    def rows(self, table: str, source: str, parent_view: str | None) -> str:
+        """The select of the rows of `table` (read as `source`) a reader may take: all but those
+        of an incomplete load; a child table's through its parent's view, `parent_view`."""
+        select = f"select * from {source}"
+        if self.incomplete_load is None:
+            return select
+        if parent_view is None:
+            return f"{select} where _dlt_load_id <> '{self.incomplete_load}'"
+        return f"{select} where _dlt_parent_id in (select _dlt_id from {parent_view})"
 
 
 @dataclass(frozen=True)
 class Lake:
-    """One dataset in a bucket: the fsspec file system and the dataset's folder in it."""
+    """One dataset in a bucket: the fsspec file system, the dataset's folder, and what deltalake
+    needs to open its tables."""
 
     fs: Any
     root: str  # the bucket_url's path, without the protocol
     dataset_path: str  # root/<dataset>
     protocol: str
+    storage_options: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_local(self) -> bool:
@@ -48,35 +72,47 @@ class Lake:
         """What Spark reads: a URL with its scheme (a bare path would be HDFS on a cluster)."""
         return f"{self.protocol}://{path}"
 
-    def committed_loads(self) -> set[str]:
-        """The load ids dlt completed. A `_dlt_loads` file cut short by a kill is not a completed
-        load (dlt writes it again when it finishes the package)."""
-        loads = set()
-        for path in self._ls(posixpath.join(self.dataset_path, LOADS_TABLE)):
-            try:
-                record = json.loads(self.fs.cat_file(path))
-            except (ValueError, UnicodeDecodeError):
-                continue
-            if record.get("status") == 0 and record.get("load_id"):
-                loads.add(record["load_id"])
-        return loads
+    def table_path(self, table: str) -> str:
+        return posixpath.join(self.dataset_path, table)
 
-    def committed_files(self) -> dict[str, list[str]]:
-        """Table -> its Parquet files of completed loads, in load order (dlt's own tables left out)."""
-        loads = self.committed_loads()
-        tables: dict[str, list[str]] = {}
-        for folder in self._ls(self.dataset_path, directories=True):
-            table = posixpath.basename(folder.rstrip("/"))
-            if table.startswith("_dlt"):
-                continue
-            files = [
-                path for path in self._ls(folder) if path.endswith(".parquet") and _load_id(path) in loads
-            ]
-            if files:
-                tables[table] = sorted(files, key=_load_id)
-        return tables
+    def table_folders(self) -> list[str]:
+        """The dataset's raw table folders, dlt's own tables left out."""
+        names = (posixpath.basename(p.rstrip("/")) for p in self.ls(self.dataset_path, directories=True))
+        return sorted(name for name in names if not name.startswith("_dlt"))
 
-    def _ls(self, path: str, directories: bool = False) -> list[str]:
+    def delta_tables(self) -> dict[str, Any]:
+        """Table -> its `deltalake.DeltaTable` (latest version), for the folders that are Delta tables."""
+        from deltalake import DeltaTable
+
+        tables = {}
+        for table in self.table_folders():
+            uri = self.url(self.table_path(table))
+            if DeltaTable.is_deltatable(uri, self.storage_options):
+                tables[table] = DeltaTable(uri, storage_options=self.storage_options)
+        return dict(sorted(tables.items(), key=lambda item: item[0].count("__")))
+
+    def snapshot(self) -> Snapshot:
+        tables = self.delta_tables()
+        newest = max((load for load in map(_newest_load, tables.values()) if load), default=None)
+        if newest is None or self.load_completed(newest):
+            return Snapshot(tables)
+        return Snapshot(tables, incomplete_load=newest)
+
+    def load_completed(self, load_id: str) -> bool:
+        """Whether dlt wrote the load's `_dlt_loads` row. One cut short by a kill is not one (dlt
+        writes it again when it finishes the package)."""
+        path = posixpath.join(self.dataset_path, LOADS_TABLE, f"supermetrics__{load_id}.jsonl")
+        try:
+            record = json.loads(self.fs.cat_file(path))
+        except FileNotFoundError:
+            return False
+        except (ValueError, UnicodeDecodeError):
+            return False
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.url(path)}: {exc}") from None
+        return record.get("status") == 0 and record.get("load_id") == load_id
+
+    def ls(self, path: str, directories: bool = False) -> list[str]:
         try:
             entries = self.fs.ls(path, detail=True)
         except FileNotFoundError:
@@ -87,10 +123,14 @@ class Lake:
         return [e["name"] for e in entries if e.get("type") == kind]
 
 
-def _load_id(path: str) -> str:
-    """`<load_id>.<file_id>.parquet`: dlt's load ids are `<seconds>.<fraction>`."""
-    name = posixpath.basename(path)
-    return ".".join(name.split(".")[:2])
+def _newest_load(table: Any) -> str | None:
+    """The newest `_dlt_load_id` in a table, from the statistics in its log (no data read)."""
+    actions = table.get_add_actions(flatten=True)
+    column = "max._dlt_load_id"
+    if column not in actions.schema.names:
+        return None  # a child table: its rows have no load id of their own
+    values = [v for v in actions.column(column).to_pylist() if v is not None]
+    return max(values, default=None)
 
 
 def bucket_config() -> Any:
@@ -101,7 +141,7 @@ def bucket_config() -> Any:
     from dlt.common.storages import FilesystemConfiguration
 
     layout = dlt.config.get("destination.filesystem.layout")
-    if layout and layout != DEFAULT_LAYOUT:  # readers find a file's load id by its name
+    if layout and layout != DEFAULT_LAYOUT:  # the upgrade of older buckets reads load ids from names
         raise ConfigError(
             f"[destination.filesystem] layout = {layout!r}: the filesystem destination needs dlt's "
             f"default layout, {DEFAULT_LAYOUT!r}; remove the setting"
@@ -116,24 +156,57 @@ def bucket_config() -> Any:
         ) from None
 
 
+def require_deltalake() -> None:
+    """`ConfigError` in one line when the `lake` extra is not installed."""
+    try:
+        import deltalake  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "destination filesystem writes Delta tables and needs deltalake: "
+            "pip install 'supermetrics-backfill-monitor[lake]' (make test installs it)"
+        ) from None
+
+
 def open_lake(config: Any, dataset: str) -> Lake:
+    import dlt
+
+    require_deltalake()    from dlt.common.libs.deltalake import deltalake_storage_options
     from dlt.common.storages import fsspec_from_config
 
     fs, root = fsspec_from_config(config)
-    return Lake(fs, root, posixpath.join(root, dataset), config.protocol)
+    # what dlt's Delta jobs use: the credentials, and [destination.filesystem] deltalake_storage_options
+    extra = dlt.config.get("destination.filesystem.deltalake_storage_options")
+    options = deltalake_storage_options(config.credentials, extra)
+    return Lake(fs, root, posixpath.join(root, dataset), config.protocol, options)
 
 
 def attach(con: Any, lake: Lake, schema: str) -> list[str]:
-    """Views `schema.<table>` in a DuckDB connection over the committed files of each table;
+    """Views `schema.<table>` in a DuckDB connection over each raw table's snapshot: the Parquet
+    files deltalake names for it, read by DuckDB (the views work on every cursor of `con`);
     returns the tables. Another bucket than a local folder is read through fsspec."""
     if not lake.is_local:
         con.register_filesystem(lake.fs)
+    snapshot = lake.snapshot()
     con.execute(f"create schema if not exists {schema}")
-    tables = lake.committed_files()
-    for table, files in tables.items():
-        listed = ", ".join("'" + lake.url(f).replace("'", "''") + "'" for f in files)
-        con.execute(
-            f"create or replace view {schema}.{table} as "
-            f"select * from read_parquet([{listed}], union_by_name = true)"
-        )
-    return list(tables)
+    for table, delta in snapshot.tables.items():
+        files = delta.file_uris()
+        if not files:  # no rows yet: an empty table with the Delta table's columns
+            _create_empty(con, f"{schema}.{table}", delta)
+            continue
+        listed = ", ".join("'" + uri.replace("'", "''") + "'" for uri in files)
+        source = f"read_parquet([{listed}], union_by_name = true)"
+        parent = snapshot.parent(table)
+        rows = snapshot.rows(table, source, parent and f"{schema}.{parent}")
+        con.execute(f"create or replace view {schema}.{table} as {rows}")
+    return list(snapshot.tables)
+
+
+def _create_empty(con: Any, relation: str, delta: Any) -> None:
+    import pyarrow as pa
+
+    empty = pa.schema(delta.schema().to_arrow()).empty_table()
+    con.register("_empty_delta_table", empty)
+    try:
+        con.execute(f"create or replace table {relation} as select * from _empty_delta_table")
+    finally:
+        con.unregister("_empty_delta_table")

@@ -1,8 +1,8 @@
-"""Build the models with Spark from the raw history as Parquet (the filesystem destination).
+"""Build the models with Spark from the raw history as Delta tables (the filesystem destination).
 
 `backfills models --engine spark` (the default for `destination = "filesystem"`):
 
-    read the committed raw files           # pipelines.lake: only loads dlt completed
+    read each raw table's snapshot         # pipelines.lake: the Parquet files deltalake names
     every model, in the usual order        # the same sql/ files, through pipelines.spark_sql
         staging models: temporary views; the others: Parquet under <models_url>/<build>/<schema>/<name>/
     the data tests of every mart           # a failure: exit 70, the previous build stays current
@@ -114,7 +114,7 @@ def start_session(master: str | None = None) -> Any:
 
 
 def build(spark: Any, lake: Lake, models_url: str | None = None, sql_dir: Path = SQL_DIR) -> SparkBuild:
-    """Build every model from the lake's committed files into a new build folder, test it, and
+    """Build every model from the raw tables' snapshots into a new build folder, test it, and
     make it the current one. Raises `ModelError` (the previous build stays current)."""
     started = time.monotonic()
     root = models_root(lake, models_url)
@@ -166,14 +166,22 @@ def _build_model(spark: Any, model: Model, build_url: str) -> None:
 
 
 def _register_raw(spark: Any, lake: Lake) -> int:
-    """Each raw table as a temporary view over its committed files (an empty one, with the
-    columns the models read, for a table dlt has not written yet); returns the newest poll id."""
-    files = lake.committed_files()
+    """Each raw table as a temporary view over the Parquet files of its Delta snapshot (no Delta
+    jars needed; deltalake names the files), without the rows of a load still under way (an empty
+    view, with the columns the models read, for a table dlt has not written yet); returns the
+    newest poll id."""
+    snapshot = lake.snapshot()
+    files = {table: delta.file_uris() for table, delta in snapshot.tables.items()}
+    files = {table: uris for table, uris in files.items() if uris}
     if "polls" not in files:
         raise ConfigError(f"{lake.url(lake.dataset_path)} holds no polls yet: run backfills ingest first")
-    for table, paths in files.items():
-        frame = spark.read.parquet(*[lake.spark_url(p) for p in paths])
-        frame.createOrReplaceTempView(view_name(f"{DATASET_NAME}.{table}"))
+    for table, uris in files.items():
+        relation = view_name(f"{DATASET_NAME}.{table}")
+        frame = spark.read.parquet(*[_spark_uri(lake, uri) for uri in uris])
+        frame.createOrReplaceTempView(f"{relation}_files")
+        parent = snapshot.parent(table)
+        rows = snapshot.rows(table, f"{relation}_files", parent and view_name(f"{DATASET_NAME}.{parent}"))
+        spark.sql(rows).createOrReplaceTempView(relation)
     for statement in models.bootstrap_sql(DATASET_NAME):
         create = sqlglot.parse_one(statement, read="duckdb")
         table = create.this.this.name
@@ -181,6 +189,11 @@ def _register_raw(spark: Any, lake: Lake) -> int:
             columns = ", ".join(c.sql(dialect="spark") for c in create.this.find_all(exp.ColumnDef))
             spark.createDataFrame([], columns).createOrReplaceTempView(view_name(f"{DATASET_NAME}.{table}"))
     return spark.sql(f"select max(poll_id) from {view_name(DATASET_NAME + '.polls')}").first()[0]
+
+
+def _spark_uri(lake: Lake, uri: str) -> str:
+    """deltalake's URI of a file, as Spark reads it: a local file's path gets its scheme."""
+    return uri if "://" in uri else lake.spark_url(uri)
 
 
 class _Client:

@@ -24,14 +24,16 @@ from pathlib import Path
 import duckdb
 import pytest
 from cli_process import backfills_env, run_backfills
-from conftest import RAW_TABLES
+from conftest import RAW_TABLES, TEAM, Api, add_transfer, days_ago
 from support import put_last_load_back
+from test_adoption import run_previous_release
 from test_chaos import ENV, MODES, kill_a_run
 from test_postgres import CHILD_TABLE, TEAMS, VOLATILE, normalised, seeded_simulator, tables
 
 from pipelines.engines import Warehouse
 from pipelines.ingest import ingest, rebuild_models
 from pipelines.lake import bucket_config
+from pipelines.simulator import Simulator
 from pipelines.supermetrics.settings import DATASET_NAME
 
 # an intermediate table's pointer to a dlt id
@@ -47,18 +49,27 @@ def lake_env(bucket: Path) -> dict[str, str]:
     }
 
 
+def bucket_config_for(bucket: Path) -> object:
+    """dlt's configuration of a local bucket, as `bucket_config()` resolves it from the environment."""
+    from dlt.common.configuration import resolve_configuration
+    from dlt.common.storages import FilesystemConfiguration
+
+    return resolve_configuration(FilesystemConfiguration(bucket_url=str(bucket)))
+
+
 def committed_polls(target: Warehouse) -> int:
     with target.read_lake() as con:
         return con.rows("select count(*) from supermetrics.polls")[0][0]
 
 
-def cut_short(target: Warehouse, load_id: str) -> Path:
-    """One Parquet file of the load half-written, as a kill in the middle of its copy leaves it."""
-    lake = target.lake()
-    written = sorted(Path(lake.dataset_path).glob(f"*/{load_id}.*.parquet"))
-    data = written[0].read_bytes()
-    written[0].write_bytes(data[: len(data) // 2])
-    return written[0]
+def half_written_file(target: Warehouse) -> Path:
+    """A Parquet file in a table's folder that no commit names, cut short, as a write killed
+    before its commit leaves it."""
+    folder = Path(target.lake().table_path("polls"))
+    data = sorted(folder.glob("part-*.parquet"))[0].read_bytes()
+    orphan = folder / "part-00000-00000000-0000-0000-0000-000000000000-c000.snappy.parquet"
+    orphan.write_bytes(data[: len(data) // 2])
+    return orphan
 
 
 def spark_tables(pointer: dict, twin: duckdb.DuckDBPyConnection) -> dict[str, tuple[list, list]]:
@@ -98,10 +109,11 @@ def test_killed_runs_leave_the_bucket_whole_and_spark_builds_what_duckdb_builds(
         args = ["ingest", "--base-url", sim.base_url, "--db", str(local)]
         args += [a for team in TEAMS for a in ("--team-id", str(team))]
 
-        def clean_run() -> None:
+        def clean_run() -> str:
             result = run_backfills(*args, cwd=tmp_path, **env)
             assert result.returncode == 0, result.stderr
             assert "models:" not in result.stdout  # the run loads files; Spark builds the models
+            return result.stderr
 
         def twin_runs(count: int) -> None:
             for _ in range(count):
@@ -123,10 +135,12 @@ def test_killed_runs_leave_the_bucket_whole_and_spark_builds_what_duckdb_builds(
             before = committed_polls(target)
             if mode == "committed_not_recorded":
                 clean_run()
-                load_id = put_last_load_back(local, forget_in_database=True, target=target)
-                cut_short(target, load_id)
-                # readers take no file of a load without its _dlt_loads row, whole or cut short
+                put_last_load_back(local, forget_in_database=True, target=target)
+                half_written_file(target)
+                # readers take no row of a load without its _dlt_loads row, nor a file no commit names
                 assert committed_polls(target) == before
+                # dlt appends the load's rows to each Delta table again; the run settles them
+                assert "duplicated row(s)" in clean_run()
                 killed[mode] += 1
             else:
                 working = target.working_dir()
@@ -237,7 +251,7 @@ def test_a_load_row_cut_short_is_not_a_load(tmp_path: Path, monkeypatch: pytest.
     newest = sorted(Path(lake.dataset_path, "_dlt_loads").iterdir())[-1]
     newest.write_text(newest.read_text()[:20])
     assert committed_polls(target) == 2
-    assert len(lake.committed_loads()) == 1
+    assert lake.snapshot().incomplete_load == newest.stem.removeprefix("supermetrics__")
 
 
 def test_a_new_spark_build_keeps_the_one_readers_were_given(
@@ -264,3 +278,46 @@ def test_a_new_spark_build_keeps_the_one_readers_were_given(
     assert previous == a
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith("build-")) == [a, c, d]
     assert json.loads((folder / spark.POINTER).read_text())["build"] == c
+
+
+def test_a_bucket_made_by_the_previous_release_becomes_delta_tables(sim: Simulator, tmp_path: Path) -> None:
+    """Three polls by release 0.2.0 into a bucket (plain Parquet), the last one's load left pending
+    with its `_dlt_loads` row gone (as a kill leaves it), and a stray file of a load that never
+    completed; then three polls by this release. The first run loads the pending package as the
+    old release wrote it, makes every table a Delta table of the committed rows, and deletes the
+    plain files: the bucket then holds what a DuckDB twin holds, no row twice, the stray none."""
+    bucket, local, twin = tmp_path / "bucket", tmp_path / "data" / "b.duckdb", tmp_path / "twin" / "b.duckdb"
+    env = {**lake_env(bucket), "SOURCES__SUPERMETRICS__API_KEY": sim.api_key}
+    args = ["ingest", "--team-id", str(TEAM), "--base-url", sim.base_url]
+    Api(sim).create(add_transfer(sim, failure_rate=0.5), days_ago(3), days_ago(1))
+    target = Warehouse("filesystem", local, bucket_config_for(bucket))
+    polls = Path(target.lake().table_path("polls"))
+    for step in range(6):
+        if step < 3:
+            done = run_previous_release(tmp_path, *args, "--db", str(local), **env)
+        else:
+            done = run_backfills(*args, "--db", str(local), cwd=tmp_path, **env)
+        assert done.returncode == 0, done.stderr
+        twin_run = run_backfills(
+            *args, "--db", str(twin), cwd=tmp_path, **{**env, "BACKFILLS_DESTINATION": "duckdb"}
+        )
+        assert twin_run.returncode == 0, twin_run.stderr
+        if step == 2:
+            assert not (polls / "_delta_log").exists()  # the old release's plain files
+            put_last_load_back(local, forget_in_database=True, target=target)
+            stray = polls / "1700000000.000001.0123456789.parquet"  # a load with no _dlt_loads row
+            shutil.copy(sorted(polls.glob("*.parquet"))[0], stray)
+        if step == 3:
+            assert "made the plain Parquet of an older release Delta tables" in done.stderr
+        sim.clock.advance(300)
+    raw = [*RAW_TABLES, CHILD_TABLE]
+    with target.read_lake() as lake, duckdb.connect(str(twin), read_only=True) as duck:
+        for table in raw:
+            doubled = lake.rows(f"select count(*) - count(distinct _dlt_id) from {DATASET_NAME}.{table}")
+            assert doubled[0][0] == 0, f"{table} holds a row twice"
+        assert tables(lake.raw, DATASET_NAME, raw, "?") == tables(duck, DATASET_NAME, raw, "?")
+        assert lake.rows(f"select count(*) from {DATASET_NAME}.polls")[0][0] == 6
+    dataset = Path(target.lake().dataset_path)
+    for folder in (p for p in dataset.iterdir() if p.is_dir() and not p.name.startswith("_dlt")):
+        assert (folder / "_delta_log").is_dir(), folder.name
+        assert not list(folder.glob("1*.parquet")), f"{folder.name} keeps plain files"

@@ -100,6 +100,7 @@ class Warehouse:
 
     # What the engine does, and what it refuses (capability -> the message users see)
     loader_file_format: ClassVar[str] = "insert_values"
+    table_format: ClassVar[str | None] = None  # dlt's table_format of the raw tables (delta)
     builds_in_run: ClassVar[bool] = True  # the run builds the SQL models (else Spark does)
 
     def __init_subclass__(cls, name: str = "", **kwargs: Any) -> None:
@@ -124,8 +125,10 @@ class Warehouse:
         """What this engine cannot do: `alerts`, `sql_models`, `read` (report, check, query),
         `spark`, each with the reason to show."""
         return {
-            "spark": "the Spark build reads the Parquet files of destination filesystem, and the "
-            f'destination is {self.engine}: set [backfills] destination = "filesystem" (docs/lake.md)'
+            "spark": "the Spark build reads the Delta tables of destination filesystem, and the "
+            f'destination is {self.engine}: set [backfills] destination = "filesystem" (docs/lake.md)',
+            "compact": f"compact is for the Delta tables of destination filesystem; the destination is "
+            f"{self.engine}, which keeps its own storage compact",
         }
 
     def require(self, capability: str) -> None:
@@ -185,6 +188,24 @@ class Warehouse:
 
         settled = settle(con, DATASET_NAME, reloaded)
         return [settled.describe()] if settled.removed else []
+
+    def reloading(self, load_ids: list[str]) -> None:
+        """Before dlt loads again the packages an earlier run left pending: what the engine must
+        remember, should this run stop before they are settled."""
+
+    def upgrade_storage(self) -> list[str]:
+        """Once what earlier runs left is loaded: bring what an older release stored to this
+        release's format (dlt's schema evolution does it in a database); what to say about it."""
+        return []
+
+    def maintain(self) -> list[str]:
+        """After the run's load: keep the storage's cost flat; what to say about it."""
+        return []
+
+    def compact(self, wait_lock: float, retention_hours: int | None = None) -> list[str]:
+        """`backfills compact`: compact the storage now, under the run lock; a line per table."""
+        self.require("compact")
+        raise AssertionError("unreachable")
 
     def discard(self, load_ids: list[str]) -> int:
         """Remove the rows of loads that will never complete; returns how many."""
