@@ -170,7 +170,8 @@ def require_deltalake() -> None:
 def open_lake(config: Any, dataset: str) -> Lake:
     import dlt
 
-    require_deltalake()    from dlt.common.libs.deltalake import deltalake_storage_options
+    require_deltalake()
+    from dlt.common.libs.deltalake import deltalake_storage_options
     from dlt.common.storages import fsspec_from_config
 
     fs, root = fsspec_from_config(config)
