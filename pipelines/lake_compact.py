@@ -52,7 +52,7 @@ def settings() -> CompactSettings:
 
     files, hours = dlt.config.get("lake.compact_after_files"), dlt.config.get("lake.retention_hours")
     return CompactSettings(
-        _whole("compact_after_files", files, DEFAULT_COMPACT_AFTER_FILES, 2),
+        _whole("compact_after_files", files, DEFAULT_COMPACT_AFTER_FILES, 1),
         _whole("retention_hours", hours, DEFAULT_RETENTION_HOURS, 0),
     )
 

@@ -2,12 +2,12 @@
 
     python tests/kill_at.py MODULE:CLASS.METHOD [SIGNAL [N [TEXT]]] -- ingest --db ...
 
-wraps dlt's METHOD so that the process sends itself SIGNAL (default SIGKILL) right after the
+wraps dlt's (or deltalake's) METHOD, or a module's function (MODULE:FUNCTION), so that the process sends itself SIGNAL (default SIGKILL) right after the
 N-th call (default 1) returns, counting only calls whose first argument contains TEXT (a SQL
 statement's), then runs the command as the `backfills` console script does.
 With KILL_AT_STUCK_THREAD=1 it first starts a thread that never ends, as a load job stuck in
 dlt's pool would be: a stop must end the process all the same.
-Only dlt's code is wrapped: the project's own runs unchanged.
+Only the libraries' code is wrapped: the project's own runs unchanged.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def kill_after(target: str, signum: int, call: int = 1, text: str = "") -> None:
     module_name, _, attribute = target.partition(":")
     owner_name, _, method_name = attribute.rpartition(".")
     owner = importlib.import_module(module_name)
-    for part in owner_name.split("."):
+    for part in filter(None, owner_name.split(".")):  # none: a function of the module
         owner = getattr(owner, part)
     original = getattr(owner, method_name)
     calls = 0

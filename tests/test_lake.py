@@ -321,3 +321,55 @@ def test_a_bucket_made_by_the_previous_release_becomes_delta_tables(sim: Simulat
     for folder in (p for p in dataset.iterdir() if p.is_dir() and not p.name.startswith("_dlt")):
         assert (folder / "_delta_log").is_dir(), folder.name
         assert not list(folder.glob("1*.parquet")), f"{folder.name} keeps plain files"
+
+
+def test_runs_compact_by_their_rule_and_compact_does_it_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `[lake] compact_after_files = 2` no table holds more than 3 files after a run, and the
+    rows stay; `backfills compact --retention-hours 0` leaves each table one file and deletes the
+    files no commit names (a write cut short included); it waits for a run's lock, refuses a
+    database destination and a retention that is not a whole number, each in one line."""
+    from pipelines.lock import RunLock
+
+    bucket, local = tmp_path / "bucket", tmp_path / "data" / "b.duckdb"
+    env = {**lake_env(bucket), "LAKE__COMPACT_AFTER_FILES": "2"}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DESTINATION__FILESYSTEM__BUCKET_URL", str(bucket))
+    target = Warehouse("filesystem", local, bucket_config())
+    with seeded_simulator() as sim:
+        args = ["ingest", "--base-url", sim.base_url, "--db", str(local), *[f"--team-id={t}" for t in TEAMS]]
+        for _ in range(5):
+            result = run_backfills(*args, cwd=tmp_path, **env)
+            assert result.returncode == 0, result.stderr
+            sim.clock.advance(300)
+            files = {table: len(delta.file_uris()) for table, delta in target.lake().delta_tables().items()}
+            assert max(files.values()) <= 3, files
+    raw = [*RAW_TABLES, CHILD_TABLE]
+    with target.read_lake() as lake:
+        before = tables(lake.raw, DATASET_NAME, raw, "?")
+        assert len(before["polls"]) == 10
+    orphan = half_written_file(target)
+
+    with RunLock(target.working_dir()):
+        locked = run_backfills("compact", "--db", str(local), cwd=tmp_path, **env)
+    assert locked.returncode == 73, locked.stderr
+    result = run_backfills("compact", "--db", str(local), "--retention-hours", "0", cwd=tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    assert "compacted polls: " in result.stdout and " -> 1 file(s)" in result.stdout
+    for delta in target.lake().delta_tables().values():
+        assert len(delta.file_uris()) <= 1
+        live = {Path(uri).name for uri in delta.file_uris()}
+        on_disk = {p.name for p in Path(delta.table_uri.removeprefix("file://")).glob("*.parquet")}
+        assert on_disk == live  # vacuumed: no file of an older version, no orphan
+    assert not orphan.exists()
+    with target.read_lake() as lake:
+        assert tables(lake.raw, DATASET_NAME, raw, "?") == before
+
+    on_duckdb = run_backfills("compact", cwd=tmp_path, BACKFILLS_DESTINATION="duckdb")
+    assert on_duckdb.returncode == 78 and "compact is for the Delta tables" in on_duckdb.stderr
+    bad = run_backfills(
+        "compact", "--db", str(local), cwd=tmp_path, **{**env, "LAKE__RETENTION_HOURS": "soon"}
+    )
+    assert bad.returncode == 78
+    assert bad.stderr.strip().endswith("[lake] retention_hours = 'soon' must be a whole number of at least 0")

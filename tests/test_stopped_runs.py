@@ -40,6 +40,10 @@ NORMALIZE_COMMIT = "dlt.common.storages.load_storage:LoadStorage.commit_new_load
 JOB_STARTED = "dlt.common.storages.load_package:PackageStorage.start_job"
 JOB_COMPLETED = "dlt.common.storages.load_package:PackageStorage.complete_job"
 LOAD_COMPLETED = "dlt.common.storages.load_storage:LoadStorage.complete_load_package"
+DELTA_COMMIT = "dlt.common.libs.deltalake:write_delta_table"  # a Delta table's commit of a load job
+COMPACTED = "deltalake.table:TableOptimizer.compact"
+CHECKPOINTED = "deltalake.table:DeltaTable.create_checkpoint"
+VACUUMED = "deltalake.table:DeltaTable.vacuum"
 
 
 @dataclass
@@ -166,6 +170,23 @@ def every_job_fails(run: Run) -> None:
         job.write_bytes(gzip.compress(b"this is not SQL"))
 
 
+def delta_committed_job_not_done(run: Run) -> None:
+    """The Delta commit of a load job made, dlt's record of the job not: dlt appends it again."""
+    run.killed_at(DELTA_COMMIT)
+
+
+def compaction_committed(run: Run) -> None:
+    run.killed_at(COMPACTED)  # before its checkpoint and vacuum
+
+
+def compaction_checkpointed(run: Run) -> None:
+    run.killed_at(CHECKPOINTED)
+
+
+def first_table_vacuumed(run: Run) -> None:
+    run.killed_at(VACUUMED)  # the other tables not compacted yet
+
+
 DUCKDB_STATES: list[Callable[[Run], None]] = [
     extracted_not_normalized,
     normalize_begun,
@@ -184,6 +205,14 @@ DUCKDB_STATES: list[Callable[[Run], None]] = [
 ]
 # where the destination takes part in the repair: rows settled, discarded, or files rewritten
 SERVER_STATES = [normalized_and_extracted, job_started, normalized_and_loaded, pending_job_cut_short]
+# the bucket's Delta tables: a repeated commit, and compaction (every run, with its vacuum
+# keeping no older file) stopped at each step
+LAKE_STATES = [
+    delta_committed_job_not_done,
+    compaction_committed,
+    compaction_checkpointed,
+    first_table_vacuumed,
+]
 
 
 def raw_polls(target: Warehouse) -> int:
@@ -191,14 +220,16 @@ def raw_polls(target: Warehouse) -> int:
         return con.rows(f"select count(*) from {DATASET_NAME}.polls")[0][0]
 
 
-def go_through(states: list[Callable[[Run], None]], run: Run, sim: Simulator, twin: Path) -> None:
-    """Each state in turn, then the next run; the twin gets one uninterrupted run per run kept."""
+def go_through(states: list[Callable[[Run], None]], run: Run, sim: Simulator, twin: Path) -> dict[str, str]:
+    """Each state in turn, then the next run; the twin gets one uninterrupted run per run kept.
+    Returns what each next run said (stderr), by state."""
 
     def twin_run() -> None:
         ingest(twin, team_ids=list(TEAMS), base_url=sim.base_url, build_models=False, destination="duckdb")
 
     run.clean()
     twin_run()
+    said = {}
     for make_state in states:
         sim.clock.advance(300)
         before = raw_polls(run.target)
@@ -210,7 +241,9 @@ def go_through(states: list[Callable[[Run], None]], run: Run, sim: Simulator, tw
         assert kept in (2, 4), (make_state.__name__, kept)
         for _ in range(kept // 2):
             twin_run()
+        said[make_state.__name__] = stderr
     rebuild_models(twin, destination="duckdb")
+    return said
 
 
 def assert_equal(con: object, param: str, twin: Path, with_models: bool) -> None:
@@ -286,9 +319,12 @@ def test_every_stopped_state_is_finished_by_the_next_run_on_the_filesystem(
         "BACKFILLS_DESTINATION": "filesystem",
         "DESTINATION__FILESYSTEM__BUCKET_URL": str(bucket),
         "SOURCES__SUPERMETRICS__API_KEY": "sim-key",
+        "LAKE__COMPACT_AFTER_FILES": "1",
+        "LAKE__RETENTION_HOURS": "0",
     }
     with seeded_simulator() as sim:
         run = Run(cli_args(sim, db), env, tmp_path, Warehouse("filesystem", db, bucket_config()))
-        go_through(SERVER_STATES, run, sim, twin)
+        said = go_through([*SERVER_STATES, *LAKE_STATES], run, sim, twin)
+    assert "duplicated row(s)" in said["delta_committed_job_not_done"]  # appended twice, settled
     with run.target.read_lake() as lake:
         assert_equal(lake.raw, "?", twin, with_models=False)
