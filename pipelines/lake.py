@@ -81,15 +81,25 @@ class Lake:
         return sorted(name for name in names if not name.startswith("_dlt"))
 
     def delta_tables(self) -> dict[str, Any]:
-        """Table -> its `deltalake.DeltaTable` (latest version), for the folders that are Delta tables."""
-        from deltalake import DeltaTable
+        """Table -> its `deltalake.DeltaTable` (latest version), for the folders that are Delta
+        tables. Opened side by side: each open reads the table's log (about 10 ms), and deltalake
+        does it without the GIL."""
+        from concurrent.futures import ThreadPoolExecutor
 
-        tables = {}
-        for table in self.table_folders():
-            uri = self.url(self.table_path(table))
-            if DeltaTable.is_deltatable(uri, self.storage_options):
-                tables[table] = DeltaTable(uri, storage_options=self.storage_options)
+        names = self.table_folders()
+        with ThreadPoolExecutor(max(1, min(8, len(names)))) as pool:
+            opened = dict(zip(names, pool.map(self._open, names), strict=True))
+        tables = {table: delta for table, delta in opened.items() if delta is not None}
         return dict(sorted(tables.items(), key=lambda item: item[0].count("__")))
+
+    def _open(self, table: str) -> Any | None:
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        try:
+            return DeltaTable(self.url(self.table_path(table)), storage_options=self.storage_options)
+        except TableNotFoundError:  # not (yet) a Delta table: an older release's plain Parquet
+            return None
 
     def snapshot(self) -> Snapshot:
         tables = self.delta_tables()

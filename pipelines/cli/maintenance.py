@@ -17,8 +17,8 @@ from .options import DB_OPTION, WAIT_LOCK_OPTION
     "--retention-hours",
     type=click.IntRange(min=0),
     metavar="HOURS",
-    help="Keep the files a snapshot of the last HOURS still reads. Default: [lake] retention_hours, "
-    "else 168 (7 days).",
+    help="Keep the files and commits a snapshot of the last HOURS still reads. Default: "
+    "[lake] retention_hours, else 24.",
 )
 def compact(db_path: Path, destination: str | None, wait_lock: float, retention_hours: int | None) -> None:
     """Compact every Delta table of the bucket, checkpoint its log and vacuum it (destination
