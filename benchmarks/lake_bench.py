@@ -55,7 +55,7 @@ def write_lake(db_path: Path, bucket: Path, loads: int = 1, rules: CompactSettin
                 "and table_name not like '\\_dlt%' escape '\\' and table_name <> '_settled_loads'"
             ).fetchall()
         ]
-        newest = con.execute("select max(poll_id) from supermetrics.polls").fetchone()[0]
+        newest = con.execute("select max(poll_id) from supermetrics.polls").fetchall()[0][0]
         by_poll = {table: _ordered_by_poll(con, table) for table in tables}
         for n in range(loads):
             load_id = f"{1800000000 + n}.{n:06d}"
