@@ -2,9 +2,10 @@
 
     python tests/kill_at.py MODULE:CLASS.METHOD [SIGNAL [N [TEXT]]] -- ingest --db ...
 
-wraps dlt's (or deltalake's) METHOD, or a module's function (MODULE:FUNCTION), so that the process sends itself SIGNAL (default SIGKILL) right after the
-N-th call (default 1) returns, counting only calls whose first argument contains TEXT (a SQL
-statement's), then runs the command as the `backfills` console script does.
+wraps dlt's (or deltalake's) METHOD, or a module's function (MODULE:FUNCTION), so that the
+process sends itself SIGNAL (default SIGKILL) right after the N-th call (default 1) returns,
+counting only calls whose first argument contains TEXT (a SQL statement's), then runs the
+command as the `backfills` console script does.
 With KILL_AT_STUCK_THREAD=1 it first starts a thread that never ends, as a load job stuck in
 dlt's pool would be: a stop must end the process all the same.
 Only the libraries' code is wrapped: the project's own runs unchanged.

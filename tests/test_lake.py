@@ -227,6 +227,16 @@ def test_the_filesystem_destination_says_what_it_needs_in_one_line(tmp_path: Pat
     assert result.returncode == 78  # before Spark starts
     assert "models_url = 's3://elsewhere/models' must be in the bucket's file system" in result.stderr
 
+    # an install without the lake extra: deltalake cannot be imported
+    blocker = tmp_path / "no-deltalake" / "deltalake"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError(\"No module named 'deltalake'\")\n")
+    without = {**lake_env(bucket), "PYTHONPATH": str(blocker.parent)}
+    for command in (["ingest", "--team-id", "1", "--base-url", "http://127.0.0.1:9"], ["compact"]):
+        result = run_backfills(*command, cwd=tmp_path, **without)
+        assert result.returncode == 78, (command, result.stderr)
+        assert result.stderr.count("\n") == 1 and "supermetrics-backfill-monitor[lake]" in result.stderr
+
     alerting = {**lake_env(bucket), "ALERTS__WEBHOOK_URL": "http://127.0.0.1:9/hook"}
     result = run_backfills(
         "ingest", "--team-id", "1", "--base-url", "http://127.0.0.1:9", cwd=tmp_path, **alerting
@@ -368,8 +378,10 @@ def test_runs_compact_by_their_rule_and_compact_does_it_now(
 
     on_duckdb = run_backfills("compact", cwd=tmp_path, BACKFILLS_DESTINATION="duckdb")
     assert on_duckdb.returncode == 78 and "compact is for the Delta tables" in on_duckdb.stderr
-    bad = run_backfills(
-        "compact", "--db", str(local), cwd=tmp_path, **{**env, "LAKE__RETENTION_HOURS": "soon"}
-    )
-    assert bad.returncode == 78
-    assert bad.stderr.strip().endswith("[lake] retention_hours = 'soon' must be a whole number of at least 0")
+    unreadable = {**env, "LAKE__RETENTION_HOURS": "soon"}
+    for command in (["compact", "--db", str(local)], args):  # the run stops before it polls
+        bad = run_backfills(*command, cwd=tmp_path, **unreadable)
+        assert bad.returncode == 78
+        assert bad.stderr.strip().endswith("retention_hours = 'soon' must be a whole number of at least 0")
+    with target.read_lake() as lake:
+        assert tables(lake.raw, DATASET_NAME, raw, "?") == before  # nothing loaded

@@ -53,8 +53,10 @@ class LakeWarehouse(Warehouse, name="filesystem"):
 
     def prepare(self) -> None:
         from ..lake import require_deltalake
+        from ..lake_compact import settings
 
         require_deltalake()
+        settings()  # a bad [lake] setting stops the run before it polls
 
     @property
     def label(self) -> str:
@@ -89,6 +91,9 @@ class LakeWarehouse(Warehouse, name="filesystem"):
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
+        from ..lake import require_deltalake
+
+        require_deltalake()
         from deltalake.exceptions import DeltaError
 
         try:
