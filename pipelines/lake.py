@@ -134,13 +134,18 @@ class Lake:
 
 
 def _newest_load(table: Any) -> str | None:
-    """The newest `_dlt_load_id` in a table, from the statistics in its log (no data read)."""
+    """The newest `_dlt_load_id` in a table, from the statistics in its log (no data read); a
+    child table has none (its rows have no load id of their own)."""
+    if "_dlt_load_id" not in [f.name for f in table.schema().fields]:
+        return None
     actions = table.get_add_actions(flatten=True)
     column = "max._dlt_load_id"
-    if column not in actions.schema.names:
-        return None  # a child table: its rows have no load id of their own
-    values = [v for v in actions.column(column).to_pylist() if v is not None]
-    return max(values, default=None)
+    if column in actions.schema.names and actions.column(column).null_count == 0:
+        return max(actions.column(column).to_pylist(), default=None)
+    # Delta keeps statistics of the first 32 columns only: read the one column
+    import pyarrow.compute as pc
+
+    return pc.max(table.to_pyarrow_dataset().to_table(columns=["_dlt_load_id"]).column(0)).as_py()
 
 
 def bucket_config() -> Any:

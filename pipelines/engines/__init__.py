@@ -2,7 +2,7 @@
 
 - `duckdb`: a file, the default; readers open the copy each build publishes.
 - `postgres`: a database; readers use its analytics schema.
-- `filesystem`: Parquet files in a bucket; Spark builds the models (pipelines.spark).
+- `filesystem`: Delta tables in a bucket; Spark builds the models (pipelines.spark).
 
 The orchestration (pipelines.ingest, pipelines.models, the CLI) never asks which engine it has:
 it calls the interface, and an engine that cannot do something refuses it through `require`.
@@ -14,7 +14,9 @@ Adding an engine (say, one of the warehouses dlt already loads):
    error class, a physical row id for settling doubled loads), `session` (the run lock and the
    connection held for the run), and the DDL a build needs (`temp_relation`, `create_table`,
    `replace_table`, `replace_view`); `refusals` for what it cannot do; `errors`/`known_error` to
-   turn its driver's failures into one line. Import it below.
+   turn its driver's failures into one line. Storage kept apart from a database (files, an open
+   table format) also has the hooks `reloading`, `upgrade_storage`, `maintain` and `compact`,
+   as `filesystem` does. Import it below.
 2. `configured_credentials`: what it connects with, from dlt's config and secrets.
 3. A test beside tests/test_postgres.py's equality tests: every raw and analytics table equal to
    DuckDB's after a seeded history, its chaos test, and the CLI as its least-privileged roles.
