@@ -385,3 +385,44 @@ def test_runs_compact_by_their_rule_and_compact_does_it_now(
         assert bad.stderr.strip().endswith("retention_hours = 'soon' must be a whole number of at least 0")
     with target.read_lake() as lake:
         assert tables(lake.raw, DATASET_NAME, raw, "?") == before  # nothing loaded
+
+
+def test_an_aborted_load_leaves_no_row_in_any_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows a load dlt aborts had committed (root tables by `_dlt_load_id`, the child table
+    through its parent) are deleted; a completed load is never touched."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DESTINATION__FILESYSTEM__BUCKET_URL", str(tmp_path / "bucket"))
+    monkeypatch.setenv("SOURCES__SUPERMETRICS__API_KEY", "sim-key")
+    target = Warehouse("filesystem", tmp_path / "data" / "b.duckdb", bucket_config())
+    with seeded_simulator() as sim:
+        for _ in range(3):
+            ingest(target.db_path, team_ids=list(TEAMS), base_url=sim.base_url, destination="filesystem")
+            sim.clock.advance(300)
+    raw = [*RAW_TABLES, CHILD_TABLE]
+    with target.read_lake() as lake:
+        before = {table: lake.rows(f"select count(*) from {DATASET_NAME}.{table}")[0][0] for table in raw}
+        aborted = lake.rows(  # the newest load with error reports
+            f"select max(v._dlt_load_id) from {DATASET_NAME}.backfill_versions as v "
+            f"join {DATASET_NAME}.{CHILD_TABLE} as e on e._dlt_parent_id = v._dlt_id"
+        )[0][0]
+        of_load = {
+            table: lake.rows(f"select count(*) from {DATASET_NAME}.{table} where _dlt_load_id = ?", aborted)[
+                0
+            ][0]
+            for table in RAW_TABLES
+        }
+        children = lake.rows(
+            f"select count(*) from {DATASET_NAME}.{CHILD_TABLE} where _dlt_parent_id in "
+            f"(select _dlt_id from {DATASET_NAME}.backfill_versions where _dlt_load_id = ?)",
+            aborted,
+        )[0][0]
+    assert of_load["polls"] == 2 and of_load["backfill_versions"] > 0 and children > 0
+
+    assert target.discard([aborted]) == 0  # completed: kept
+    Path(target.lake().dataset_path, "_dlt_loads", f"supermetrics__{aborted}.jsonl").unlink()
+    assert target.discard([aborted]) == sum(of_load.values())
+    with target.read_lake() as lake:
+        after = {table: lake.rows(f"select count(*) from {DATASET_NAME}.{table}")[0][0] for table in raw}
+    expected = {table: before[table] - of_load.get(table, 0) for table in raw}
+    expected[CHILD_TABLE] = before[CHILD_TABLE] - children
+    assert after == expected

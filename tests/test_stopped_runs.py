@@ -324,7 +324,7 @@ def test_every_stopped_state_is_finished_by_the_next_run_on_the_filesystem(
     }
     with seeded_simulator() as sim:
         run = Run(cli_args(sim, db), env, tmp_path, Warehouse("filesystem", db, bucket_config()))
-        said = go_through([*SERVER_STATES, *LAKE_STATES], run, sim, twin)
+        said = go_through([*SERVER_STATES, *LAKE_STATES, every_job_fails], run, sim, twin)
     assert "duplicated row(s)" in said["delta_committed_job_not_done"]  # appended twice, settled
     with run.target.read_lake() as lake:
         assert_equal(lake.raw, "?", twin, with_models=False)
