@@ -60,7 +60,7 @@ def test_each_engine_refuses_what_it_cannot_do_in_the_words_users_see(tmp_path: 
     for capability, words in (
         ("alerts", "alerts need a database (duckdb or postgres)"),
         ("sql_models", "the models of s3://bucket/raw are built by Spark"),
-        ("read", "holds the raw history as Parquet, not the analytics tables"),
+        ("read", "holds the raw history as Delta tables, not the analytics tables"),
     ):
         with pytest.raises(ConfigError, match=re.escape(words)):
             lake.require(capability)

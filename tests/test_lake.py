@@ -139,15 +139,15 @@ def test_killed_runs_leave_the_bucket_whole_and_spark_builds_what_duckdb_builds(
                 half_written_file(target)
                 # readers take no row of a load without its _dlt_loads row, nor a file no commit names
                 assert committed_polls(target) == before
-                # dlt appends the load's rows to each Delta table again; the run settles them
-                assert "duplicated row(s)" in clean_run()
                 killed[mode] += 1
             else:
                 working = target.working_dir()
                 killed[mode] += kill_a_run(
                     mode, args, tmp_path, backfills_env(**env), working, run_seconds, rng
                 )
-            clean_run()
+            said = clean_run()
+            if mode == "committed_not_recorded":  # dlt appended the load to each table again
+                assert "duplicated row(s)" in said
             kept = committed_polls(target) - before  # a run stores both teams' polls in one load, or none
             assert kept in (2, 4), kept
             twin_runs(kept // 2)  # one uninterrupted run per run the bucket kept

@@ -35,7 +35,7 @@ def imported_top_level_modules() -> set[str]:
 
 
 # imported only inside the functions that need them, and declared in an extra: module -> extra
-OPTIONAL = {"pyspark": "spark", "matplotlib": "notebook"}
+OPTIONAL = {"pyspark": "spark", "matplotlib": "notebook", "deltalake": "lake", "pyarrow": "lake"}
 
 
 def test_every_imported_package_is_a_declared_dependency() -> None:
