@@ -36,8 +36,8 @@ def settle(lake: Lake, load_ids: list[str] | None) -> dict[str, int]:
     snapshot = lake.snapshot()
     for table, delta in snapshot.tables.items():
         parent = snapshot.parent(table)
-        rows = _rows_of_loads(delta, load_ids, snapshot.tables.get(parent) if parent else None)
-        extra = _remove_copies(delta, rows)
+        scope = _rows_of_loads(load_ids, snapshot.tables.get(parent) if parent else None)
+        extra = _remove_copies(delta, scope)
         if extra:
             removed[table] = extra
     return removed
@@ -50,7 +50,7 @@ def discard(lake: Lake, load_ids: list[str]) -> int:
         return 0
     snapshot = lake.snapshot()
     parent_ids = {
-        table: _ids(_rows_of_loads(delta, load_ids, None))
+        table: _ids(delta, _rows_of_loads(load_ids, None))
         for table, delta in snapshot.tables.items()
         if snapshot.parent(table) is None
     }
@@ -65,28 +65,31 @@ def discard(lake: Lake, load_ids: list[str]) -> int:
     return removed
 
 
-def _rows_of_loads(delta: Any, load_ids: list[str] | None, parent: Any | None) -> Any:
+def _rows_of_loads(load_ids: list[str] | None, parent: Any | None) -> Any:
+    """A filter on a table's rows of the loads (None: every row); a child table's rows are those
+    of its parent's rows of the loads."""
     import pyarrow.dataset as ds
 
-    dataset = delta.to_pyarrow_dataset()
     if load_ids is None:
-        return dataset.to_table(columns=None)
+        return None
     if parent is None:
-        return dataset.to_table(filter=ds.field("_dlt_load_id").isin(load_ids))
-    parents = _ids(parent.to_pyarrow_dataset().to_table(filter=ds.field("_dlt_load_id").isin(load_ids)))
-    return dataset.to_table(filter=ds.field("_dlt_parent_id").isin(parents))
+        return ds.field("_dlt_load_id").isin(load_ids)
+    return ds.field("_dlt_parent_id").isin(_ids(parent, ds.field("_dlt_load_id").isin(load_ids)))
 
 
-def _remove_copies(delta: Any, rows: Any) -> int:
-    """Replace every row whose `_dlt_id` is there more than once by its first copy, in one commit."""
+def _remove_copies(delta: Any, scope: Any) -> int:
+    """Replace every row of `scope` whose `_dlt_id` is there more than once by its first copy, in
+    one commit. Only the ids are read, and then only the rows of the ids found twice."""
     import pyarrow as pa
+    import pyarrow.dataset as ds
     from deltalake import write_deltalake
 
-    counts = rows.group_by("_dlt_id").aggregate([("_dlt_id", "count")])
+    ids = delta.to_pyarrow_dataset().to_table(columns=["_dlt_id"], filter=scope)
+    counts = ids.group_by("_dlt_id").aggregate([("_dlt_id", "count")])
     doubled = counts.filter(counts.column("_dlt_id_count").to_numpy() > 1).column("_dlt_id").to_pylist()
     if not doubled:
         return 0
-    copies = rows.filter(pa.compute.is_in(rows.column("_dlt_id"), pa.array(doubled)))
+    copies = delta.to_pyarrow_dataset().to_table(filter=ds.field("_dlt_id").isin(doubled))
     numbered = copies.append_column("_copy", pa.array(range(copies.num_rows), pa.int64()))
     first = numbered.group_by("_dlt_id").aggregate([("_copy", "min")]).column("_copy_min")
     one_each = copies.take(first)
@@ -94,8 +97,9 @@ def _remove_copies(delta: Any, rows: Any) -> int:
     return copies.num_rows - one_each.num_rows
 
 
-def _ids(rows: Any) -> list[str]:
-    return rows.column("_dlt_id").to_pylist()
+def _ids(delta: Any, scope: Any) -> list[str]:
+    """The `_dlt_id`s of a table's rows in `scope` (a pyarrow filter)."""
+    return delta.to_pyarrow_dataset().to_table(columns=["_dlt_id"], filter=scope).column(0).to_pylist()
 
 
 def _in(column: str, values: list[str]) -> str:
