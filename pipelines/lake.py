@@ -114,9 +114,7 @@ class Lake:
         path = posixpath.join(self.dataset_path, LOADS_TABLE, f"supermetrics__{load_id}.jsonl")
         try:
             record = json.loads(self.fs.cat_file(path))
-        except FileNotFoundError:
-            return False
-        except (ValueError, UnicodeDecodeError):
+        except (FileNotFoundError, ValueError, UnicodeDecodeError):  # none yet, or cut short
             return False
         except OSError as exc:
             raise StorageError(f"cannot read {self.url(path)}: {exc}") from None
