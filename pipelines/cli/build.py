@@ -26,7 +26,7 @@ from .options import (
     "--engine",
     type=click.Choice(["database", "spark"]),
     help="Where the models run: in the database itself (duckdb, postgres), or on Spark from the "
-    "Parquet files of destination filesystem. Default: spark for filesystem, else database.",
+    "Delta tables of destination filesystem. Default: spark for filesystem, else database.",
 )
 def models(
     db_path: Path, destination: str | None, wait_lock: float, full_refresh: bool, engine: str | None
