@@ -24,6 +24,9 @@ from typing import Any
 from .supermetrics.errors import ConfigError, StorageError
 
 LOADS_TABLE = "_dlt_loads"
+# Delta features under which a snapshot's Parquet files alone are not the table (rows deleted
+# through a side file, columns renamed through the log); this pipeline's writer uses neither
+FILES_NOT_ENOUGH = {"deletionVectors", "columnMapping"}
 DEFAULT_LAYOUT = "{table_name}/{load_id}.{file_id}.{ext}"  # dlt's; the upgrade reads load ids from names
 
 
@@ -129,6 +132,12 @@ class Lake:
             raise StorageError(f"cannot list {self.url(path)}: {exc}") from None
         kind = "directory" if directories else "file"
         return [e["name"] for e in entries if e.get("type") == kind]
+
+
+def features_beyond_files(delta: Any) -> list[str]:
+    """The Delta reader features of a table that reading its snapshot's Parquet files would miss
+    (another engine may have turned them on); none for the tables this pipeline writes."""
+    return sorted(set(delta.protocol().reader_features or []) & FILES_NOT_ENOUGH)
 
 
 def _newest_load(table: Any) -> str | None:

@@ -34,7 +34,7 @@ from sqlglot import exp
 from . import incremental, models
 from .engines import Warehouse
 from .incremental import Plan
-from .lake import Lake
+from .lake import Lake, features_beyond_files
 from .models import SQL_DIR, BuildResult, Model
 from .spark_sql import to_spark, view_name
 from .supermetrics.errors import ConfigError, ModelError
@@ -166,10 +166,9 @@ def _build_model(spark: Any, model: Model, build_url: str) -> None:
 
 
 def _register_raw(spark: Any, lake: Lake) -> int:
-    """Each raw table as a temporary view over the Parquet files of its Delta snapshot (no Delta
-    jars needed; deltalake names the files), without the rows of a load still under way (an empty
-    view, with the columns the models read, for a table dlt has not written yet); returns the
-    newest poll id."""
+    """Each raw table as a temporary view of its Delta snapshot (`_read_table`), without the rows
+    of a load still under way (an empty view, with the columns the models read, for a table dlt
+    has not written yet); returns the newest poll id."""
     snapshot = lake.snapshot()
     files = {table: delta.file_uris() for table, delta in snapshot.tables.items()}
     files = {table: uris for table, uris in files.items() if uris}
@@ -177,7 +176,7 @@ def _register_raw(spark: Any, lake: Lake) -> int:
         raise ConfigError(f"{lake.url(lake.dataset_path)} holds no polls yet: run backfills ingest first")
     for table, uris in files.items():
         relation = view_name(f"{DATASET_NAME}.{table}")
-        frame = spark.read.parquet(*[_spark_uri(lake, uri) for uri in uris])
+        frame = _read_table(spark, lake, table, snapshot.tables[table], uris)
         frame.createOrReplaceTempView(f"{relation}_files")
         parent = snapshot.parent(table)
         rows = snapshot.rows(table, f"{relation}_files", parent and view_name(f"{DATASET_NAME}.{parent}"))
@@ -189,6 +188,25 @@ def _register_raw(spark: Any, lake: Lake) -> int:
             columns = ", ".join(c.sql(dialect="spark") for c in create.this.find_all(exp.ColumnDef))
             spark.createDataFrame([], columns).createOrReplaceTempView(view_name(f"{DATASET_NAME}.{table}"))
     return spark.sql(f"select max(poll_id) from {view_name(DATASET_NAME + '.polls')}").first()[0]
+
+
+def _read_table(spark: Any, lake: Lake, table: str, delta: Any, uris: list[str]) -> Any:
+    """A raw table at the snapshot's version: with Delta's own reader where the cluster has it
+    (Databricks, delta-spark), else the Parquet files deltalake names for it (no jars)."""
+    try:
+        reader = spark.read.format("delta").option("versionAsOf", delta.version())
+        return reader.load(_spark_uri(lake, lake.table_path(table)))
+    except Exception as exc:  # Spark says DATA_SOURCE_NOT_FOUND where no Delta is installed
+        if "DATA_SOURCE_NOT_FOUND" not in str(exc):
+            raise
+    beyond = features_beyond_files(delta)
+    if beyond:
+        raise ConfigError(
+            f"{lake.url(lake.table_path(table))} uses Delta's {', '.join(beyond)}, which its Parquet "
+            "files alone do not show: build where Spark has Delta (Databricks, or delta-spark on the "
+            "classpath)"
+        )
+    return spark.read.parquet(*[_spark_uri(lake, uri) for uri in uris])
 
 
 def _spark_uri(lake: Lake, uri: str) -> str:

@@ -420,3 +420,19 @@ def test_an_aborted_load_leaves_no_row_in_any_table(tmp_path: Path, monkeypatch:
     expected = {table: before[table] - of_load.get(table, 0) for table in raw}
     expected[CHILD_TABLE] = before[CHILD_TABLE] - children
     assert after == expected
+
+
+def test_a_table_whose_files_alone_are_not_the_table_is_told_apart(tmp_path: Path) -> None:
+    """The Spark build reads a snapshot's Parquet files where Spark has no Delta; a table another
+    engine gave deletion vectors cannot be read so, and is told apart (the build then says so)."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, TableFeatures, write_deltalake
+
+    from pipelines.lake import features_beyond_files
+
+    write_deltalake(str(tmp_path / "t"), pa.table({"a": [1, 2]}))
+    assert features_beyond_files(DeltaTable(str(tmp_path / "t"))) == []  # as this pipeline writes
+    DeltaTable(str(tmp_path / "t")).alter.add_feature(
+        TableFeatures.DeletionVectors, allow_protocol_versions_increase=True
+    )
+    assert features_beyond_files(DeltaTable(str(tmp_path / "t"))) == ["deletionVectors"]
