@@ -2,7 +2,7 @@
 
 Every run appends a small file to each table it loads; reading 10,000 of them costs far more than
 reading one. After its load, a run compacts each table whose snapshot holds more than
-`[lake] compact_after_files` files (default 10): for such a table,
+`[lake] compact_after_files` files (default 4): for such a table,
 
     optimize (compact)      # one commit: the small files' rows in files of up to 32 MB
     checkpoint              # the log read from one Parquet file instead of every commit's JSON

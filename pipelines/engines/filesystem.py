@@ -116,18 +116,13 @@ class LakeWarehouse(Warehouse, name="filesystem"):
 
     def settle(self, con: Connection, reloaded: list[str] | None = None) -> list[str]:
         from ..lake_settle import settle
+        from ..settle import SettleResult
 
         unsettled = self._unsettled()
         load_ids = None if unsettled is None else sorted(set(unsettled + (reloaded or [])))
         removed = settle(self.lake(), load_ids) if load_ids != [] else {}
         self._to_settle().unlink(missing_ok=True)
-        if not removed:
-            return []
-        tables = ", ".join(f"{table} {count}" for table, count in sorted(removed.items()))
-        return [
-            f"removed {sum(removed.values())} duplicated row(s) ({tables}) that a run killed during "
-            "its load had stored twice"
-        ]
+        return [SettleResult(removed).describe()] if removed else []
 
     def discard(self, load_ids: list[str]) -> int:
         from ..lake_settle import discard
