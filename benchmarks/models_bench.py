@@ -37,6 +37,12 @@ QUERIES = {
 BASELINE_QUERY = "select 1"
 
 
+def slowest(steps: dict[str, float], count: int = 5) -> str:
+    """The `count` slowest steps of a build (BuildResult.step_seconds), for the report."""
+    top = sorted(steps.items(), key=lambda step: -step[1])[:count]
+    return ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in top)
+
+
 def timed(action, repeat: int) -> float:
     """Median seconds of `repeat` runs."""
     samples = []
@@ -47,25 +53,28 @@ def timed(action, repeat: int) -> float:
     return statistics.median(samples)
 
 
-def per_run(db_path: Path, polls: int, runs: int = 5) -> tuple[float, float]:
+def per_run(db_path: Path, polls: int, runs: int = 5) -> tuple[float, float, dict[str, float]]:
     """Median seconds of the incremental build and of the publish after one more poll, as each
-    cron run does them: the history of `polls` polls, then `runs` times one poll added."""
+    cron run does them: the history of `polls` polls, then `runs` times one poll added; and the
+    last build's seconds per step."""
     generate(db_path, polls=polls)
     pipeline, engine = open_pipeline(db_path), Warehouse("duckdb", db_path)
     build(pipeline, "supermetrics", engine)
     for _ in range(2):  # each of the two copies the published file is in turn is made once
         publish(db_path, tables_by_poll())
-    builds, publishes = [], []
+    builds, publishes, steps = [], [], {}
     for added in range(1, runs + 1):
         generate(db_path, polls=polls + added)  # the same history, one poll longer
-        builds.append(timed(lambda: build(pipeline, "supermetrics", engine), 1))
+        started = time.perf_counter()
+        steps = build(pipeline, "supermetrics", engine).step_seconds
+        builds.append(time.perf_counter() - started)
         publishes.append(timed(lambda: publish(db_path, tables_by_poll()), 1))
-    return statistics.median(builds), statistics.median(publishes)
+    return statistics.median(builds), statistics.median(publishes), steps
 
 
 def run(work_dir: Path, polls: int = 365 * 288) -> dict:
-    empty_build, empty_publish = per_run(work_dir / "nearly-empty.duckdb", polls=2)
-    year_build, year_publish = per_run(work_dir / "per-run.duckdb", polls=polls)
+    empty_build, empty_publish, empty_steps = per_run(work_dir / "nearly-empty.duckdb", polls=2)
+    year_build, year_publish, year_steps = per_run(work_dir / "per-run.duckdb", polls=polls)
     db_path = work_dir / "year.duckdb"
     counts = generate(db_path, polls=polls)
     pipeline, engine = open_pipeline(db_path), Warehouse("duckdb", db_path)
@@ -78,7 +87,12 @@ def run(work_dir: Path, polls: int = 365 * 288) -> dict:
             )
             con.execute("drop table main.raw_copy")
 
-    rebuild = timed(lambda: build(pipeline, "supermetrics", engine, full_refresh=True), 3)
+    rebuilds = []
+    for _ in range(3):
+        started = time.perf_counter()
+        rebuild_steps = build(pipeline, "supermetrics", engine, full_refresh=True).step_seconds
+        rebuilds.append(time.perf_counter() - started)
+    rebuild = statistics.median(rebuilds)
     floor = timed(copy_raw, 3)
     queries = {}
     with duckdb.connect(str(db_path), read_only=True) as con:
@@ -90,7 +104,9 @@ def run(work_dir: Path, polls: int = 365 * 288) -> dict:
         "counts": counts,
         "progress_rows": progress_rows,
         "rebuild": rebuild,
+        "rebuild_steps": rebuild_steps,
         "per_run": {"empty": (empty_build, empty_publish), "year": (year_build, year_publish)},
+        "per_run_steps": {"empty": empty_steps, "year": year_steps},
         "floor": floor,
         "baseline_query": baseline,
         "queries": queries,
@@ -129,26 +145,22 @@ def report(result: dict) -> list[str]:
         f"Target: build + publish over a year at most 1.2x an empty history: "
         f"{'met' if both <= 1.2 else 'MISSED'} ({both:.2f}x; a full rebuild every run was about 20x).",
         "",
-        "Profiled once (2026-11-29), statement by statement, one build after one more poll over the year "
-        "(0.89 s, 78 statements): no statement dominates. The growth is spread over the aggregates "
-        "rebuilt whole every run, which read every backfill or day (daily_activity 61 ms, "
-        "transfer_failure_rates 42 ms, error_summary 17 ms, freshness 15 ms), the scoped models, each of "
-        "which semi-joins its scope with whole intermediate tables (backfill_errors 56 ms, backfills 48 "
-        "ms, backfill_progress 47 ms, backfill_status_history 36 ms), and the one batch of data tests (77"
-        " ms). The publish reads the newest poll of the copies' large tables and checkpoints them. Tried,"
-        " and kept: one connection for the whole run (the catalog is read once), as-of joins as merges"
-        " (the full refresh of this year took 533 s with DuckDB's nested-loop ASOF join; the models now"
-        " use running maxima and equi-joins, which PostgreSQL runs too), publishing by "
-        "appending to two alternating copies instead of copying the file (publish 0.61 s -> 0.43 s), the "
-        "memory cap. Not yet tried: daily_activity and transfer_failure_rates built incrementally (by the"
-        " days and transfers in scope), and a literal lower bound on poll_id in the scoped inputs so that"
-        " DuckDB's zone maps skip old row groups; by this profile they address about half of the "
-        "difference to an empty history.",
+        f"Profile (the build's own seconds per step, this run): over the year "
+        f"{slowest(result['per_run_steps']['year'])}; nearly empty "
+        f"{slowest(result['per_run_steps']['empty'])}. The growth is spread over the models rebuilt "
+        "whole every run, which read every backfill or day (daily_activity, transfer_failure_rates, "
+        "error_summary, freshness), and the scoped models, each of which semi-joins its scope with "
+        "whole intermediate tables. Tried and kept: one connection for the whole run, as-of joins as "
+        "running maxima (PostgreSQL runs them too), publishing by appending to two alternating copies, "
+        "the memory cap, one catalog read for the scoped tables, alert_events reading only the "
+        "versions that can start an event. Not yet tried: daily_activity and transfer_failure_rates "
+        "built by the days and transfers in scope; a literal lower bound on poll_id in the scoped "
+        "inputs so that DuckDB's zone maps skip old row groups.",
         "",
         "| measure | time | baseline (same run) | ratio | target |",
         "| --- | --- | --- | --- | --- |",
         f"| full refresh of all models + data tests | {rebuild:.2f} s | copy of raw versions {floor:.2f} s "
-        f"| {rebuild / floor:.1f}x | <= 5 s: {'met' if rebuild <= 5 else 'MISSED'} |",
+        f"| {rebuild / floor:.1f}x | <= 3 s: {'met' if rebuild <= 3 else 'MISSED'} |",
     ]
     for name, seconds in result["queries"].items():
         ms = seconds * 1000
@@ -156,4 +168,18 @@ def report(result: dict) -> list[str]:
             f"| query: {name} | {ms:.1f} ms | `select 1` {result['baseline_query'] * 1000:.2f} ms "
             f"| {seconds / result['baseline_query']:.0f}x | <= 100 ms: {'met' if ms <= 100 else 'MISSED'} |"
         )
+    lines += [
+        "",
+        f"Profile of the full refresh: {slowest(result['rebuild_steps'])}. The time is in window "
+        "sorts over the two million versions: each of the three heavy models orders them by backfill "
+        "and poll again (the previous state, the as-of joins of listed polls and of unlistings). "
+        "Tried: the window over only the columns it needs with the rest joined back (the join costs "
+        "more than the narrower sort saves: 1.9 s against 1.55 s for the versions model); dropping the "
+        "join of each as-of timeline back to its versions (12-20% off each model, 3% off the whole). "
+        "Measured, not adopted: DuckDB's ASOF JOIN for the listed polls' versions is 2.4x faster than "
+        "the running maximum (0.8 s against 1.9 s at 10 teams), but its plan follows DuckDB's "
+        "estimates (on small ones a nested loop: this year once took 533 s), and it would be a second, "
+        "DuckDB-only text of the model. Next: one sequenced timeline of versions, listings and "
+        "unlistings per backfill, sorted once, that the three models read.",
+    ]
     return lines

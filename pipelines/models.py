@@ -148,6 +148,8 @@ class BuildResult:
     warnings: list[str]
     seconds: float
     mode: str = "full refresh"  # or "incremental"
+    # seconds per step, in build order: each model, then "data tests" (what `make bench` profiles)
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def variables() -> dict[str, Any]:
@@ -263,7 +265,7 @@ def build(
                 plan = incremental.plan(client, BUILDS, models, full_refresh, raw_dataset, engine)
                 for setting in engine.build_settings(plan.full_refresh):
                     client.execute_sql(setting)
-                tests, warnings = _build_all(client, models, raw_dataset, plan)
+                tests, warnings, steps = _build_all(client, models, raw_dataset, plan)
                 if alerts is not None and alerts.enabled:
                     outbox.record(client, alerts)
                 _record(client, raw_dataset, started_at, "ok", None, len(models), tests, plan)
@@ -273,15 +275,19 @@ def build(
             _record_failure(client, raw_dataset, started_at, str(error))
             raise
     mode = "incremental" if not plan.full_refresh else f"full refresh: {plan.reason}"
-    return BuildResult([m.relation for m in models], tests, warnings, time.monotonic() - started, mode)
+    return BuildResult([m.relation for m in models], tests, warnings, time.monotonic() - started, mode, steps)
 
 
-def _build_all(client: Any, models: list[Model], raw_dataset: str, plan: Plan) -> tuple[int, list[str]]:
-    """Every model in order, then the data tests; returns (checks run, warnings)."""
+def _build_all(
+    client: Any, models: list[Model], raw_dataset: str, plan: Plan
+) -> tuple[int, list[str], dict[str, float]]:
+    """Every model in order, then the data tests; returns (checks run, warnings, seconds per step)."""
+    steps: dict[str, float] = {}
     for schema in sorted({m.schema for m in models} | {"staging"}):
         incremental.ensure_schema(client, schema)
     incremental.create_scopes(client, raw_dataset, plan)
     for model in models:
+        started = time.monotonic()
         try:
             if model.materialized == "view":
                 plan.engine.replace_view(client, model.relation, model.sql, plan.models_changed)
@@ -291,11 +297,14 @@ def _build_all(client: Any, models: list[Model], raw_dataset: str, plan: Plan) -
                 incremental.materialize(client, model.relation, model.sql, model.scope, plan)
         except Exception as exc:  # the database's own message says what is wrong with the SQL
             raise ModelError(f"building {model.relation} failed: {_first_line(exc)}") from None
+        steps[model.relation] = time.monotonic() - started
+    started = time.monotonic()
     failures, tests = run_data_tests(client, models, "tests", plan)
     if failures:
         raise ModelError(f"{len(failures)} of {tests} data tests failed: {'; '.join(failures)}")
     warnings, checks = run_data_tests(client, models, "warnings", plan)
-    return tests + checks, warnings
+    steps["data tests"] = time.monotonic() - started
+    return tests + checks, warnings, steps
 
 
 def _record(

@@ -109,6 +109,17 @@ def test_every_join_of_the_models_is_a_hash_join(sim: Simulator, api: Api, wareh
             assert joins <= allowed, (model.relation, joins)
 
 
+def test_a_build_times_each_model_and_its_data_tests(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
+    # make bench profiles the builds from these (the slowest steps beside each figure)
+    api.create(add_transfer(sim), days_ago(2), days_ago(1))
+    sim.clock.advance(500)
+    built = warehouse.ingest().built
+    assert built is not None
+    assert list(built.step_seconds) == [m.relation for m in discover()] + ["data tests"]
+    assert all(seconds >= 0 for seconds in built.step_seconds.values())
+    assert sum(built.step_seconds.values()) <= built.seconds
+
+
 def test_a_failing_data_test_stops_the_build_and_keeps_the_old_tables(
     sim: Simulator, api: Api, warehouse: Warehouse
 ) -> None:

@@ -12,7 +12,10 @@ status_history as (
 ),
 
 versions as (
+    -- only the states that can begin a stretch with an event: a scan of the status column, not
+    -- a copy of every version
     select * from staging.int_backfill_versions_sequenced
+    where status in ('FAILED', 'COMPLETED', 'CANCELLED')
 ),
 
 stretch_starts as (

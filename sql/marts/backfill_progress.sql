@@ -32,29 +32,106 @@ versions as (
     )
 ),
 
-listed_poll_ids as (
+-- each team's new polls numbered in poll order: a stretch's listed polls are a range of these
+-- positions (not of poll ids: one run numbers the polls of all its teams one after another, so a
+-- range of poll ids holds every team's polls)
+team_polls as (
     select
-        stretches.team_id,
-        stretches.transfer_backfill_id,
-        listed_poll.poll_id
-    from stretches,
-        generate_series(
-            greatest(stretches.listed_from_poll_id, (select poll_id from first_new_poll)),
-            coalesce(stretches.unlisted_at_poll_id, (select max(poll_id) + 1 from polls)) - 1
-        ) as listed_poll (poll_id)
+        poll_id,
+        team_id,
+        polled_at,
+        row_number() over (partition by team_id order by poll_id) as position
+    from new_polls
+),
+
+-- each stretch's first and last listed poll among them: the count of the team's new polls before
+-- its listing (or the first new poll) and before its unlisting, as a running max of positions
+-- over both sides in poll order (a bound sorts before a poll of the same id)
+stretch_bounds as (
+    select
+        team_id,
+        transfer_backfill_id,
+        listed_from_poll_id,
+        greatest(listed_from_poll_id, (select poll_id from first_new_poll)) as poll_id,
+        0 as is_last
+    from stretches
+    union all
+    select
+        team_id,
+        transfer_backfill_id,
+        listed_from_poll_id,
+        coalesce(unlisted_at_poll_id, (select max(poll_id) + 1 from polls)) as poll_id,
+        1 as is_last
+    from stretches
+),
+
+bound_timeline as (
+    select
+        team_id,
+        poll_id,
+        0 as is_poll,
+        transfer_backfill_id,
+        listed_from_poll_id,
+        is_last,
+        cast(null as bigint) as position
+    from stretch_bounds
+    union all
+    select
+        team_id,
+        poll_id,
+        1 as is_poll,
+        cast(null as bigint) as transfer_backfill_id,
+        cast(null as bigint) as listed_from_poll_id,
+        cast(null as integer) as is_last,
+        position
+    from team_polls
+),
+
+bound_positions as (
+    select
+        team_id,
+        transfer_backfill_id,
+        listed_from_poll_id,
+        is_last,
+        is_poll,
+        coalesce(max(position) over (
+            partition by team_id order by poll_id, is_poll
+            rows between unbounded preceding and current row
+        ), 0) as polls_before
+    from bound_timeline
+),
+
+listed_ranges as (
+    select
+        team_id,
+        transfer_backfill_id,
+        max(case when is_last = 0 then polls_before + 1 end) as first_position,
+        max(case when is_last = 1 then polls_before end) as last_position
+    from bound_positions
+    where is_poll = 0
+    group by team_id, transfer_backfill_id, listed_from_poll_id
+),
+
+listed_positions as (
+    select
+        listed_ranges.team_id,
+        listed_ranges.transfer_backfill_id,
+        listed_position.position
+    from listed_ranges,
+        generate_series(listed_ranges.first_position, listed_ranges.last_position) as listed_position (position)
 ),
 
 listed as (
     select
-        listed_poll_ids.team_id,
-        listed_poll_ids.transfer_backfill_id,
-        polls.poll_id,
-        polls.polled_at
-    from listed_poll_ids
-    inner join new_polls as polls
+        listed_positions.team_id,
+        listed_positions.transfer_backfill_id,
+        team_polls.poll_id,
+        team_polls.polled_at
+    from listed_positions
+    inner join team_polls
         on
-            polls.poll_id = listed_poll_ids.poll_id
-            and polls.team_id = listed_poll_ids.team_id
+            team_polls.team_id = listed_positions.team_id
+            and team_polls.position = listed_positions.position
 ),
 
 -- each listed poll's latest version at or before it: an as-of join, written as a running max
