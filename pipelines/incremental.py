@@ -150,6 +150,46 @@ def tables_in(client: Any, schemas: set[str]) -> set[str]:
     return {f"{schema}.{name}" for schema, name in rows or []}
 
 
+def unchanged_tables(client: Any, models: list[Any], raw: str, plan: Plan) -> set[str]:
+    """The tables this incremental build leaves as they are, data tests included: a scoped model
+    whose scope is empty (its delete and insert would touch no row), and a table whose inputs did
+    not change (no model it reads was rebuilt, no raw table it reads holds a row stored since
+    the last build). A run whose teams list nothing rebuilds only what reads the polls. Nothing is
+    left alone on a full refresh, nor a table that is missing."""
+    if plan.full_refresh:
+        return set()
+    empty_scopes = {scope for scope, (table, _) in SCOPES.items() if not _has_rows(client, table)}
+    raw_read = set().union(*(m.reads_raw for m in models))
+    changed = {f"{raw}.{t}" for t in raw_read if _changed_since(client, raw, t, plan.after_poll_id)}
+    existing = tables_in(client, {m.schema for m in models})
+    unchanged: set[str] = set()
+    for model in models:  # in build order: what a model reads comes before it
+        inputs = model.depends_on | {f"{raw}.{t}" for t in model.reads_raw}
+        if model.materialized == "view":  # a view is cheap to create: only its inputs matter
+            still = not inputs & changed
+        elif model.scope is not None:
+            still = model.scope in empty_scopes
+        else:
+            still = model.relation in existing and not inputs & changed
+        if still and model.materialized != "view":
+            unchanged.add(model.relation)
+        if not still:
+            changed.add(model.relation)
+    return unchanged
+
+
+def _has_rows(client: Any, relation: str) -> bool:
+    return bool(client.execute_sql(f"select count(*) from (select 1 from {relation} limit 1) as one")[0][0])
+
+
+def _changed_since(client: Any, raw: str, table: str, after_poll_id: int) -> bool:
+    """Whether raw `table` holds a row stored after poll `after_poll_id`; a child table (`x__y`,
+    dlt's rows of a list) changes with its parent."""
+    parent = table.split("__")[0]
+    rows = f"select 1 from {raw}.{parent} where poll_id > {int(after_poll_id)} limit 1"
+    return bool(client.execute_sql(f"select count(*) from ({rows}) as one")[0][0])
+
+
 def create_scopes(client: Any, raw: str, plan: Plan) -> None:
     """The scope tables for this build (inside the build's transaction)."""
     for relation, sql in scope_queries(raw, plan):

@@ -9,6 +9,7 @@ import duckdb
 import pytest
 from cli_process import run_backfills
 from conftest import Api, Warehouse, add_transfer, days_ago
+from test_ground_truth import assert_full_refresh_equals_incremental
 
 from pipelines.database import BUILD_SETTINGS
 from pipelines.models import SQL_DIR, data_tests, dictionary_markdown, discover
@@ -118,6 +119,25 @@ def test_a_build_times_each_model_and_its_data_tests(sim: Simulator, api: Api, w
     assert list(built.step_seconds) == [m.relation for m in discover()] + ["data tests"]
     assert all(seconds >= 0 for seconds in built.step_seconds.values())
     assert sum(built.step_seconds.values()) <= built.seconds
+
+
+def test_a_run_that_lists_nothing_rebuilds_only_what_changed(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    api.create(add_transfer(sim), days_ago(2), days_ago(1))
+    sim.clock.advance(50)
+    warehouse.ingest()  # RUNNING
+    sim.clock.advance(1000)
+    warehouse.ingest()  # gone from the list, looked up: COMPLETED
+    sim.clock.advance(300)
+    built = warehouse.ingest().built  # nothing listed, nothing incomplete
+    assert built is not None and built.mode == "incremental"
+    by_backfill = {m.relation for m in discover() if m.scope == "backfills"}
+    assert by_backfill and not by_backfill & set(built.step_seconds)
+    rebuilt = set(built.step_seconds)
+    assert {"analytics.polls", "analytics.freshness", "analytics.backfill_progress"} <= rebuilt
+    assert "analytics.transfer_failure_rates" not in built.step_seconds  # reads only what stayed
+    assert_full_refresh_equals_incremental(warehouse.db_path)
 
 
 def test_a_failing_data_test_stops_the_build_and_keeps_the_old_tables(
