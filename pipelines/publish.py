@@ -36,7 +36,7 @@ from pathlib import Path
 
 import duckdb
 
-from .database import QUIET
+from .database import QUIET, limit_memory
 
 SCHEMA = "analytics"
 EMPTY_FILE = "_empty.parquet"  # a by-day folder's schema, so that a glob over it always matches
@@ -84,11 +84,14 @@ def _sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def publish(db_path: Path, by_poll: Collection[str] = ()) -> PublishResult:
+def publish(db_path: Path, by_poll: Collection[str] = (), memory_limit: str | None = None) -> PublishResult:
     """Bring the published DuckDB file and Parquet files of `db_path` up to date.
 
     `by_poll`: the tables whose rows are per poll and never change once written (their rows of
     newer polls are appended). The caller holds the ingest lock: nothing else writes meanwhile.
+    Publishing everything (a first publish, or after a full refresh) writes the whole history, as
+    a full refresh reads it: it runs without the run's memory cap, and `memory_limit` is set back
+    after it.
     """
     started = time.monotonic()
     target, parquet_dir = published_db(db_path), published_parquet_dir(db_path)
@@ -105,44 +108,55 @@ def publish(db_path: Path, by_poll: Collection[str] = ()) -> PublishResult:
         ]
         _attach(con, spare, target)
         full = _needs_everything(con)
-        since = {  # per table that grows by poll: the copy's newest poll (0: everything anew)
-            t: 0 if full or not _same_columns(con, t) else _newest_poll(con, t)
-            for t in tables
-            if t in by_poll
-        }
-        # the Parquet files first, from their own newest poll on: each copy lags by a publish
-        replacements: list[tuple[Path, Path]] = []
-        for table in tables:
-            if table in by_poll:
-                newest = _newest_poll_in_files(con, parquet_dir / table) if since[table] else 0
-                replacements += _parquet_by_day(con, table, parquet_dir, newest, full)
-            else:
-                replacements.append(
-                    _write_parquet(con, f"select * from {SCHEMA}.{table}", parquet_dir / f"{table}.parquet")
-                )
-        for source, destination in replacements:
-            os.replace(source, destination)
-        con.execute("begin transaction")  # the copy changes whole or not at all
-        for table in tables:
-            source, copy = f"{SCHEMA}.{table}", f"published.{SCHEMA}.{table}"
-            if table in by_poll and since[table]:
-                con.execute(f"insert into {copy} select * from {source} where poll_id > {since[table]}")
-            else:
-                con.execute(f"create or replace table {copy} as select * from {source}")
-        for (gone,) in con.execute(
-            "select table_name from information_schema.tables where table_catalog = 'published' "
-            "and table_schema = ?",
-            [SCHEMA],
-        ).fetchall():
-            if gone not in tables:
-                con.execute(f"drop table published.{SCHEMA}.{gone}")
-        con.execute("commit")
-        con.execute("checkpoint published")  # the file alone holds everything: no write-ahead log
+        if full:  # a day file per day of the history at once: more than a run's cap at 50 teams
+            con.execute("reset memory_limit")
+        try:
+            _write_files_and_copy(con, tables, by_poll, full, parquet_dir)
+        finally:
+            if full and memory_limit:
+                limit_memory(con, memory_limit)
         con.execute("detach published")
     _hand_over(spare, target)
     shutil.rmtree(parquet_dir / SCRATCH, ignore_errors=True)
     live = _publish_views(published_live_db(db_path), parquet_dir, tables, by_poll)
     return PublishResult(target, parquet_dir, live, tables, time.monotonic() - started, full)
+
+
+def _write_files_and_copy(
+    con: duckdb.DuckDBPyConnection, tables: list[str], by_poll: Collection[str], full: bool, parquet_dir: Path
+) -> None:
+    """The Parquet files, then the spare copy in one transaction."""
+    since = {  # per table that grows by poll: the copy's newest poll (0: everything anew)
+        t: 0 if full or not _same_columns(con, t) else _newest_poll(con, t) for t in tables if t in by_poll
+    }
+    # the Parquet files first, from their own newest poll on: each copy lags by a publish
+    replacements: list[tuple[Path, Path]] = []
+    for table in tables:
+        if table in by_poll:
+            newest = _newest_poll_in_files(con, parquet_dir / table) if since[table] else 0
+            replacements += _parquet_by_day(con, table, parquet_dir, newest, full)
+        else:
+            replacements.append(
+                _write_parquet(con, f"select * from {SCHEMA}.{table}", parquet_dir / f"{table}.parquet")
+            )
+    for source, destination in replacements:
+        os.replace(source, destination)
+    con.execute("begin transaction")  # the copy changes whole or not at all
+    for table in tables:
+        source, copy = f"{SCHEMA}.{table}", f"published.{SCHEMA}.{table}"
+        if table in by_poll and since[table]:
+            con.execute(f"insert into {copy} select * from {source} where poll_id > {since[table]}")
+        else:
+            con.execute(f"create or replace table {copy} as select * from {source}")
+    for (gone,) in con.execute(
+        "select table_name from information_schema.tables where table_catalog = 'published' "
+        "and table_schema = ?",
+        [SCHEMA],
+    ).fetchall():
+        if gone not in tables:
+            con.execute(f"drop table published.{SCHEMA}.{gone}")
+    con.execute("commit")
+    con.execute("checkpoint published")  # the file alone holds everything: no write-ahead log
 
 
 def _copies(db_path: Path) -> list[Path]:

@@ -84,6 +84,11 @@ def test_a_memory_limit_duckdb_cannot_read_exits_78_and_one_it_can_is_used(
     )
     assert "DUCKDB__MEMORY_LIMIT" in result.stderr
     assert run_backfills(*args, cwd=tmp_path, **env, DUCKDB__MEMORY_LIMIT="64MB").returncode == 0
+    too_little = run_backfills(*args, cwd=tmp_path, **env, DUCKDB__MEMORY_LIMIT="1MB")
+    assert too_little.returncode == 78
+    assert one_line(too_little).startswith(
+        "backfills: config error: DuckDB needed more than the run's memory_limit (1MB) for "
+    )
 
 
 def test_a_model_variable_that_is_not_a_number_exits_78(sim: Simulator, api: Api, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,11 @@ import duckdb
 from cli_process import ingest_args, run_backfills
 from conftest import Api, Warehouse, add_transfer, days_ago
 
+from benchmarks.history import generate  # the benchmarks' year of history, shorter
+from pipelines.database import limit_memory
 from pipelines.ingest import rebuild_models
 from pipelines.models import tables_by_poll
-from pipelines.publish import published_db, published_dir, published_live_db, published_parquet_dir
+from pipelines.publish import publish, published_db, published_dir, published_live_db, published_parquet_dir
 from pipelines.simulator import Simulator
 
 READER = """
@@ -219,3 +222,29 @@ def test_a_copy_it_cannot_open_is_published_anew(sim: Simulator, api: Api, wareh
     assert warehouse.ingest().published.full is True
     with duckdb.connect(str(published_db(warehouse.db_path)), read_only=True) as con:
         assert con.execute("select count(*) from analytics.polls").fetchone() == (2,)
+
+
+def test_publishing_everything_is_not_held_to_a_runs_memory_cap(tmp_path: Path) -> None:
+    # A first publish, or each copy's after a full refresh, writes a day file for every day of the
+    # history at once: under a run's cap that failed (exit 74, and again at every run)
+    db = tmp_path / "history.duckdb"
+    generate(db, polls=60 * 288)  # 60 days of 20 backfills changing at every poll
+    rebuild_models(db, full_refresh=True)
+    shutil.rmtree(published_dir(db))
+    with duckdb.connect(str(db)) as run:  # the run's connection, as ingest holds it
+        limit_memory(run, "16MB")
+        assert publish(db, tables_by_poll(), memory_limit="16MB").full is True
+        assert run.execute("select current_setting('memory_limit')").fetchone()[0] == "15.2 MiB"  # back
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("select count(*) from analytics.backfill_progress").fetchone()[0]
+        for reader in (published_db(db), published_live_db(db)):  # the copy, the Parquet files
+            con.execute(f"attach '{reader}' as reader (read_only)")
+            missing = con.execute(
+                "select count(*) from (select * from analytics.backfill_progress "
+                "except all select * from reader.analytics.backfill_progress)"
+            ).fetchone()[0]
+            assert missing == 0
+            published = con.execute("select count(*) from reader.analytics.backfill_progress").fetchone()[0]
+            assert published == rows
+            con.execute("detach reader")
+    assert rows > 300_000

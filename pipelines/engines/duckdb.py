@@ -99,12 +99,32 @@ class DuckDBWarehouse(Warehouse, name="duckdb"):
                 limit_memory(con.raw, memory_limit())
                 yield con
 
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """A locked file or too little memory, when DuckDB says so, comes out as its one line."""
+        import duckdb
+
+        try:
+            yield
+        except duckdb.Error as exc:
+            known = self.known_error(exc)
+            if known is not None:
+                raise known from None
+            raise
+
     def known_error(self, exc: BaseException) -> MonitorError | None:
         from ..database import LOCK_MESSAGE, locked
         from ..supermetrics.errors import causes
 
-        if LOCK_MESSAGE.search(" | ".join(str(e) for e in causes(exc))):
+        said = " | ".join(str(e) for e in causes(exc))
+        if LOCK_MESSAGE.search(said):
             return locked(self.db_path)
+        if "Out of Memory Error" in said:
+            return ConfigError(
+                f"DuckDB needed more than the run's memory_limit ({memory_limit()}) for {self.db_path}: "
+                "raise [duckdb] memory_limit in .dlt/config.toml or DUCKDB__MEMORY_LIMIT; "
+                "nothing stored was lost"
+            )
         return None
 
     def publish(self, tables_by_poll: list[str]) -> Any:
@@ -114,7 +134,7 @@ class DuckDBWarehouse(Warehouse, name="duckdb"):
         from ..supermetrics.errors import PublishError
 
         try:
-            return publish(self.db_path, tables_by_poll)
+            return publish(self.db_path, tables_by_poll, memory_limit())
         except (OSError, duckdb.Error) as exc:
             raise PublishError(
                 f"could not write the copy for BI tools in {published_dir(self.db_path)}: "
