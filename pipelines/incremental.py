@@ -158,7 +158,9 @@ def unchanged_tables(client: Any, models: list[Any], raw: str, plan: Plan) -> se
     left alone on a full refresh, nor a table that is missing."""
     if plan.full_refresh:
         return set()
-    empty_scopes = {scope for scope, (table, _) in SCOPES.items() if not _has_rows(client, table)}
+    empty_scopes = {
+        scope for scope, (table, _) in SCOPES.items() if not _any_row(client, f"select 1 from {table}")
+    }
     raw_read = set().union(*(m.reads_raw for m in models))
     changed = {f"{raw}.{t}" for t in raw_read if _changed_since(client, raw, t, plan.after_poll_id)}
     existing = tables_in(client, {m.schema for m in models})
@@ -178,16 +180,15 @@ def unchanged_tables(client: Any, models: list[Any], raw: str, plan: Plan) -> se
     return unchanged
 
 
-def _has_rows(client: Any, relation: str) -> bool:
-    return bool(client.execute_sql(f"select count(*) from (select 1 from {relation} limit 1) as one")[0][0])
+def _any_row(client: Any, select: str) -> bool:
+    return bool(client.execute_sql(f"select count(*) from ({select} limit 1) as one")[0][0])
 
 
 def _changed_since(client: Any, raw: str, table: str, after_poll_id: int) -> bool:
     """Whether raw `table` holds a row stored after poll `after_poll_id`; a child table (`x__y`,
     dlt's rows of a list) changes with its parent."""
     parent = table.split("__")[0]
-    rows = f"select 1 from {raw}.{parent} where poll_id > {int(after_poll_id)} limit 1"
-    return bool(client.execute_sql(f"select count(*) from ({rows}) as one")[0][0])
+    return _any_row(client, f"select 1 from {raw}.{parent} where poll_id > {int(after_poll_id)}")
 
 
 def create_scopes(client: Any, raw: str, plan: Plan) -> None:

@@ -186,12 +186,11 @@ def discover(sql_dir: Path = SQL_DIR, values: dict[str, Any] | None = None) -> l
         )
     for folder, (schema, materialized) in LAYERS.items():
         for path in sorted((sql_dir / folder).glob("*.sql")):
-            doc_path = path.with_suffix(".yml")
-            doc = yaml.load(doc_path.read_text(), Loader=_YAML_LOADER) if doc_path.exists() else None
+            doc = _doc(path)
             model = Model(path.stem, schema, materialized, _substitute(path.read_text(), values, path), doc)
             if model.scope is not None and model.scope not in incremental.SCOPES:
                 raise ModelError(
-                    f"{doc_path.name}: incremental: {model.scope} is not one of "
+                    f"{path.stem}.yml: incremental: {model.scope} is not one of "
                     f"{', '.join(incremental.SCOPES)}"
                 )
             models[model.relation] = model
@@ -212,10 +211,14 @@ def tables_by_poll(sql_dir: Path = SQL_DIR) -> list[str]:
     return [
         path.stem
         for path in sorted((sql_dir / marts).glob("*.sql"))
-        if path.with_suffix(".yml").exists()
-        and (yaml.load(path.with_suffix(".yml").read_text(), Loader=_YAML_LOADER) or {}).get("incremental")
-        == "polls"
+        if (_doc(path) or {}).get("incremental") == "polls"
     ]
+
+
+def _doc(sql_path: Path) -> dict[str, Any] | None:
+    """The YAML beside a model's SQL, if there is one."""
+    doc_path = sql_path.with_suffix(".yml")
+    return yaml.load(doc_path.read_text(), Loader=_YAML_LOADER) if doc_path.exists() else None
 
 
 def _substitute(sql: str, values: dict[str, Any], path: Path) -> str:
