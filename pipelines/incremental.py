@@ -49,6 +49,7 @@ class Plan:
     reason: str  # why a full refresh, for the build log
     engine: Any = None  # the Warehouse whose DDL the build uses (pipelines.engines); None: Spark's
     models_changed: bool = True  # the SQL differs from the last good build's (or there is none)
+    existing: frozenset[str] = frozenset()  # the models' tables and views found (incremental only)
 
     @property
     def mode(self) -> str:
@@ -80,7 +81,7 @@ def plan(client: Any, builds: str, models: list[Any], full_refresh: bool, raw: s
     through_poll_id, previous = last
     if previous != current:
         return full("the models changed")
-    existing = tables_in(client, {m.schema for m in models if m.scope})  # one catalog read, not one per model
+    existing = tables_in(client, {m.schema for m in models})  # one catalog read, not one per model
     missing = [m.relation for m in models if m.scope and m.relation not in existing]
     if missing:
         return full(f"{missing[0]} is missing")
@@ -91,7 +92,7 @@ def plan(client: Any, builds: str, models: list[Any], full_refresh: bool, raw: s
     # names stand beside transfer ids in most marts: a rename (rare) rebuilds them all
     if client.execute_sql(f"select count(*) from {raw}.transfers where poll_id > {through_poll_id}")[0][0]:
         return full("transfer names changed")
-    return Plan(False, through_poll_id, current, "", engine, changed)
+    return Plan(False, through_poll_id, current, "", engine, changed, frozenset(existing))
 
 
 def _last_good_build(client: Any, builds: str) -> tuple[int | None, str | None] | None:
@@ -163,7 +164,6 @@ def unchanged_tables(client: Any, models: list[Any], raw: str, plan: Plan) -> se
     }
     raw_read = set().union(*(m.reads_raw for m in models))
     changed = {f"{raw}.{t}" for t in raw_read if _changed_since(client, raw, t, plan.after_poll_id)}
-    existing = tables_in(client, {m.schema for m in models})
     unchanged: set[str] = set()
     for model in models:  # in build order: what a model reads comes before it
         inputs = model.depends_on | {f"{raw}.{t}" for t in model.reads_raw}
@@ -172,7 +172,7 @@ def unchanged_tables(client: Any, models: list[Any], raw: str, plan: Plan) -> se
         elif model.scope is not None:
             still = model.scope in empty_scopes
         else:
-            still = model.relation in existing and not inputs & changed
+            still = model.relation in plan.existing and not inputs & changed
         if still and model.materialized != "view":
             unchanged.add(model.relation)
         if not still:
