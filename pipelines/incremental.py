@@ -257,7 +257,7 @@ def materialize(client: Any, relation: str, sql: str, scope: str, plan: Plan) ->
     check what changed without scanning the history again.
     """
     if plan.full_refresh:
-        plan.engine.replace_table(client, relation, sql)
+        plan.engine.replace_table(client, relation, plan.engine.clustered(sql, SCOPES[scope][1]))
         return
     condition, new = in_scope(scope), new_rows(relation, plan.engine)
     plan.engine.create_table(client, new, f"select * from (\n{sql}\n) as model where {condition}")

@@ -12,6 +12,8 @@ from conftest import Api, Warehouse, add_transfer, days_ago
 from test_ground_truth import assert_full_refresh_equals_incremental
 
 from pipelines.database import BUILD_SETTINGS
+from pipelines.incremental import SCOPES
+from pipelines.ingest import rebuild_models
 from pipelines.models import SQL_DIR, data_tests, dictionary_markdown, discover
 from pipelines.simulator import Simulator
 from pipelines.supermetrics.errors import ModelError
@@ -138,6 +140,29 @@ def test_a_run_that_lists_nothing_rebuilds_only_what_changed(
     assert {"analytics.polls", "analytics.freshness", "analytics.backfill_progress"} <= rebuilt
     assert "analytics.transfer_failure_rates" not in rebuilt  # reads only what stayed
     assert_full_refresh_equals_incremental(warehouse.db_path)
+
+
+def test_a_full_refresh_writes_the_scoped_tables_in_scope_order(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    # Each row group's min and max then cover few backfills (or polls), and the next run's scan
+    # of its scope skips the rest; a window's output comes in hash-partition order otherwise.
+    for transfer in (add_transfer(sim, failure_rate=0.3) for _ in range(4)):
+        for days in ((9, 8), (6, 5), (3, 2)):
+            api.create(transfer, days_ago(days[0]), days_ago(days[1]))
+    for _ in range(3):
+        sim.clock.advance(400)
+        warehouse.ingest()
+    built, _ = rebuild_models(warehouse.db_path, full_refresh=True)
+    assert built.mode == "full refresh: asked for"
+    scoped = [m for m in discover() if m.scope]
+    assert {m.scope for m in scoped} == set(SCOPES)
+    with duckdb.connect(str(warehouse.db_path), read_only=True) as con:
+        for model in scoped:
+            keys = ", ".join(SCOPES[model.scope][1])
+            stored = con.execute(f"select {keys} from {model.relation} order by rowid").fetchall()
+            assert len(set(stored)) > 1, model.relation
+            assert stored == sorted(stored), model.relation
 
 
 def test_a_failing_data_test_stops_the_build_and_keeps_the_old_tables(

@@ -165,6 +165,12 @@ class DuckDBWarehouse(Warehouse, name="duckdb"):
         kind, target = ("temp table", name) if schema == "temp" else ("table", relation)
         client.execute_sql(f"create or replace {kind} {target} as\n{sql}")
 
+    def clustered(self, sql: str, keys: tuple[str, ...]) -> str:
+        """Rows in key order: each row group's min and max (its zone map) then cover few backfills
+        or polls, and a scan filtered by a build's scope skips the others. A window's output is in
+        hash-partition order, where every row group spans every backfill."""
+        return f"select * from (\n{sql}\n) as clustered order by {', '.join(keys)}"
+
 
 def memory_limit() -> str:
     """DuckDB's memory for a run: `[duckdb] memory_limit` or DUCKDB__MEMORY_LIMIT."""
