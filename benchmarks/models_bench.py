@@ -153,17 +153,19 @@ def report(result: dict) -> list[str]:
         "",
         f"Profile (the build's own seconds per step, this run): over the year "
         f"{slowest(result['per_run_steps']['year'])}; three days "
-        f"{slowest(result['per_run_steps']['short'])}. The growth is spread over the models rebuilt "
-        "whole every run, which read every backfill or day (daily_activity, transfer_failure_rates, "
-        "error_summary, freshness), and the scoped models, each of which semi-joins its scope with "
-        "whole intermediate tables. Tried and kept: one connection for the whole run, as-of joins as "
-        "running maxima (PostgreSQL runs them too), publishing by appending to two alternating copies, "
-        "the memory cap, one catalog read for the scoped tables, alert_events reading only the "
-        "versions that can start an event. Not yet tried: daily_activity and transfer_failure_rates "
-        "built by the days and transfers in scope; a literal lower bound on poll_id in the scoped "
-        "inputs so that DuckDB's zone maps skip old row groups (the raw tables are in poll order, but "
-        "the tables a full refresh writes are in window-partition order: they would need writing in "
-        "poll order too).",
+        f"{slowest(result['per_run_steps']['short'])}. What still grows with the history: the models "
+        "rebuilt whole every run, which read every backfill, day or status change (alert_events, "
+        "daily_activity, transfer_failure_rates, error_summary) and their data tests; the scoped "
+        "models' scans of the row groups that hold their scope; and the publish, which copies the "
+        "tables that are not per poll whole (backfills, errors, status history, alert events). "
+        "Tried and kept: one connection for the whole run, as-of joins as running maxima "
+        "(PostgreSQL runs them too), publishing by appending to two alternating copies, the memory "
+        "cap, one catalog read for the scoped tables, alert_events reading only the versions that "
+        "can start an event, a full refresh writing the scoped tables in scope order so that a run "
+        "reads only its scope's row groups (per-run build over the year 0.64 s -> 0.45 s; the full "
+        "refresh about 0.5 s longer), the team clock by aggregates instead of a sort of every poll. "
+        "Not yet tried: alert_events and daily_activity built by the backfills and days in scope; "
+        "publishing only what changed since the spare copy's last publish.",
         "",
         "| measure | time | baseline (same run) | ratio | target |",
         "| --- | --- | --- | --- | --- |",
