@@ -46,27 +46,36 @@ last_answers as (
     ) as answers
     where recency = 1
 ),
-answered as (
-    select
-        a.*,
-        exists (  -- did that lookup store a new version, i.e. had the state moved?
+cancel_candidates as (
+    -- the last answers that may still move: CANCELLED, with lookups left. The reads of the
+    -- versions below are joined with these few rows only, so DuckDB's scans skip the row groups
+    -- of every other backfill (over every answer, they read the whole history at every run)
+    select team_id, transfer_backfill_id, poll_id
+    from last_answers
+    where status = 'CANCELLED' and cancelled_lookups < {CANCELLED_LOOKUPS}
+),
+moving as (
+    -- CANCELLED, and a run in flight may still finish and count: the counters moved at the last
+    -- lookup (it stored a new version), or the runs endpoint says a run of it has not ended (or
+    -- was not asked since)
+    select a.team_id, a.transfer_backfill_id
+    from cancel_candidates as a
+    where
+        exists (
             select 1 from {{ds}}.{VERSIONS} as v
             where v.team_id = a.team_id and v.transfer_backfill_id = a.transfer_backfill_id
                 and v.poll_id = a.poll_id and v.source = 'lookup'
-        ) as changed
-    from last_answers as a
+        )
+        or {{in_flight}}
 ),
 rechecked as (
     select
         a.*,
-        -- CANCELLED, and a run in flight may still finish and count: the counters moved at the
-        -- last lookup, or the runs endpoint says a run of it has not ended (or was not asked since)
-        coalesce(
-            a.status = 'CANCELLED' and a.cancelled_lookups < {CANCELLED_LOOKUPS}
-            and (a.changed or {{in_flight}}),
-            false
+        exists (
+            select 1 from moving as m
+            where m.team_id = a.team_id and m.transfer_backfill_id = a.transfer_backfill_id
         ) as is_cancel_moving
-    from answered as a
+    from last_answers as a
 ),
 relevant as (
     select

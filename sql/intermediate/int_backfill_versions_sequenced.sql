@@ -36,6 +36,14 @@ sequenced as (
     window backfill_history as (partition by team_id, transfer_backfill_id order by poll_id)
 ),
 
+report_holders as (
+    -- the versions that stored a report: the only ones a holder poll id can name (a join with
+    -- these, not with every version, hashes a few thousand rows rather than millions)
+    select team_id, transfer_backfill_id, poll_id, version_id
+    from versions
+    where poll_id = error_report_poll_id
+),
+
 attempts as (
     select
         *,
@@ -80,7 +88,7 @@ final as (
             else greatest(attempts.transfer_runs_failed - attempts.previous_runs_failed, 0)
         end as runs_failed_delta
     from attempts
-    left join versions as holders
+    left join report_holders as holders
         on
             holders.team_id = attempts.team_id
             and holders.transfer_backfill_id = attempts.transfer_backfill_id
