@@ -54,6 +54,22 @@ cancel_candidates as (
     from last_answers
     where status = 'CANCELLED' and cancelled_lookups < {CANCELLED_LOOKUPS}
 ),
+candidate_versions as (
+    -- the latest stored state of each of them
+    select *
+    from (
+        select
+            v.*,
+            row_number()
+                over (partition by v.team_id, v.transfer_backfill_id order by v.poll_id desc) as recency
+        from {{ds}}.{VERSIONS} as v
+        where exists (
+            select 1 from cancel_candidates as c
+            where c.team_id = v.team_id and c.transfer_backfill_id = v.transfer_backfill_id
+        )
+    ) as candidates
+    where recency = 1
+),
 moving as (
     -- CANCELLED, and a run in flight may still finish and count: the counters moved at the last
     -- lookup (it stored a new version), or the runs endpoint says a run of it has not ended (or
@@ -133,12 +149,8 @@ latest as (
 # day of its range, created between its creation and the cancel) with no stored end, or no runs
 # sweep of its transfer since the cancel. Without the sweep's tables: false.
 _IN_FLIGHT = f"""exists (
-    select 1 from {{ds}}.{VERSIONS} as cv
+    select 1 from candidate_versions as cv
     where cv.team_id = a.team_id and cv.transfer_backfill_id = a.transfer_backfill_id
-        and cv.poll_id = (
-            select max(latest.poll_id) from {{ds}}.{VERSIONS} as latest
-            where latest.team_id = a.team_id and latest.transfer_backfill_id = a.transfer_backfill_id
-        )
         and (
             exists (
                 select 1 from {{ds}}.{RUNS} as r
@@ -170,16 +182,22 @@ from relevant as r
 left join latest as l using (team_id, transfer_backfill_id)
 """
 
-# The error reports of those latest versions, found through error_report_poll_id.
-_ERRORS = f"""
+# The versions holding the error reports of those latest versions (found through
+# error_report_poll_id): their dlt row ids, which the report's child rows name as their parent.
+_REPORT_HOLDERS = f"""
 with {_RELEVANT}
-select v.team_id, v.transfer_backfill_id, e.transfer_run_date, e.error
+select v.team_id, v.transfer_backfill_id, v._dlt_id
 from {{ds}}.{VERSIONS} as v
 join latest as l
     on l.team_id = v.team_id and l.transfer_backfill_id = v.transfer_backfill_id
     and l.error_report_poll_id = v.poll_id
-join {{ds}}.{VERSIONS}__error_report as e on e._dlt_parent_id = v._dlt_id
 """
+# The child rows are read by their parents' ids, a few hundred at a time: a join would hash every
+# report ever stored (the database's estimates make it the build side), tens of MiB over a year.
+_REPORTS_OF = (
+    "select _dlt_parent_id, transfer_run_date, error from {ds}.{table} where _dlt_parent_id in ({ids})"
+)
+_REPORTS_AT_ONCE = 500
 
 
 def read_baseline(con: Connection, dataset: str) -> Baseline:
@@ -196,9 +214,18 @@ def read_baseline(con: Connection, dataset: str) -> Baseline:
     next_poll_id = con.rows(f"select coalesce(max(poll_id), 0) + 1 from {ds}.{POLLS}")[0][0]
     in_flight = _IN_FLIGHT.format(ds=ds) if {RUNS, SWEEPS} <= tables else "false"
     errors: dict[tuple[int, int], set] = defaultdict(set)
-    if f"{VERSIONS}__error_report" in tables:
-        for team_id, backfill_id, run_date, error in con.rows(_ERRORS.format(ds=ds, in_flight=in_flight)):
-            errors[team_id, backfill_id].add((run_date, error))
+    reports = f"{VERSIONS}__error_report"
+    if reports in tables:
+        holders = {
+            row_id: (team_id, backfill_id)
+            for team_id, backfill_id, row_id in con.rows(_REPORT_HOLDERS.format(ds=ds, in_flight=in_flight))
+        }
+        row_ids = sorted(holders)
+        for start in range(0, len(row_ids), _REPORTS_AT_ONCE):
+            chunk = row_ids[start : start + _REPORTS_AT_ONCE]
+            query = _REPORTS_OF.format(ds=ds, table=reports, ids=", ".join(["%s"] * len(chunk)))
+            for parent, run_date, error in con.rows(query, *chunk):
+                errors[holders[parent]].add((run_date, error))
     teams: dict[int, TeamBaseline] = defaultdict(TeamBaseline)
     for team_id, backfill_id, is_listed, is_pending, is_recheck, checked, cancelled, *latest in con.rows(
         _BACKFILLS.format(ds=ds, in_flight=in_flight)
