@@ -284,7 +284,7 @@ def build(
                 if alerts is not None and alerts.enabled:
                     outbox.record(client, alerts)
                 _record(client, raw_dataset, started_at, "ok", None, len(models), tests, plan)
-        except ModelError as error:
+        except (ModelError, ConfigError) as error:
             if stopping.received():  # cut short by Ctrl-C or SIGTERM: rolled back, not a failed build
                 raise stopping.interrupted() from None
             _record_failure(client, raw_dataset, started_at, str(error))
@@ -313,6 +313,9 @@ def _build_all(
             else:
                 incremental.materialize(client, model.relation, model.sql, model.scope, plan)
         except Exception as exc:  # the database's own message says what is wrong with the SQL
+            known = plan.engine.known_error(exc) if plan.engine is not None else None
+            if isinstance(known, ConfigError):  # out of memory: the settings can fix it
+                raise ConfigError(f"building {model.relation} failed: {known}") from None
             raise ModelError(f"building {model.relation} failed: {_first_line(exc)}") from None
         steps[model.relation] = time.monotonic() - started
     started = time.monotonic()

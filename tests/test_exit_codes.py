@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from pipelines.simulator import ApiKey, Simulator
 FAST = {"SOURCES__SUPERMETRICS__MAX_ATTEMPTS": "2", "SOURCES__SUPERMETRICS__BACKOFF_FACTOR": "0"}
 # Faults apply to calls in the order they arrive: teams one after another make that order known.
 ONE_AFTER_ANOTHER = {"SOURCES__SUPERMETRICS__MAX_CONCURRENT_TEAMS": "1"}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -89,6 +91,40 @@ def test_a_memory_limit_duckdb_cannot_read_exits_78_and_one_it_can_is_used(
     assert one_line(too_little).startswith(
         "backfills: config error: DuckDB needed more than the run's memory_limit (1MB) for "
     )
+
+
+def test_a_model_out_of_memory_exits_78_naming_the_setting_and_is_a_failed_build(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # From the second poll on, this model's list of 40 million numbers needs more than the run's
+    # 64MB (a list is not something DuckDB spills to disk); the first build is a full refresh,
+    # which runs without the cap, and the baseline read and the load fit in it.
+    sql = tmp_path / "sql"
+    shutil.copytree(ROOT / "sql", sql)
+    (sql / "marts" / "hungry.sql").write_text(
+        "select list(range) as numbers from range(40000000)\n"
+        "where (select count(*) from supermetrics.polls) > 1\n"
+    )
+    db = tmp_path / "b.duckdb"
+    env = {
+        "SOURCES__SUPERMETRICS__API_KEY": sim.api_key,
+        "BACKFILLS_SQL_DIR": str(sql),
+        "DUCKDB__MEMORY_LIMIT": "64MB",
+    }
+    assert run_backfills(*ingest_args(sim.base_url, db), cwd=tmp_path, **env).returncode == 0
+    result = run_backfills(*ingest_args(sim.base_url, db), cwd=tmp_path, **env)
+    assert result.returncode == 78, result.stderr
+    assert one_line(result).startswith(
+        "backfills: config error: building analytics.hungry failed: DuckDB needed more than the run's "
+        "memory_limit (64MB) for "
+    )
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("select count(*) from supermetrics.polls").fetchone()[0] == 2  # stored
+        outcomes = con.execute(
+            "select outcome, error from analytics.model_builds order by finished_at"
+        ).fetchall()
+    assert [outcome for outcome, _ in outcomes] == ["ok", "failed"]
+    assert "memory_limit (64MB)" in outcomes[-1][1]
 
 
 def test_a_model_variable_that_is_not_a_number_exits_78(sim: Simulator, api: Api, tmp_path: Path) -> None:
