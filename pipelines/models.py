@@ -30,6 +30,7 @@ import graphlib
 import os
 import re
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,15 +98,16 @@ _SQL_TYPES = {
 _SWEEP_TABLES = {RUNS: RUN_COLUMNS, SWEEPS: SWEEP_COLUMNS, TRANSFERS: TRANSFER_COLUMNS}
 
 
-def bootstrap_sql(raw: str) -> list[str]:
-    statements = [_RAW_BOOTSTRAP.format(raw=raw)]
+def bootstrap_sql(raw: str, existing: Collection[str] = ()) -> list[str]:
+    """The statements creating the raw tables the models read that are not among `existing`."""
+    statements = {f"{raw}.backfill_versions__error_report": _RAW_BOOTSTRAP.format(raw=raw)}
     for table, columns in _SWEEP_TABLES.items():
         declared = ", ".join(f"{c['name']} {_SQL_TYPES[c['data_type']]}" for c in columns)
-        statements.append(
+        statements[f"{raw}.{table}"] = (
             f"create table if not exists {raw}.{table} ({declared}, "
             "_dlt_load_id varchar not null, _dlt_id varchar not null)"
         )
-    return statements
+    return [sql for relation, sql in statements.items() if relation not in existing]
 
 
 BUILDS = "analytics.model_builds"
@@ -275,15 +277,16 @@ def build(
         try:
             models = discover(sql_dir)
             with client.begin_transaction():
-                for statement in bootstrap_sql(raw_dataset):
+                catalog = incremental.read_catalog(client, {raw_dataset, "staging", "analytics"})
+                for statement in bootstrap_sql(raw_dataset, catalog.columns):
                     client.execute_sql(statement)
-                plan = incremental.plan(client, BUILDS, models, full_refresh, raw_dataset, engine)
+                plan = incremental.plan(client, BUILDS, models, full_refresh, raw_dataset, engine, catalog)
                 for setting in engine.build_settings(plan.full_refresh):
                     client.execute_sql(setting)
-                tests, warnings, steps = _build_all(client, models, raw_dataset, plan)
+                tests, warnings, steps = _build_all(client, models, raw_dataset, plan, catalog)
                 if alerts is not None and alerts.enabled:
                     outbox.record(client, alerts)
-                _record(client, raw_dataset, started_at, "ok", None, len(models), tests, plan)
+                _record(client, raw_dataset, started_at, "ok", None, len(models), tests, plan, catalog)
         except (ModelError, ConfigError) as error:
             if stopping.received():  # cut short by Ctrl-C or SIGTERM: rolled back, not a failed build
                 raise stopping.interrupted() from None
@@ -294,11 +297,11 @@ def build(
 
 
 def _build_all(
-    client: Any, models: list[Model], raw_dataset: str, plan: Plan
+    client: Any, models: list[Model], raw_dataset: str, plan: Plan, catalog: incremental.Catalog
 ) -> tuple[int, list[str], dict[str, float]]:
     """Every model in order, then the data tests; returns (checks run, warnings, seconds per step)."""
     steps: dict[str, float] = {}
-    for schema in sorted({m.schema for m in models} | {"staging"}):
+    for schema in sorted(({m.schema for m in models} | {"staging"}) - catalog.schemas):
         incremental.ensure_schema(client, schema)
     incremental.create_scopes(client, raw_dataset, plan)
     unchanged = incremental.unchanged_tables(client, models, raw_dataset, plan)
@@ -307,7 +310,8 @@ def _build_all(
         started = time.monotonic()
         try:
             if model.materialized == "view":
-                plan.engine.replace_view(client, model.relation, model.sql, plan.models_changed)
+                if plan.models_changed or model.relation not in catalog:  # else it is as it was
+                    plan.engine.replace_view(client, model.relation, model.sql, plan.models_changed)
             elif model.scope is None:
                 plan.engine.replace_table(client, model.relation, model.sql)
             else:
@@ -336,11 +340,14 @@ def _record(
     models: int,
     tests: int,
     plan: Plan | None = None,
+    catalog: incremental.Catalog | None = None,
 ) -> None:
-    incremental.ensure_schema(client, "analytics")
-    client.execute_sql(_BUILDS_TABLE)
-    for column in _BUILDS_COLUMNS:
-        client.execute_sql(f"alter table {BUILDS} add column if not exists {column}")
+    columns = catalog.columns.get(BUILDS, frozenset()) if catalog is not None else frozenset()
+    if not {column.split()[0] for column in _BUILDS_COLUMNS} <= columns:  # a first build, or an old one
+        incremental.ensure_schema(client, "analytics")
+        client.execute_sql(_BUILDS_TABLE)
+        for column in _BUILDS_COLUMNS:
+            client.execute_sql(f"alter table {BUILDS} add column if not exists {column}")
     client.execute_sql(  # old rows go, but never the last good build: "stale since" needs it
         f"delete from {BUILDS} where finished_at < now() - interval '{BUILD_LOG_DAYS} days' "
         f"and finished_at < (select max(finished_at) from {BUILDS} where outcome = 'ok')"
