@@ -41,6 +41,7 @@ from .database import QUIET, limit_memory
 SCHEMA = "analytics"
 EMPTY_FILE = "_empty.parquet"  # a by-day folder's schema, so that a glob over it always matches
 SCRATCH = ".publishing"  # day files are written here, then moved into place
+Columns = dict[str, list[tuple[str, str]]]  # table -> its (column, type) in order
 
 
 @dataclass
@@ -100,18 +101,14 @@ def publish(db_path: Path, by_poll: Collection[str] = (), memory_limit: str | No
     spare = _spare_copy(db_path)
     with duckdb.connect(str(db_path)) as con:
         con.execute(QUIET)
-        tables = [
-            t
-            for (t,) in con.execute(
-                "select table_name from information_schema.tables where table_schema = ? order by 1", [SCHEMA]
-            ).fetchall()
-        ]
         _attach(con, spare, target)
-        full = _needs_everything(con)
+        ours, theirs = _analytics_columns(con)
+        tables = sorted(ours)
+        full = _needs_everything(con, theirs)
         if full:  # a day file per day of the history at once: more than a run's cap at 50 teams
             con.execute("reset memory_limit")
         try:
-            _write_files_and_copy(con, tables, by_poll, full, parquet_dir)
+            _write_files_and_copy(con, ours, theirs, by_poll, full, parquet_dir)
         finally:
             if full and memory_limit:
                 limit_memory(con, memory_limit)
@@ -123,11 +120,17 @@ def publish(db_path: Path, by_poll: Collection[str] = (), memory_limit: str | No
 
 
 def _write_files_and_copy(
-    con: duckdb.DuckDBPyConnection, tables: list[str], by_poll: Collection[str], full: bool, parquet_dir: Path
+    con: duckdb.DuckDBPyConnection,
+    ours: Columns,
+    theirs: Columns,
+    by_poll: Collection[str],
+    full: bool,
+    parquet_dir: Path,
 ) -> None:
     """The Parquet files, then the spare copy in one transaction."""
+    tables = sorted(ours)
     since = {  # per table that grows by poll: the copy's newest poll (0: everything anew)
-        t: 0 if full or not _same_columns(con, t) else _newest_poll(con, t) for t in tables if t in by_poll
+        t: 0 if full or ours[t] != theirs.get(t) else _newest_poll(con, t) for t in tables if t in by_poll
     }
     # the Parquet files first, from their own newest poll on: each copy lags by a publish
     replacements: list[tuple[Path, Path]] = []
@@ -148,13 +151,8 @@ def _write_files_and_copy(
             con.execute(f"insert into {copy} select * from {source} where poll_id > {since[table]}")
         else:
             con.execute(f"create or replace table {copy} as select * from {source}")
-    for (gone,) in con.execute(
-        "select table_name from information_schema.tables where table_catalog = 'published' "
-        "and table_schema = ?",
-        [SCHEMA],
-    ).fetchall():
-        if gone not in tables:
-            con.execute(f"drop table published.{SCHEMA}.{gone}")
+    for gone in sorted(set(theirs) - set(ours)):
+        con.execute(f"drop table published.{SCHEMA}.{gone}")
     con.execute("commit")
     con.execute("checkpoint published")  # the file alone holds everything: no write-ahead log
 
@@ -230,14 +228,9 @@ def _newest_poll(con: duckdb.DuckDBPyConnection, table: str) -> int:
     return con.execute(f"select coalesce(max(poll_id), 0) from published.{SCHEMA}.{table}").fetchone()[0]
 
 
-def _needs_everything(con: duckdb.DuckDBPyConnection) -> bool:
+def _needs_everything(con: duckdb.DuckDBPyConnection, theirs: Columns) -> bool:
     """A first publish, or a full refresh of the models since the last one (old rows may differ)."""
-    published = con.execute(
-        "select count(*) from information_schema.tables where table_catalog = 'published' "
-        "and table_schema = ? and table_name = 'model_builds'",
-        [SCHEMA],
-    ).fetchone()[0]
-    if not published:
+    if "model_builds" not in theirs:
         return True
     return con.execute(
         f"select count(*) > 0 from {SCHEMA}.model_builds where outcome = 'ok' and mode is distinct from "
@@ -275,18 +268,19 @@ def _parquet_by_day(
     return replacements
 
 
-def _same_columns(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    columns = (
-        "select column_name, data_type from information_schema.columns "
-        "where table_catalog = ? and table_schema = ? and table_name = ? order by ordinal_position"
-    )
-    ours = con.execute(columns, [_catalog(con), SCHEMA, table]).fetchall()
-    theirs = con.execute(columns, ["published", SCHEMA, table]).fetchall()
-    return ours == theirs
-
-
-def _catalog(con: duckdb.DuckDBPyConnection) -> str:
-    return con.execute("select current_database()").fetchone()[0]
+def _analytics_columns(con: duckdb.DuckDBPyConnection) -> tuple[Columns, Columns]:
+    """(this database's, the attached copy's) analytics tables, each with its columns and types in
+    order: one read of the catalog (each question to it costs DuckDB a millisecond or two)."""
+    found: dict[bool, Columns] = {True: {}, False: {}}
+    for is_ours, table, column, data_type in con.execute(
+        "select table_catalog = current_database(), table_name, column_name, data_type "
+        "from information_schema.columns where table_schema = ? "
+        "and table_catalog in (current_database(), 'published') "
+        "order by table_catalog, table_name, ordinal_position",
+        [SCHEMA],
+    ).fetchall():
+        found[is_ours].setdefault(table, []).append((column, data_type))
+    return found[True], found[False]
 
 
 def _write_parquet(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> tuple[Path, Path]:
