@@ -23,6 +23,31 @@ if TYPE_CHECKING:
 # a transfer not swept for longer starts afresh at its oldest backfill seen.
 SWEEP_MEMORY = "30 days"
 
+
+def _latest_versions(among: str, columns: str) -> str:
+    """The latest stored version of each backfill of `among` (a CTE of team_id, transfer_backfill_id):
+    a semi join first, so that DuckDB's scan skips the row groups of every other backfill."""
+    return f"""select {columns}
+    from (
+        select
+            v.*,
+            row_number()
+                over (partition by v.team_id, v.transfer_backfill_id order by v.poll_id desc) as recency
+        from {{ds}}.{VERSIONS} as v
+        where exists (
+            select 1 from {among} as k
+            where k.team_id = v.team_id and k.transfer_backfill_id = v.transfer_backfill_id
+        )
+    ) as versions
+    where recency = 1"""
+
+
+# what a run diffs a listed or pending backfill against
+_LATEST_COLUMNS = (
+    "team_id, transfer_backfill_id, state_hash, error_report_hash, error_report_poll_id, "
+    "transfer_id, created_time"
+)
+
 # Per backfill not confirmed finished: listed in the team's last successful poll, pending (left
 # the list, no answered lookup since), due for a recheck (the last answer said still incomplete:
 # hidden by the cap; or CANCELLED while a run of it may be in flight, fewer than CANCELLED_LOOKUPS
@@ -56,19 +81,7 @@ cancel_candidates as (
 ),
 candidate_versions as (
     -- the latest stored state of each of them
-    select *
-    from (
-        select
-            v.*,
-            row_number()
-                over (partition by v.team_id, v.transfer_backfill_id order by v.poll_id desc) as recency
-        from {{ds}}.{VERSIONS} as v
-        where exists (
-            select 1 from cancel_candidates as c
-            where c.team_id = v.team_id and c.transfer_backfill_id = v.transfer_backfill_id
-        )
-    ) as candidates
-    where recency = 1
+    {_latest_versions("cancel_candidates", "*")}
 ),
 moving as (
     -- CANCELLED, and a run in flight may still finish and count: the counters moved at the last
@@ -122,27 +135,7 @@ relevant as (
         and (e.event = 'listed' or c.outcome is distinct from 'final' or c.is_cancel_moving)
 ),
 latest as (
-    select
-        team_id, transfer_backfill_id, state_hash, error_report_hash, error_report_poll_id, transfer_id,
-        created_time
-    from (
-        select
-            v.team_id,
-            v.transfer_backfill_id,
-            v.state_hash,
-            v.error_report_hash,
-            v.error_report_poll_id,
-            v.transfer_id,
-            v.created_time,
-            row_number()
-                over (partition by v.team_id, v.transfer_backfill_id order by v.poll_id desc) as recency
-        from {{ds}}.{VERSIONS} as v
-        where exists (
-            select 1 from relevant as r
-            where r.team_id = v.team_id and r.transfer_backfill_id = v.transfer_backfill_id
-        )
-    ) as versions
-    where recency = 1
+    {_latest_versions("relevant", _LATEST_COLUMNS)}
 )"""
 
 # A CANCELLED backfill (`a`) whose run may still be in flight: a stored run of it (its transfer, a
