@@ -78,6 +78,7 @@ class Catalog:
 
 
 def read_catalog(client: Any, schemas: set[str]) -> Catalog:
+    """These schemas as the database has them now (views and tables alike)."""
     marks = ", ".join(["%s"] * len(schemas))
     rows = client.execute_sql(
         "select schema_name, null, null from information_schema.schemata "

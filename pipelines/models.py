@@ -311,7 +311,7 @@ def _build_all(
         try:
             if model.materialized == "view":
                 if plan.models_changed or model.relation not in catalog:  # else it is as it was
-                    plan.engine.replace_view(client, model.relation, model.sql, plan.models_changed)
+                    plan.engine.replace_view(client, model.relation, model.sql)
             elif model.scope is None:
                 plan.engine.replace_table(client, model.relation, model.sql)
             else:

@@ -243,7 +243,9 @@ class Warehouse:
         """Make `relation` hold what `sql` returns, inside the build's transaction."""
         self.create_table(client, relation, sql)
 
-    def replace_view(self, client: Any, relation: str, sql: str, models_changed: bool) -> None:
+    def replace_view(self, client: Any, relation: str, sql: str) -> None:
+        """Make the view `relation` anew; a build calls it only when the models changed or the view
+        is missing (on PostgreSQL, any change to a view waits for its readers)."""
         client.execute_sql(f"create or replace view {relation} as\n{sql}")
 
     def clustered(self, sql: str, keys: tuple[str, ...]) -> str:

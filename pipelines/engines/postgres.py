@@ -104,13 +104,8 @@ class PostgresWarehouse(Warehouse, name="postgres"):
         client.execute_sql(f"delete from {relation}")
         client.execute_sql(f"insert into {relation}\n{sql}")
 
-    def replace_view(self, client: Any, relation: str, sql: str, models_changed: bool) -> None:
-        """Any change to a view waits for its readers, so an unchanged model's view is left alone;
-        a changed one is made anew (`or replace` cannot rename or retype a column)."""
-        from ..incremental import table_exists
-
-        if not models_changed and table_exists(client, relation):
-            return
+    def replace_view(self, client: Any, relation: str, sql: str) -> None:
+        """Made anew: `or replace` cannot rename or retype a column."""
         client.execute_sql(f"drop view if exists {relation}")
         client.execute_sql(f"create view {relation} as\n{sql}")
 
