@@ -13,8 +13,9 @@ Adding an engine (say, one of the warehouses dlt already loads):
    working folder, dlt destination, connection (a `Connection` subclass: placeholders, row count,
    error class, a physical row id for settling doubled loads), `session` (the run lock and the
    connection held for the run), and the DDL a build needs (`temp_relation`, `create_table`,
-   `replace_table`, `replace_view`); `refusals` for what it cannot do; `errors`/`known_error` to
-   turn its driver's failures into one line. Storage kept apart from a database (files, an open
+   `replace_table`, `replace_view`, and `clustered` where its storage can skip by order);
+   `refusals` for what it cannot do; `errors`/`known_error` to turn its driver's failures into
+   one line. Storage kept apart from a database (files, an open
    table format) also has the hooks `reloading`, `upgrade_storage`, `maintain` and `compact`,
    as `filesystem` does. Import it below.
 2. `configured_credentials`: what it connects with, from dlt's config and secrets.
