@@ -37,6 +37,11 @@ SCOPES = {  # scope name -> (scope table, key columns)
     "backfills": ("staging.scope_backfills", ("team_id", "transfer_backfill_id")),
 }
 SCOPE_TABLES = {table for table, _ in SCOPES.values()}
+# The backfills each recent build rewrote: a published copy (pipelines.publish) lagging a few
+# builds behind replaces only their rows. Older builds' rows go: a copy further behind is
+# copied whole.
+SCOPE_LOG = "staging.built_backfills"
+SCOPE_LOG_BUILDS = 12
 
 
 @dataclass(frozen=True)
@@ -243,6 +248,26 @@ def scope_queries(raw: str, plan: Plan) -> list[tuple[str, str]]:
         ) as changed""",
         ),
     ]
+
+
+def log_scope(client: Any, plan: Plan, catalog: Catalog, builds: str) -> None:
+    """Keep this build's backfill scope, stamped with its time in `builds` (`now()`: the same
+    transaction's), and forget those of all but the last `SCOPE_LOG_BUILDS` good builds."""
+    if SCOPE_LOG not in catalog:
+        client.execute_sql(
+            f"create table {SCOPE_LOG} (built_at timestamp with time zone not null, "
+            "team_id bigint not null, transfer_backfill_id bigint not null)"
+        )
+    if not plan.full_refresh:  # after a full refresh everything is published again
+        scope = SCOPES["backfills"][0]
+        client.execute_sql(
+            f"insert into {SCOPE_LOG} select now(), team_id, transfer_backfill_id from {scope}"
+        )
+    client.execute_sql(
+        f"delete from {SCOPE_LOG} where built_at < (select coalesce(min(finished_at), now()) from "
+        f"(select finished_at from {builds} where outcome = 'ok' "
+        f"order by finished_at desc limit {SCOPE_LOG_BUILDS}) as kept)"
+    )
 
 
 def scoped_rows(relation: str, scope: str) -> str:

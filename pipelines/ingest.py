@@ -246,7 +246,7 @@ def _write_html_report(target: Warehouse) -> None:
 
 def _publish(target: Warehouse) -> PublishResult | None:
     with stopping.doing("publishing the copy for BI tools"):
-        return target.publish(models.tables_by_poll())
+        return target.publish(models.table_scopes())
 
 
 def _build_models(

@@ -119,9 +119,11 @@ _BUILDS_TABLE = (
 )
 _BUILDS_INSERT = (
     f"insert into {BUILDS} (started_at, finished_at, outcome, error, models, tests, through_poll_id, "
-    "mode, fingerprint) values (%s, now(), %s, %s, %s, %s, (select max(poll_id) from {raw}.polls), %s, %s)"
+    "mode, fingerprint, tables_written) "
+    "values (%s, now(), %s, %s, %s, %s, (select max(poll_id) from {raw}.polls), %s, %s, %s)"
 )
-_BUILDS_COLUMNS = ("mode varchar", "fingerprint varchar")  # added with incremental builds
+# added with incremental builds, then with incremental publishing
+_BUILDS_COLUMNS = ("mode varchar", "fingerprint varchar", "tables_written varchar")
 
 
 @dataclass
@@ -206,15 +208,13 @@ def discover(sql_dir: Path = SQL_DIR, values: dict[str, Any] | None = None) -> l
     return [models[relation] for relation in order]
 
 
-def tables_by_poll(sql_dir: Path = SQL_DIR) -> list[str]:
-    """The analytics tables whose rows are per poll and never change (`incremental: polls`): from
-    the YAML alone, since each publish asks (parsing every model's SQL costs ~30 ms)."""
+def table_scopes(sql_dir: Path = SQL_DIR) -> dict[str, str]:
+    """The analytics tables that are incremental models, with their scope (`polls`: their rows are
+    per poll and never change; `backfills`): from the YAML alone, since each publish asks (parsing
+    every model's SQL costs ~30 ms)."""
     marts = next(folder for folder, (schema, _) in LAYERS.items() if schema == "analytics")
-    return [
-        path.stem
-        for path in sorted((sql_dir / marts).glob("*.sql"))
-        if (_doc(path) or {}).get("incremental") == "polls"
-    ]
+    scopes = {path.stem: (_doc(path) or {}).get("incremental") for path in (sql_dir / marts).glob("*.sql")}
+    return {table: scope for table, scope in sorted(scopes.items()) if scope is not None}
 
 
 def _doc(sql_path: Path) -> dict[str, Any] | None:
@@ -286,7 +286,11 @@ def build(
                 tests, warnings, steps = _build_all(client, models, raw_dataset, plan, catalog)
                 if alerts is not None and alerts.enabled:
                     outbox.record(client, alerts)
-                _record(client, raw_dataset, started_at, "ok", None, len(models), tests, plan, catalog)
+                written = sorted(r.split(".")[1] for r in steps if r.startswith("analytics."))
+                _record(
+                    client, raw_dataset, started_at, "ok", None, len(models), tests, plan, catalog, written
+                )
+                incremental.log_scope(client, plan, catalog, BUILDS)
         except (ModelError, ConfigError) as error:
             if stopping.received():  # cut short by Ctrl-C or SIGTERM: rolled back, not a failed build
                 raise stopping.interrupted() from None
@@ -341,7 +345,9 @@ def _record(
     tests: int,
     plan: Plan | None = None,
     catalog: incremental.Catalog | None = None,
+    written: list[str] | None = None,
 ) -> None:
+    """`written`: the analytics tables the build wrote (what the next publish must copy)."""
     columns = catalog.columns.get(BUILDS, frozenset()) if catalog is not None else frozenset()
     if not {column.split()[0] for column in _BUILDS_COLUMNS} <= columns:  # a first build, or an old one
         incremental.ensure_schema(client, "analytics")
@@ -361,6 +367,7 @@ def _record(
         tests,
         plan.mode if plan else None,
         plan.fingerprint if plan else None,
+        None if written is None else ",".join(written),
     )
 
 
@@ -502,6 +509,7 @@ _BUILD_LOG_DOC = [
     "| `through_poll_id` | The newest poll in the raw tables at build time. |",
     "| `mode` | 'incremental' (only the polls and backfills that changed) or 'full' (everything). |",
     "| `fingerprint` | A hash of the models' SQL and variables: a change makes the next build full. |",
+    "| `tables_written` | The analytics tables this build wrote, comma-separated (the rest it left alone). |",
     "",
 ]
 

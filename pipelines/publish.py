@@ -19,10 +19,14 @@ would make the next scheduled run fail. So after each build the analytics tables
 - `published/<name>-live.duckdb`: only views over those Parquet files. A view reads its files at
   each query, so a tool that keeps its connection open (a pool) still sees every publish.
 
-What a publish costs does not grow with the history: the rows of a table that grows by poll
-are appended (those of polls after the copy's newest) and only the days they fall on are
-rewritten; the other tables are small and copied whole; no file is copied whole. After a full
-refresh of the models (which may change old rows) everything is published again.
+What a publish costs follows what the builds since the spare copy's last publish wrote (each
+build records its tables in analytics.model_builds and its backfills in
+`incremental.SCOPE_LOG`), not the history: the rows of a table that grows by poll are appended
+(those of polls after the copy's newest) and only the days they fall on are rewritten; in a
+table built by backfill the rows of the backfills rewritten since are replaced; the other
+tables a build wrote are small and copied whole, those none wrote are left alone; no file is
+copied whole. After a full refresh of the models (which may change old rows), or when the
+copy is further behind than the builds remembered, everything is published again.
 """
 
 from __future__ import annotations
@@ -30,18 +34,24 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
 from .database import QUIET, limit_memory
+from .incremental import SCOPE_LOG, SCOPE_LOG_BUILDS
 
 SCHEMA = "analytics"
 EMPTY_FILE = "_empty.parquet"  # a by-day folder's schema, so that a glob over it always matches
 SCRATCH = ".publishing"  # day files are written here, then moved into place
 Columns = dict[str, list[tuple[str, str]]]  # table -> its (column, type) in order
+BUILD_LOG = "model_builds"  # not a model: every build writes it
+_COPY_BUILT = (  # the last build the spare copy holds
+    f"select coalesce(max(finished_at), '-infinity'::timestamptz) from published.{SCHEMA}.{BUILD_LOG}"
+)
+_REWRITTEN = "published_backfills"  # temporary: the backfills rewritten since the copy's publish
 
 
 @dataclass
@@ -52,6 +62,7 @@ class PublishResult:
     tables: list[str]
     seconds: float
     full: bool = True
+    copied: dict[str, str] = field(default_factory=dict)  # table -> how it reached the copy
 
 
 def published_dir(db_path: Path) -> Path:
@@ -85,14 +96,15 @@ def _sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def publish(db_path: Path, by_poll: Collection[str] = (), memory_limit: str | None = None) -> PublishResult:
+def publish(db_path: Path, scopes: Mapping[str, str], memory_limit: str | None = None) -> PublishResult:
     """Bring the published DuckDB file and Parquet files of `db_path` up to date.
 
-    `by_poll`: the tables whose rows are per poll and never change once written (their rows of
-    newer polls are appended). The caller holds the ingest lock: nothing else writes meanwhile.
-    Publishing everything (a first publish, or after a full refresh) writes the whole history, as
-    a full refresh reads it: it runs without the run's memory cap, and `memory_limit` is set back
-    after it.
+    `scopes`: the analytics tables that are incremental models, with their scope (`polls`: their
+    rows are per poll and never change once written, the newer polls' are appended; `backfills`:
+    the rows of the backfills the builds since rewrote are replaced). The caller holds the
+    ingest lock: nothing else writes meanwhile. Publishing everything (a first publish, or after
+    a full refresh) writes the whole history, as a full refresh reads it: it runs without the
+    run's memory cap, and `memory_limit` is set back after it.
     """
     started = time.monotonic()
     target, parquet_dir = published_db(db_path), published_parquet_dir(db_path)
@@ -103,55 +115,101 @@ def publish(db_path: Path, by_poll: Collection[str] = (), memory_limit: str | No
         con.execute(QUIET)
         _attach(con, spare, target)
         ours, theirs = _analytics_columns(con)
-        tables = sorted(ours)
         full = _needs_everything(con, theirs)
         if full:  # a day file per day of the history at once: more than a run's cap at 50 teams
             con.execute("reset memory_limit")
         try:
-            _write_files_and_copy(con, ours, theirs, by_poll, full, parquet_dir)
+            how = _how_to_copy(con, ours, theirs, scopes, full)
+            _write_files_and_copy(con, how, theirs, scopes, parquet_dir)
         finally:
             if full and memory_limit:
                 limit_memory(con, memory_limit)
         con.execute("detach published")
     _hand_over(spare, target)
     shutil.rmtree(parquet_dir / SCRATCH, ignore_errors=True)
+    tables = sorted(ours)
+    by_poll = {t for t in tables if scopes.get(t) == "polls"}
     live = _publish_views(published_live_db(db_path), parquet_dir, tables, by_poll)
-    return PublishResult(target, parquet_dir, live, tables, time.monotonic() - started, full)
+    return PublishResult(target, parquet_dir, live, tables, time.monotonic() - started, full, how)
+
+
+def _how_to_copy(
+    con: duckdb.DuckDBPyConnection, ours: Columns, theirs: Columns, scopes: Mapping[str, str], full: bool
+) -> dict[str, str]:
+    """How each table reaches the spare copy: `whole`, `appended` (the polls after the copy's
+    newest), `by backfill` (the rows of the backfills rewritten since the copy's last publish),
+    or `kept` (no build since wrote it). Whole where the copy's columns differ or what the builds
+    since wrote is not known."""
+    written = None if full else _written_since_copy(con, ours, theirs)
+    how = {}
+    for table in sorted(ours):
+        scope = scopes.get(table)
+        if full or ours[table] != theirs.get(table):
+            how[table] = "whole"
+        elif scope == "polls":
+            how[table] = "appended"
+        elif written is None or table == BUILD_LOG:
+            how[table] = "whole"
+        elif table not in written:
+            how[table] = "kept"
+        else:
+            how[table] = "by backfill" if scope == "backfills" else "whole"
+    if "by backfill" in how.values():
+        con.execute(
+            f"create or replace temp table {_REWRITTEN} as select distinct team_id, transfer_backfill_id "
+            f"from {SCOPE_LOG} where built_at > ({_COPY_BUILT})"
+        )
+    return how
+
+
+def _written_since_copy(con: duckdb.DuckDBPyConnection, ours: Columns, theirs: Columns) -> set[str] | None:
+    """The tables the good builds since the copy's last publish wrote; None when a build since
+    did not record them (it predates the record) or so many builds passed that the backfills
+    they rewrote are no longer kept."""
+    if "tables_written" not in dict(ours.get(BUILD_LOG, [])) or BUILD_LOG not in theirs:
+        return None
+    builds, recorded, written = con.execute(
+        f"select count(*), count(tables_written), string_agg(tables_written, ',') from {SCHEMA}.{BUILD_LOG} "
+        f"where outcome = 'ok' and finished_at > ({_COPY_BUILT})"
+    ).fetchone()
+    if builds != recorded or builds > SCOPE_LOG_BUILDS:
+        return None
+    return set((written or "").split(",")) - {""}
 
 
 def _write_files_and_copy(
     con: duckdb.DuckDBPyConnection,
-    ours: Columns,
+    how: dict[str, str],
     theirs: Columns,
-    by_poll: Collection[str],
-    full: bool,
+    scopes: Mapping[str, str],
     parquet_dir: Path,
 ) -> None:
     """The Parquet files, then the spare copy in one transaction."""
-    tables = sorted(ours)
-    since = {  # per table that grows by poll: the copy's newest poll (0: everything anew)
-        t: 0 if full or ours[t] != theirs.get(t) else _newest_poll(con, t) for t in tables if t in by_poll
-    }
-    # the Parquet files first, from their own newest poll on: each copy lags by a publish
+    # the Parquet files first: the day files from their own newest poll on (each copy lags by a
+    # publish), the other tables whole where the copy changes
     replacements: list[tuple[Path, Path]] = []
-    for table in tables:
-        if table in by_poll:
-            newest = _newest_poll_in_files(con, parquet_dir / table) if since[table] else 0
-            replacements += _parquet_by_day(con, table, parquet_dir, newest, full)
-        else:
-            replacements.append(
-                _write_parquet(con, f"select * from {SCHEMA}.{table}", parquet_dir / f"{table}.parquet")
-            )
+    for table, way in how.items():
+        file = parquet_dir / f"{table}.parquet"
+        if scopes.get(table) == "polls":
+            newest = _newest_poll_in_files(con, parquet_dir / table) if way == "appended" else 0
+            replacements += _parquet_by_day(con, table, parquet_dir, newest, way == "whole")
+        elif way != "kept" or not file.exists():
+            replacements.append(_write_parquet(con, f"select * from {SCHEMA}.{table}", file))
     for source, destination in replacements:
         os.replace(source, destination)
     con.execute("begin transaction")  # the copy changes whole or not at all
-    for table in tables:
+    for table, way in how.items():
         source, copy = f"{SCHEMA}.{table}", f"published.{SCHEMA}.{table}"
-        if table in by_poll and since[table]:
-            con.execute(f"insert into {copy} select * from {source} where poll_id > {since[table]}")
-        else:
+        if way == "appended":
+            newest = _newest_poll(con, table)
+            con.execute(f"insert into {copy} select * from {source} where poll_id > {newest}")
+        elif way == "by backfill":
+            rewritten = f"(team_id, transfer_backfill_id) in (select * from {_REWRITTEN})"
+            con.execute(f"delete from {copy} where {rewritten}")
+            con.execute(f"insert into {copy} select * from {source} where {rewritten}")
+        elif way == "whole":
             con.execute(f"create or replace table {copy} as select * from {source}")
-    for gone in sorted(set(theirs) - set(ours)):
+    for gone in sorted(set(theirs) - set(how)):
         con.execute(f"drop table published.{SCHEMA}.{gone}")
     con.execute("commit")
     con.execute("checkpoint published")  # the file alone holds everything: no write-ahead log
@@ -230,12 +288,11 @@ def _newest_poll(con: duckdb.DuckDBPyConnection, table: str) -> int:
 
 def _needs_everything(con: duckdb.DuckDBPyConnection, theirs: Columns) -> bool:
     """A first publish, or a full refresh of the models since the last one (old rows may differ)."""
-    if "model_builds" not in theirs:
+    if BUILD_LOG not in theirs:
         return True
     return con.execute(
-        f"select count(*) > 0 from {SCHEMA}.model_builds where outcome = 'ok' and mode is distinct from "
-        f"'incremental' and finished_at > (select coalesce(max(finished_at), '-infinity'::timestamptz) "
-        f"from published.{SCHEMA}.model_builds)"
+        f"select count(*) > 0 from {SCHEMA}.{BUILD_LOG} where outcome = 'ok' and mode is distinct from "
+        f"'incremental' and finished_at > ({_COPY_BUILT})"
     ).fetchone()[0]
 
 

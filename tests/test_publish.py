@@ -13,8 +13,10 @@ from conftest import Api, Warehouse, add_transfer, days_ago
 
 from benchmarks.history import generate  # the benchmarks' year of history, shorter
 from pipelines.database import limit_memory
-from pipelines.ingest import rebuild_models
-from pipelines.models import tables_by_poll
+from pipelines.engines import Warehouse as Target
+from pipelines.incremental import SCOPE_LOG_BUILDS
+from pipelines.ingest import open_pipeline, rebuild_models
+from pipelines.models import build, table_scopes
 from pipelines.publish import publish, published_db, published_dir, published_live_db, published_parquet_dir
 from pipelines.simulator import Simulator
 
@@ -70,7 +72,7 @@ def test_parquet_files_hold_every_analytics_table(sim: Simulator, api: Api, ware
             "select table_name from information_schema.tables where table_schema = 'analytics' order by 1"
         )
     ]
-    by_poll = tables_by_poll()
+    by_poll = [table for table, scope in table_scopes().items() if scope == "polls"]
     assert sorted(by_poll) == ["backfill_progress", "polls"]
     assert sorted(p.stem for p in parquet_dir.glob("*.parquet")) == sorted(set(tables) - set(by_poll))
     for table in by_poll:  # a file per UTC day, and the schema
@@ -216,6 +218,55 @@ def test_publishing_appends_new_polls_and_stays_equal_to_the_tables(
     assert first_day.stat().st_mtime_ns != written
 
 
+def test_a_publish_copies_only_what_the_builds_since_its_copy_wrote(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    api.create(add_transfer(sim, run_seconds=100), days_ago(2), days_ago(1))  # two runs
+    for _ in range(2):  # each of the two copies made whole once
+        assert warehouse.ingest().published.full is True
+    copied = warehouse.ingest().published.copied  # listed: its rows are replaced, by backfill
+    assert (copied["polls"], copied["backfills"], copied["backfill_errors"]) == (
+        "appended",
+        "by backfill",
+        "by backfill",
+    )
+    assert copied["model_builds"] == "whole"
+    sim.clock.advance(3600)  # it finishes and leaves the list
+    warehouse.ingest()
+    assert warehouse.rows("select status from analytics.backfills") == [("COMPLETED",)]
+    backfills_file = published_parquet_dir(warehouse.db_path) / "backfills.parquet"
+    written = backfills_file.stat().st_mtime_ns
+    assert warehouse.ingest().published.copied["backfills"] == "by backfill"  # this copy lacks the finish
+    assert backfills_file.stat().st_mtime_ns != written
+    written = backfills_file.stat().st_mtime_ns
+    copied = warehouse.ingest().published.copied  # no build since this copy's publish wrote it
+    assert (copied["backfills"], copied["backfill_status_history"]) == ("kept", "kept")
+    assert backfills_file.stat().st_mtime_ns == written
+    tables = published_tables(warehouse.db_path)
+    for key, rows in tables.items():
+        if key.startswith("source:"):
+            table = key.split(":")[1]
+            assert tables[f"copy:{table}"] == rows and tables[f"parquet:{table}"] == rows, table
+
+
+def test_a_copy_more_builds_behind_than_are_remembered_is_copied_whole(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    api.create(add_transfer(sim, run_seconds=100), days_ago(2), days_ago(1))
+    for _ in range(3):
+        warehouse.ingest()
+    pipeline, engine = open_pipeline(warehouse.db_path), Target("duckdb", warehouse.db_path)
+    for _ in range(SCOPE_LOG_BUILDS):  # builds nothing published: the spare copy misses one more
+        build(pipeline, "supermetrics", engine)
+    copied = publish(warehouse.db_path, table_scopes()).copied
+    assert (copied["backfills"], copied["alert_events"]) == ("whole", "whole")
+    assert copied["polls"] == "appended"
+    tables = published_tables(warehouse.db_path)
+    assert all(
+        tables[key.replace("source:", "copy:")] == rows for key, rows in tables.items() if "source:" in key
+    )
+
+
 def test_a_copy_it_cannot_open_is_published_anew(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
     warehouse.ingest()
     published_db(warehouse.db_path).write_bytes(b"not a DuckDB file")  # damaged, or another version's
@@ -234,7 +285,7 @@ def test_publishing_everything_is_not_held_to_a_runs_memory_cap(tmp_path: Path) 
     with duckdb.connect(str(db)) as run:  # the run's connection, as ingest holds it
         limit_memory(run, "16MB")
         capped = run.execute("select current_setting('memory_limit')").fetchone()[0]
-        assert publish(db, tables_by_poll(), memory_limit="16MB").full is True
+        assert publish(db, table_scopes(), memory_limit="16MB").full is True
         assert run.execute("select current_setting('memory_limit')").fetchone()[0] == capped  # back
     with duckdb.connect(str(db), read_only=True) as con:
         rows = con.execute("select count(*) from analytics.backfill_progress").fetchone()[0]

@@ -217,7 +217,7 @@ class Warehouse:
                 load_ids = sorted(set(load_ids) - {load_id for (load_id,) in completed})
             return discard(con, DATASET_NAME, load_ids)
 
-    def publish(self, tables_by_poll: list[str]) -> Any:
+    def publish(self, scopes: dict[str, str]) -> Any:
         """Give readers what the build made (a PublishResult), or None: they read it in place."""
         return None
 

@@ -127,14 +127,14 @@ class DuckDBWarehouse(Warehouse, name="duckdb"):
             )
         return None
 
-    def publish(self, tables_by_poll: list[str]) -> Any:
+    def publish(self, scopes: dict[str, str]) -> Any:
         import duckdb
 
         from ..publish import publish, published_dir
         from ..supermetrics.errors import PublishError
 
         try:
-            return publish(self.db_path, tables_by_poll, memory_limit())
+            return publish(self.db_path, scopes, memory_limit())
         except (OSError, duckdb.Error) as exc:
             raise PublishError(
                 f"could not write the copy for BI tools in {published_dir(self.db_path)}: "
