@@ -57,28 +57,44 @@ def timed(action, repeat: int) -> float:
     return statistics.median(samples)
 
 
-def per_run(db_path: Path, polls: int, runs: int = 5) -> tuple[float, float, dict[str, float]]:
-    """Median seconds of the incremental build and of the publish after one more poll, as each
-    cron run does them: the history of `polls` polls, then `runs` times one poll added; and the
-    last build's seconds per step."""
-    generate(db_path, polls=polls)
-    pipeline, engine = open_pipeline(db_path), Warehouse("duckdb", db_path)
-    build(pipeline, "supermetrics", engine)
-    for _ in range(2):  # each of the two copies the published file is in turn is made once
-        publish(db_path, table_scopes())
-    builds, publishes, steps = [], [], {}
+def per_run(histories: dict[str, tuple[Path, int]], runs: int = 7) -> dict[str, tuple[float, float, dict]]:
+    """For each history (name -> (database, polls)): the median seconds of the incremental build
+    and of the publish after one more poll, as each cron run does them, and the last build's
+    seconds per step. The histories take turns run by run, so that a machine that slows down or
+    speeds up meanwhile weighs on both alike."""
+    timings: dict[str, tuple[list[float], list[float]]] = {}
+    steps: dict[str, dict[str, float]] = {}
+    for name, (db_path, polls) in histories.items():
+        generate(db_path, polls=polls)
+        build(open_pipeline(db_path), "supermetrics", Warehouse("duckdb", db_path))
+        for _ in range(2):  # each of the two copies the published file is in turn is made once
+            publish(db_path, table_scopes())
+        timings[name] = ([], [])
     for added in range(1, runs + 1):
-        generate(db_path, polls=polls + added)  # the same history, one poll longer
-        started = time.perf_counter()
-        steps = build(pipeline, "supermetrics", engine).step_seconds
-        builds.append(time.perf_counter() - started)
-        publishes.append(timed(lambda: publish(db_path, table_scopes()), 1))
-    return statistics.median(builds), statistics.median(publishes), steps
+        for name, (db_path, polls) in histories.items():
+            generate(db_path, polls=polls + added)  # the same history, one poll longer
+            pipeline, engine = open_pipeline(db_path), Warehouse("duckdb", db_path)
+            started = time.perf_counter()
+            steps[name] = build(pipeline, "supermetrics", engine).step_seconds
+            timings[name][0].append(time.perf_counter() - started)
+            timings[name][1].append(timed(lambda db_path=db_path: publish(db_path, table_scopes()), 1))
+    return {
+        name: (statistics.median(builds), statistics.median(publishes), steps[name])
+        for name, (builds, publishes) in timings.items()
+    }
 
 
 def run(work_dir: Path, polls: int = 365 * 288) -> dict:
-    short_build, short_publish, short_steps = per_run(work_dir / "three-days.duckdb", polls=SHORT_HISTORY)
-    year_build, year_publish, year_steps = per_run(work_dir / "per-run.duckdb", polls=polls)
+    runs = per_run(
+        {
+            "short": (work_dir / "three-days.duckdb", SHORT_HISTORY),
+            "year": (work_dir / "per-run.duckdb", polls),
+        }
+    )
+    (short_build, short_publish, short_steps), (year_build, year_publish, year_steps) = (
+        runs["short"],
+        runs["year"],
+    )
     db_path = work_dir / "year.duckdb"
     counts = generate(db_path, polls=polls)
     pipeline, engine = open_pipeline(db_path), Warehouse("duckdb", db_path)
