@@ -105,7 +105,7 @@ select
     date '2024-01-01' + cast(e as integer) as transfer_run_date,
     'Connection timeout to data source after ' || (30 * (1 + e % 4)) || ' seconds' as error,
     md5('v' || transfer_backfill_id || '-' || (first_poll + 50 * k)) as _dlt_parent_id,
-    e as _dlt_list_idx,
+    e as _dlt_list_idx, 'bench' as _dlt_load_id,
     md5('e' || transfer_backfill_id || '-' || k || '-' || e) as _dlt_id
 from bench_backfills, range(1, life // 50 + 1) as t(k), range(0, k) as u(e)
 where first_poll + 50 * k < least(first_poll + life, getvariable('polls') + 1);

@@ -83,7 +83,8 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Raw tables dlt creates only when they first receive rows; models need them from the start.
 _RAW_BOOTSTRAP = (
     "create table if not exists {raw}.backfill_versions__error_report (transfer_run_date date, "
-    "error varchar, _dlt_parent_id varchar not null, _dlt_list_idx bigint not null, _dlt_id varchar not null)"
+    "error varchar, _dlt_load_id varchar, _dlt_parent_id varchar not null, _dlt_list_idx bigint not null, "
+    "_dlt_id varchar not null)"
 )
 # Tables of the sweep (transfers and runs) that a database from before it, or one whose sweep is
 # off, does not have yet: created empty, with dlt's own types, so the models can read them.

@@ -7,8 +7,8 @@ commit). So every run, after loading and before anything reads the raw tables, *
 loads that completed since the last time, in one transaction:
 
 - for each load id in `_dlt_loads` not yet in `_settled_loads`, keep one copy of every row of that
-  load (root tables by `_dlt_load_id`, child tables through their parent's `_dlt_id`) and one
-  `_dlt_loads` row;
+  load (root tables by `_dlt_load_id`, child tables by the `_dlt_load_id` the source copies onto
+  them, else through their parent's `_dlt_id`) and one `_dlt_loads` row;
 - record the load id in `_settled_loads`.
 
 A kill during this transaction rolls it back and the next run settles again. The work per run is
@@ -46,7 +46,7 @@ def settle(con: Connection, dataset: str, recheck: list[str] | None = None) -> S
     """Settle every completed load not settled yet, and the loads in `recheck` (packages dlt has
     just loaded again). Returns what was removed."""
     result = SettleResult()
-    tables = _dlt_tables(con, dataset)
+    tables, stamped = _dlt_tables(con, dataset)
     if "_dlt_loads" not in tables:
         return result
     ds = _quote(dataset)
@@ -65,8 +65,10 @@ def settle(con: Connection, dataset: str, recheck: list[str] | None = None) -> S
         if load_ids:
             # literals, not a subquery: DuckDB then skips the row groups of older loads (zone maps)
             listed = ", ".join("'" + load_id.replace("'", "''") + "'" for load_id in load_ids)
+            for child in stamped:
+                _stamp_load_ids(con, ds, child, tables[child])
             for table, parent in tables.items():
-                removed = _deduplicate(con, ds, table, parent, listed)
+                removed = _deduplicate(con, ds, table, None if table in stamped else parent, listed)
                 if removed and table != "_dlt_loads":  # dlt's bookkeeping: not worth a word
                     result.removed[table] = removed
             con.run(f"delete from {ds}.{SETTLED} where load_id in (select load_id from unsettled)")
@@ -78,8 +80,20 @@ def settle(con: Connection, dataset: str, recheck: list[str] | None = None) -> S
     return result
 
 
+def _stamp_load_ids(con: Connection, ds: str, child: str, parent: str) -> None:
+    """Give the child rows loaded without a load id (before the source copied it onto them) their
+    parent's: once for an older database's history, then only what a package normalized before
+    the upgrade brings. DuckDB skips the row groups that hold no null (zone maps)."""
+    con.run(
+        f"update {ds}.{_quote(child)} as child set _dlt_load_id = (select max(parent._dlt_load_id) from "
+        f"{ds}.{_quote(parent)} as parent where parent._dlt_id = child._dlt_parent_id) "
+        "where child._dlt_load_id is null"
+    )
+
+
 def _deduplicate(con: Connection, ds: str, table: str, parent: str | None, load_ids: str) -> int:
-    """Delete all but one copy of each row of the loads `load_ids` (SQL literals) in one table;
+    """Delete all but one copy of each row of the loads `load_ids` (SQL literals) in one table
+    (a child table with its own `_dlt_load_id` is passed as a root table: `parent` None);
     returns how many. A copy is told apart by its physical address (DuckDB's rowid, PostgreSQL's
     ctid)."""
     row_id = con.row_id
@@ -112,7 +126,7 @@ def discard(con: Connection, dataset: str, load_ids: list[str]) -> int:
     if not load_ids:
         return 0
     ds, removed = _quote(dataset), 0
-    tables = _dlt_tables(con, dataset)
+    tables, _ = _dlt_tables(con, dataset)
     with con.transaction():
         for table, parent in tables.items():  # children first: they find their rows through the parent
             if parent is not None:
@@ -130,9 +144,9 @@ def discard(con: Connection, dataset: str, load_ids: list[str]) -> int:
     return removed
 
 
-def _dlt_tables(con: Connection, dataset: str) -> dict[str, str | None]:
+def _dlt_tables(con: Connection, dataset: str) -> tuple[dict[str, str | None], list[str]]:
     """The dataset's tables holding loaded rows: table -> its parent for child tables (else None),
-    children first, plus `_dlt_loads`."""
+    children first, plus `_dlt_loads`; and the child tables that hold their rows' load id."""
     columns: dict[str, set[str]] = {}
     for table, column in con.rows(
         "select table_name, column_name from information_schema.columns where table_schema = %s", dataset
@@ -146,7 +160,8 @@ def _dlt_tables(con: Connection, dataset: str) -> dict[str, str | None]:
             tables[table] = None
     if "_dlt_loads" in columns:
         tables["_dlt_loads"] = None
-    return tables
+    stamped = [t for t, parent in tables.items() if parent is not None and "_dlt_load_id" in columns[t]]
+    return tables, stamped
 
 
 def _quote(name: str) -> str:

@@ -74,7 +74,10 @@ def double_a_load_as_the_old_release_did(db: Path, poll_id: int) -> dict[str, in
     return doubled
 
 
-def test_the_next_run_repairs_rows_a_killed_run_doubled(sim: Simulator, api: Api, db: Path) -> None:
+@pytest.mark.parametrize("reports_stamped", [True, False], ids=["reports-with-load-id", "reports-without"])
+def test_the_next_run_repairs_rows_a_killed_run_doubled(
+    sim: Simulator, api: Api, db: Path, reports_stamped: bool
+) -> None:
     # a backfill of 3 days that always fails: poll 2 stores its FAILED version with 3 errors
     api.create(add_transfer(sim, failure_rate=1.0), days_ago(3), days_ago(1))
     assert ingest(sim, db).returncode == 0
@@ -82,6 +85,9 @@ def test_the_next_run_repairs_rows_a_killed_run_doubled(sim: Simulator, api: Api
     assert ingest(sim, db).returncode == 0
     before = raw_rows(db)
     doubled = double_a_load_as_the_old_release_did(db, poll_id=2)
+    if not reports_stamped:  # error report rows as releases before stored them: no load id of their own
+        with duckdb.connect(str(db)) as con:
+            con.execute("update supermetrics.backfill_versions__error_report set _dlt_load_id = null")
     # poll 2 (T+600, all 3 runs failed at T+460): its poll row, the FAILED version, 3 error rows;
     # the sweep's 3 runs (created T+130, T+240, T+350) and its log of 2 requests (latest, runs)
     assert doubled == {

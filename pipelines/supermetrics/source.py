@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import dlt
+from dlt.common.normalizers.json.relational import C_DLT_LOAD_ID, DataItemNormalizer
 from dlt.sources import DltResource
 
 from . import settings
@@ -50,6 +51,17 @@ def _rows_or_schema(rows: list[dict[str, Any]], first_run: bool) -> Iterator[Any
         yield from rows
     elif first_run:
         yield dlt.mark.materialize_table_schema()
+
+
+def _reports_carry_their_load_id() -> None:
+    """dlt stamps `_dlt_load_id` on root rows only. Copied onto each error report row from its
+    version, it lets a run's exactly-once check (pipelines/settle.py) find a load's report rows
+    by their load id, which DuckDB's zone maps skip to, instead of reading the parent id of every
+    report row ever stored."""
+    DataItemNormalizer.update_normalizer_config(
+        dlt.current.source_schema(),
+        {"propagation": {"tables": {settings.VERSIONS: {C_DLT_LOAD_ID: C_DLT_LOAD_ID}}}},
+    )
 
 
 @dlt.source(name="supermetrics", section="supermetrics", max_table_nesting=1)
@@ -135,6 +147,7 @@ def supermetrics(
         max_retry_after=max_retry_after,
         max_run_seconds=max_run_seconds,
     )
+    _reports_carry_their_load_id()
     first_run = baseline is None or baseline.next_poll_id == 1
     stored = set() if baseline is None else baseline.tables
 
