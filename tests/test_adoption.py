@@ -111,15 +111,28 @@ def test_a_database_made_by_the_previous_release_keeps_working(sim: Simulator, t
     key = {"SOURCES__SUPERMETRICS__API_KEY": sim.api_key}
     args = ["ingest", "--team-id", str(TEAM), "--base-url", sim.base_url]
     Api(sim).create(add_transfer(sim, failure_rate=0.5), days_ago(3), days_ago(1))
+    # failed runs from the first poll on: the previous release stores error report rows, to which
+    # this release adds a column (their load id)
+    Api(sim).create(add_transfer(sim, failure_rate=1.0, run_seconds=60), days_ago(9), days_ago(1))
     for step in range(6):
         runner = run_previous_release if step < 3 else (lambda cwd, *a, **e: run_backfills(*a, cwd=cwd, **e))
         done = runner(tmp_path, *args, "--db", str(upgraded), **key)
         assert done.returncode == 0, done.stderr
         assert run_backfills(*args, "--db", str(twin), cwd=tmp_path, **key).returncode == 0
         sim.clock.advance(300)
+        if step == 2:  # what the previous release stored holds error report rows
+            with duckdb.connect(str(upgraded), read_only=True) as con:
+                reports = "select count(*) > 0 from supermetrics.backfill_versions__error_report"
+                assert con.execute(reports).fetchone() == (True,)
     upgraded_tables, twin_tables = tables(upgraded), tables(twin)
     assert [name for name in twin_tables if upgraded_tables[name] != twin_tables[name]] == []
     assert len(twin_tables["supermetrics.backfill_versions"]) >= 3
+    with duckdb.connect(str(upgraded), read_only=True) as con:  # every report row has its version's load id
+        assert con.execute(
+            "select count(*) from supermetrics.backfill_versions__error_report as r "
+            "join supermetrics.backfill_versions as v on v._dlt_id = r._dlt_parent_id "
+            "where r._dlt_load_id is distinct from v._dlt_load_id"
+        ).fetchone() == (0,)
     with duckdb.connect(str(upgraded), read_only=True) as con:
         reasons = [
             m

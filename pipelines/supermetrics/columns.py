@@ -62,7 +62,9 @@ VERSION_COLUMNS = (
         extra_fields="text",
     )
 )
-ERROR_REPORT_COLUMNS = _columns(transfer_run_date="date", error="text")
+# `_dlt_load_id`: its version's, copied by dlt (source.py); nullable, as dlt adds it to a table whose
+# rows from before have none (a NOT NULL column cannot be added there)
+ERROR_REPORT_COLUMNS = _columns(transfer_run_date="date", error="text", _dlt_load_id="text")
 EVENT_COLUMNS = _columns(
     poll_id="bigint",
     team_id="bigint",
