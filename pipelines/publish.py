@@ -154,11 +154,6 @@ def _how_to_copy(
             how[table] = "kept"
         else:
             how[table] = "by backfill" if scope == "backfills" else "whole"
-    if "by backfill" in how.values():
-        con.execute(
-            f"create or replace temp table {_REWRITTEN} as select distinct team_id, transfer_backfill_id "
-            f"from {SCOPE_LOG} where built_at > ({_COPY_BUILT})"
-        )
     return how
 
 
@@ -198,6 +193,11 @@ def _write_files_and_copy(
     for source, destination in replacements:
         os.replace(source, destination)
     con.execute("begin transaction")  # the copy changes whole or not at all
+    if "by backfill" in how.values():
+        con.execute(
+            f"create or replace temp table {_REWRITTEN} as select distinct team_id, transfer_backfill_id "
+            f"from {SCOPE_LOG} where built_at > ({_COPY_BUILT})"
+        )
     for table, way in how.items():
         source, copy = f"{SCHEMA}.{table}", f"published.{SCHEMA}.{table}"
         if way == "appended":
