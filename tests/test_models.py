@@ -253,6 +253,27 @@ def test_unconfirmed_final_state_is_unknown(sim: Simulator, api: Api, warehouse:
     assert day == {"backfills_active": 1, "backfills_finished": 0}
 
 
+def test_a_final_state_found_by_a_later_lookup_starts_when_the_backfill_vanished(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    backfill_id = api.create(add_transfer(sim, run_seconds=100), days_ago(2), days_ago(1))[
+        "transfer_backfill_id"
+    ]
+    poll_at(sim, warehouse, 240)  # RUNNING; both runs done and COMPLETED at T+350
+    sim.faults.add(kind="503", endpoint="get", times=100)  # every attempt of this run's lookup
+    poll_at(sim, warehouse, 400)  # left the list; its lookup fails: looked up again next run
+    sim.faults.clear()
+    poll_at(sim, warehouse, 500)  # the lookup: COMPLETED
+    assert warehouse.rows("select poll_id, outcome from supermetrics.backfill_lookups order by poll_id") == [
+        (2, "failed"),
+        (3, "final"),
+    ]
+    assert stretches(warehouse, backfill_id)[-2:] == [
+        ("RUNNING", at(240), at(400), 160),  # first seen at T+240
+        ("COMPLETED", at(400), None, None),  # since it left the list, not since the lookup
+    ]
+
+
 def test_failed_poll_shows_in_analytics_at_once(sim: Simulator, api: Api, warehouse: Warehouse) -> None:
     api.create(add_transfer(sim), days_ago(2), days_ago(1))
     warehouse.ingest()

@@ -26,6 +26,8 @@ sequenced as (
         lag(transfer_runs_completed + transfer_runs_failed) over backfill_history as previous_runs_done,
         lag(transfer_runs_completed, 1, 0) over backfill_history as previous_runs_completed,
         lag(transfer_runs_failed, 1, 0) over backfill_history as previous_runs_failed,
+        -- the poll of the next stored state: this one holds until then (null: still holds)
+        lead(poll_id) over backfill_history as next_poll_id,
         -- the report's holder is the latest version, up to this one, that stored a report (its
         -- poll is its error_report_poll_id): a running max of poll ids, as both engines run it
         max(case when poll_id = error_report_poll_id then poll_id end) over (
@@ -75,6 +77,7 @@ final as (
         attempts.runs_done,
         attempts.previous_status,
         attempts.previous_runs_done,
+        attempts.next_poll_id,
         holders.version_id as error_report_version_id,
         attempts.is_new_attempt,
         coalesce(

@@ -31,28 +31,23 @@ version_last_listed as (
     group by team_id, transfer_backfill_id, version_poll_id
 ),
 
--- each answered lookup's latest version at or before it: an as-of join, written as a running max
--- over both sides in poll order (DuckDB and PostgreSQL run it alike; a version sorts before a
--- lookup of the same poll)
-lookup_timeline as (
-    select team_id, transfer_backfill_id, poll_id, 0 as is_lookup, null as looked_up_at from versions
-    union all
-    select team_id, transfer_backfill_id, poll_id, 1 as is_lookup, looked_up_at
-    from lookups
-    where outcome in ('final', 'incomplete')
-),
-
+-- each answered lookup's latest version at or before it: the one whose poll is at or before the
+-- lookup's and whose next version's is after it (an equality join on the backfill: a few lookups
+-- each, where an as-of window would sort every version)
 lookup_versions as (
     select
-        team_id,
-        transfer_backfill_id,
-        is_lookup,
-        looked_up_at,
-        max(case when is_lookup = 0 then poll_id end) over (
-            partition by team_id, transfer_backfill_id order by poll_id, is_lookup
-            rows between unbounded preceding and current row
-        ) as version_poll_id
-    from lookup_timeline
+        versions.team_id,
+        versions.transfer_backfill_id,
+        versions.poll_id as version_poll_id,
+        lookups.looked_up_at
+    from lookups
+    inner join versions
+        on
+            versions.team_id = lookups.team_id
+            and versions.transfer_backfill_id = lookups.transfer_backfill_id
+            and versions.poll_id <= lookups.poll_id
+            and (versions.next_poll_id is null or versions.next_poll_id > lookups.poll_id)
+    where lookups.outcome in ('final', 'incomplete')
 ),
 
 version_last_looked_up as (
@@ -63,7 +58,6 @@ version_last_looked_up as (
         version_poll_id,
         max(looked_up_at) as last_looked_up_at
     from lookup_versions
-    where is_lookup = 1 and version_poll_id is not null
     group by team_id, transfer_backfill_id, version_poll_id
 ),
 

@@ -25,11 +25,14 @@ transfers as (
 ),
 
 versions as (
+    -- the stored states that still held at a new poll, of the backfills listed in one
     select * from staging.int_backfill_versions_sequenced as scoped
-    where exists (
-        select 1 from stretches
-        where stretches.team_id = scoped.team_id and stretches.transfer_backfill_id = scoped.transfer_backfill_id
-    )
+    where
+        coalesce(next_poll_id, (select max(poll_id) + 1 from polls)) > (select poll_id from first_new_poll)
+        and exists (
+            select 1 from stretches
+            where stretches.team_id = scoped.team_id and stretches.transfer_backfill_id = scoped.transfer_backfill_id
+        )
 ),
 
 -- each team's new polls numbered in poll order: a stretch's listed polls are a range of these
@@ -112,73 +115,69 @@ listed_ranges as (
     group by team_id, transfer_backfill_id, listed_from_poll_id
 ),
 
-listed_positions as (
+-- the positions each state held: from its own poll (or the first new poll) to the one before the
+-- next state's. Both are polls of the team that listed it (a lookup follows its team's listing in
+-- the same poll): an equality join finds their positions, where an as-of join of every listed
+-- poll with every version would sort both
+version_ranges as (
     select
-        listed_ranges.team_id,
-        listed_ranges.transfer_backfill_id,
-        listed_position.position
-    from listed_ranges,
-        generate_series(listed_ranges.first_position, listed_ranges.last_position) as listed_position (position)
+        versions.*,
+        case
+            when versions.poll_id < (select poll_id from first_new_poll) then 1
+            else from_poll.position
+        end as first_position,
+        until_poll.position - 1 as until_position
+    from versions
+    left join team_polls as from_poll
+        on from_poll.team_id = versions.team_id and from_poll.poll_id = versions.poll_id
+    left join team_polls as until_poll
+        on until_poll.team_id = versions.team_id and until_poll.poll_id = versions.next_poll_id
 ),
 
-listed as (
+-- each state's listed positions: its range within each listed stretch
+listed_pieces as (
     select
+        version_ranges.*,
+        greatest(version_ranges.first_position, listed_ranges.first_position) as piece_first,
+        case
+            when version_ranges.next_poll_id is null then listed_ranges.last_position
+            else least(version_ranges.until_position, listed_ranges.last_position)
+        end as piece_last
+    from version_ranges
+    inner join listed_ranges
+        on
+            listed_ranges.team_id = version_ranges.team_id
+            and listed_ranges.transfer_backfill_id = version_ranges.transfer_backfill_id
+),
+
+listed_positions as (
+    select
+        listed_pieces.*,
+        listed_position.position
+    from listed_pieces,
+        generate_series(listed_pieces.piece_first, listed_pieces.piece_last) as listed_position (position)
+    where listed_pieces.piece_first <= listed_pieces.piece_last
+),
+
+with_state as (
+    select
+        team_polls.poll_id,
+        team_polls.polled_at,
         listed_positions.team_id,
         listed_positions.transfer_backfill_id,
-        team_polls.poll_id,
-        team_polls.polled_at
+        listed_positions.transfer_id,
+        listed_positions.status,
+        listed_positions.transfer_runs_total,
+        listed_positions.transfer_runs_created,
+        listed_positions.transfer_runs_completed,
+        listed_positions.transfer_runs_failed,
+        listed_positions.error_count,
+        listed_positions.poll_id as version_poll_id
     from listed_positions
     inner join team_polls
         on
             team_polls.team_id = listed_positions.team_id
             and team_polls.position = listed_positions.position
-),
-
--- each listed poll's latest version at or before it: an as-of join, written as a running max
--- over both sides in poll order (DuckDB and PostgreSQL run it alike; a version sorts before a
--- listing of the same poll)
-version_timeline as (
-    select team_id, transfer_backfill_id, poll_id, 0 as is_listing from versions
-    union all
-    select team_id, transfer_backfill_id, poll_id, 1 as is_listing from listed
-),
-
-listed_versions as (
-    select
-        team_id,
-        transfer_backfill_id,
-        poll_id,
-        is_listing,
-        max(case when is_listing = 0 then poll_id end) over (
-            partition by team_id, transfer_backfill_id order by poll_id, is_listing
-            rows between unbounded preceding and current row
-        ) as version_poll_id
-    from version_timeline
-),
-
-with_state as (
-    select
-        listed.*,
-        versions.transfer_id,
-        versions.status,
-        versions.transfer_runs_total,
-        versions.transfer_runs_created,
-        versions.transfer_runs_completed,
-        versions.transfer_runs_failed,
-        versions.error_count,
-        versions.poll_id as version_poll_id
-    from listed
-    inner join listed_versions
-        on
-            listed_versions.team_id = listed.team_id
-            and listed_versions.transfer_backfill_id = listed.transfer_backfill_id
-            and listed_versions.poll_id = listed.poll_id
-            and listed_versions.is_listing = 1
-    left join versions
-        on
-            versions.team_id = listed.team_id
-            and versions.transfer_backfill_id = listed.transfer_backfill_id
-            and versions.poll_id = listed_versions.version_poll_id
 ),
 
 progress_rows as (

@@ -23,16 +23,24 @@ team_clock as (
     select * from staging.int_team_clock
 ),
 
--- each version's latest stretch unlisted at or before it: an as-of join, written as a running
--- max over both sides in poll order (DuckDB and PostgreSQL run it alike; a stretch's unlisting
--- sorts before a version of the same poll)
+-- the versions that may start when the backfill vanished: a lookup's final state (a few per
+-- backfill at most; every other version starts when it was observed)
+confirmed_final as (
+    select team_id, transfer_backfill_id, poll_id, observed_at
+    from versions
+    where observed_by = 'lookup' and status in ('COMPLETED', 'CANCELLED')
+),
+
+-- each one's latest stretch unlisted at or before it: an as-of join, written as a running max
+-- over both sides in poll order (DuckDB and PostgreSQL run it alike; a stretch's unlisting sorts
+-- before a version of the same poll)
 unlisting_timeline as (
     select team_id, transfer_backfill_id, unlisted_at_poll_id as poll_id, 0 as is_version
     from stretches
     where unlisted_at_poll_id is not null
     union all
     select team_id, transfer_backfill_id, poll_id, 1 as is_version
-    from versions
+    from confirmed_final
 ),
 
 version_unlistings as (
@@ -48,41 +56,52 @@ version_unlistings as (
     from unlisting_timeline
 ),
 
+final_observed as (
+    select
+        confirmed_final.team_id,
+        confirmed_final.transfer_backfill_id,
+        confirmed_final.poll_id,
+        case
+            when not exists (
+                select 1
+                from lookups
+                where
+                    lookups.team_id = confirmed_final.team_id
+                    and lookups.transfer_backfill_id = confirmed_final.transfer_backfill_id
+                    and lookups.outcome = 'incomplete'
+                    and lookups.poll_id >= stretches.unlisted_at_poll_id
+                    and lookups.poll_id < confirmed_final.poll_id
+            )
+                then coalesce(stretches.vanished_at, confirmed_final.observed_at)
+            else confirmed_final.observed_at
+        end as observed_at
+    from confirmed_final
+    left join version_unlistings
+        on
+            version_unlistings.team_id = confirmed_final.team_id
+            and version_unlistings.transfer_backfill_id = confirmed_final.transfer_backfill_id
+            and version_unlistings.poll_id = confirmed_final.poll_id
+            and version_unlistings.is_version = 1
+    left join stretches
+        on
+            stretches.team_id = confirmed_final.team_id
+            and stretches.transfer_backfill_id = confirmed_final.transfer_backfill_id
+            and stretches.unlisted_at_poll_id = version_unlistings.unlisted_at_poll_id
+),
+
 version_observations as (
     select
         versions.team_id,
         versions.transfer_backfill_id,
         versions.poll_id,
         versions.status,
-        case
-            when
-                versions.observed_by = 'lookup'
-                and versions.status in ('COMPLETED', 'CANCELLED')
-                and not exists (
-                    select 1
-                    from lookups
-                    where
-                        lookups.team_id = versions.team_id
-                        and lookups.transfer_backfill_id = versions.transfer_backfill_id
-                        and lookups.outcome = 'incomplete'
-                        and lookups.poll_id >= stretches.unlisted_at_poll_id
-                        and lookups.poll_id < versions.poll_id
-                )
-                then coalesce(stretches.vanished_at, versions.observed_at)
-            else versions.observed_at
-        end as observed_at
+        coalesce(final_observed.observed_at, versions.observed_at) as observed_at
     from versions
-    left join version_unlistings
+    left join final_observed
         on
-            version_unlistings.team_id = versions.team_id
-            and version_unlistings.transfer_backfill_id = versions.transfer_backfill_id
-            and version_unlistings.poll_id = versions.poll_id
-            and version_unlistings.is_version = 1
-    left join stretches
-        on
-            stretches.team_id = versions.team_id
-            and stretches.transfer_backfill_id = versions.transfer_backfill_id
-            and stretches.unlisted_at_poll_id = version_unlistings.unlisted_at_poll_id
+            final_observed.team_id = versions.team_id
+            and final_observed.transfer_backfill_id = versions.transfer_backfill_id
+            and final_observed.poll_id = versions.poll_id
 ),
 
 unknown_observations as (
