@@ -14,6 +14,8 @@ no model needs a Spark twin:
   PostgreSQL (sqlglot writes `percentile_approx`, which is not).
 - `generate_series(a, b[, step]) as s(x)` in FROM -> `lateral view explode(...) s as x`, empty
   when a > b (Spark's `sequence` would count down).
+- `with x as [not] materialized (...)` -> `with x as (...)`: a hint to DuckDB and PostgreSQL
+  that Spark's grammar lacks (its planner inlines a CTE anyway).
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
             return exp.cast(value, exp.DataType.build("timestamp", dialect="spark"))
     if isinstance(node, exp.Extract) and node.name.upper() == "EPOCH":
         return _epoch_seconds(node.expression)
+    if isinstance(node, exp.CTE) and node.args.get("materialized") is not None:
+        node.set("materialized", None)
+        return node
     if isinstance(node, exp.WithinGroup) and isinstance(node.this, exp.PercentileCont):
         (ordered,) = node.expression.expressions
         return exp.Anonymous(this="percentile", expressions=[ordered.this, node.this.this])

@@ -52,6 +52,11 @@ def test_a_series_in_from_is_an_exploded_sequence_empty_when_it_counts_down() ->
     )
 
 
+def test_a_hint_not_to_materialize_a_cte_is_dropped() -> None:
+    out = spark("with v as not materialized (select a from t) select * from v, v as w")
+    assert "materialized" not in out and out.startswith("with v as (select a from t)")
+
+
 def test_every_model_transpiles_and_parses_as_spark() -> None:
     for model in models.discover(values=models.DEFAULT_VARIABLES):
         sqlglot.parse_one(to_spark(model.sql), read="spark")

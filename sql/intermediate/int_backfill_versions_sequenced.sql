@@ -1,7 +1,9 @@
 -- Each stored state of a backfill beside its previous one: what progressed, by how many runs,
 -- and which version's child rows hold its error report. Narrow on purpose: it has a row per
 -- change (millions over a year); the full latest state is in int_backfill_current_state.
-with versions as (
+-- read twice, and a CTE read twice is materialized, every column of it: reading the table twice
+-- is cheaper
+with versions as not materialized (
     {{ scoped_rows(staging.stg_supermetrics__backfill_versions, backfills) }}
 ),
 
