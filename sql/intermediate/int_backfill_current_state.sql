@@ -2,7 +2,7 @@
 -- A backfill that left the list is UNKNOWN until a lookup confirmed its state (COMPLETED,
 -- CANCELLED, or still incomplete behind the 100-item cap); a 404 keeps it UNKNOWN, and a 404
 -- after "still incomplete" makes it UNKNOWN again from that answer (the API forgot it meanwhile).
-with versions as (
+with versions as not materialized (  -- read twice: see latest_versions
     {{ scoped_rows(staging.stg_supermetrics__backfill_versions, backfills) }}
 ),
 
@@ -14,10 +14,22 @@ lookups as (
     {{ scoped_rows(staging.stg_supermetrics__backfill_lookups, backfills) }}
 ),
 
-latest_versions as (
-    select distinct on (team_id, transfer_backfill_id) *
+-- each backfill's latest poll first, then its version's row: a narrow aggregate and a join cost a
+-- fraction of keeping every column of the latest row while grouping millions
+latest_polls as (
+    select team_id, transfer_backfill_id, max(poll_id) as poll_id
     from versions
-    order by team_id, transfer_backfill_id, poll_id desc
+    group by team_id, transfer_backfill_id
+),
+
+latest_versions as (
+    select versions.*
+    from versions
+    inner join latest_polls
+        on
+            latest_polls.team_id = versions.team_id
+            and latest_polls.transfer_backfill_id = versions.transfer_backfill_id
+            and latest_polls.poll_id = versions.poll_id
 ),
 
 latest_stretches as (

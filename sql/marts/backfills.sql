@@ -4,7 +4,7 @@ with current_state as (
     {{ scoped_rows(staging.int_backfill_current_state, backfills) }}
 ),
 
-versions as (
+versions as not materialized (  -- read three times: a scan each costs less than a copy
     {{ scoped_rows(staging.int_backfill_versions_sequenced, backfills) }}
 ),
 
@@ -82,26 +82,30 @@ first_version as (
 
 version_facts as (
     select
-        versions.team_id,
-        versions.transfer_backfill_id,
-        min(versions.observed_at) as first_seen_at,
-        max(case when versions.observed_by = 'latest' then versions.observed_at end) as found_by_latest_at,
-        max(case when versions.is_progress then versions.observed_at end) as last_progress_at,
-        min(first_running.first_running_at) as first_running_at,
-        min(first_running.runs_done_at_first_running) as runs_done_at_first_running,
-        -- every failure observed, those of attempts a retry reset included
-        cast(sum(versions.runs_failed_delta) as bigint) as runs_failed_all_attempts,
-        min(first_version.learnt_from) as learnt_from
-    from versions
+        version_totals.*,
+        first_running.first_running_at,
+        first_running.runs_done_at_first_running,
+        first_version.learnt_from
+    from (
+        select
+            team_id,
+            transfer_backfill_id,
+            min(observed_at) as first_seen_at,
+            max(case when observed_by = 'latest' then observed_at end) as found_by_latest_at,
+            max(case when is_progress then observed_at end) as last_progress_at,
+            -- every failure observed, those of attempts a retry reset included
+            cast(sum(runs_failed_delta) as bigint) as runs_failed_all_attempts
+        from versions
+        group by team_id, transfer_backfill_id
+    ) as version_totals
     left join first_running
         on
-            first_running.team_id = versions.team_id
-            and first_running.transfer_backfill_id = versions.transfer_backfill_id
+            first_running.team_id = version_totals.team_id
+            and first_running.transfer_backfill_id = version_totals.transfer_backfill_id
     left join first_version
         on
-            first_version.team_id = versions.team_id
-            and first_version.transfer_backfill_id = versions.transfer_backfill_id
-    group by versions.team_id, versions.transfer_backfill_id
+            first_version.team_id = version_totals.team_id
+            and first_version.transfer_backfill_id = version_totals.transfer_backfill_id
 ),
 
 run_facts as (
