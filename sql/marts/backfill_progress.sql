@@ -150,13 +150,21 @@ listed_pieces as (
             and listed_ranges.transfer_backfill_id = version_ranges.transfer_backfill_id
 ),
 
+-- each state's listed polls: a state held for one (most are: a running backfill moves between
+-- polls) needs no series, which costs more per row than the rest of the model
 listed_positions as (
     select
         listed_pieces.*,
         listed_position.position
     from listed_pieces,
         generate_series(listed_pieces.piece_first, listed_pieces.piece_last) as listed_position (position)
-    where listed_pieces.piece_first <= listed_pieces.piece_last
+    where listed_pieces.piece_first < listed_pieces.piece_last
+    union all
+    select
+        listed_pieces.*,
+        listed_pieces.piece_first as position
+    from listed_pieces
+    where listed_pieces.piece_first = listed_pieces.piece_last
 ),
 
 with_state as (
