@@ -1,8 +1,9 @@
--- Each stored state of a backfill beside its previous one: what progressed, by how many runs,
--- and which version's child rows hold its error report. Narrow on purpose: it has a row per
--- change (millions over a year); the full latest state is in int_backfill_current_state.
--- read twice, and a CTE read twice is materialized, every column of it: reading the table twice
--- is cheaper
+-- Each stored state of a backfill against its previous one: what progressed, by how many runs,
+-- until which poll it held, and which version's child rows hold its error report. Narrow on
+-- purpose, only what the marts read: it has a row per change (millions over a year); the full
+-- latest state is in int_backfill_current_state.
+-- `versions` is read twice, and a CTE read twice is materialized, every column of it: reading
+-- the table twice is cheaper
 with versions as not materialized (
     {{ scoped_rows(staging.stg_supermetrics__backfill_versions, backfills) }}
 ),
@@ -77,11 +78,8 @@ final as (
         attempts.transfer_runs_failed,
         attempts.error_count,
         attempts.runs_done,
-        attempts.previous_status,
-        attempts.previous_runs_done,
         attempts.next_poll_id,
         holders.version_id as error_report_version_id,
-        attempts.is_new_attempt,
         coalesce(
             attempts.status <> attempts.previous_status or attempts.runs_done <> attempts.previous_runs_done, true
         ) as is_progress,
