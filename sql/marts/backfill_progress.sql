@@ -126,7 +126,9 @@ version_ranges as (
             when versions.poll_id < (select poll_id from first_new_poll) then 1
             else from_poll.position
         end as first_position,
-        until_poll.position - 1 as until_position
+        until_poll.position - 1 as until_position,
+        from_poll.position as own_position,
+        from_poll.polled_at as own_polled_at
     from versions
     left join team_polls as from_poll
         on from_poll.team_id = versions.team_id and from_poll.poll_id = versions.poll_id
@@ -150,8 +152,8 @@ listed_pieces as (
             and listed_ranges.transfer_backfill_id = version_ranges.transfer_backfill_id
 ),
 
--- each state's listed polls: a state held for one (most are: a running backfill moves between
--- polls) needs no series, which costs more per row than the rest of the model
+-- each state's listed polls. Most states hold for their own poll only (a running backfill moves
+-- between polls): those need neither a series nor a join to find that poll
 listed_positions as (
     select
         listed_pieces.*,
@@ -164,10 +166,28 @@ listed_positions as (
         listed_pieces.*,
         listed_pieces.piece_first as position
     from listed_pieces
-    where listed_pieces.piece_first = listed_pieces.piece_last
+    where
+        listed_pieces.piece_first = listed_pieces.piece_last
+        and listed_pieces.piece_first is distinct from listed_pieces.own_position
 ),
 
 with_state as (
+    select
+        poll_id,
+        own_polled_at as polled_at,
+        team_id,
+        transfer_backfill_id,
+        transfer_id,
+        status,
+        transfer_runs_total,
+        transfer_runs_created,
+        transfer_runs_completed,
+        transfer_runs_failed,
+        error_count,
+        poll_id as version_poll_id
+    from listed_pieces
+    where piece_first = piece_last and piece_first = own_position
+    union all
     select
         team_polls.poll_id,
         team_polls.polled_at,
