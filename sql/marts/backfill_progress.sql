@@ -48,8 +48,10 @@ team_polls as (
 ),
 
 -- each stretch's first and last listed poll among them: the count of the team's new polls before
--- its listing (or the first new poll) and before its unlisting, as a running max of positions
--- over both sides in poll order (a bound sorts before a poll of the same id)
+-- its listing (or the first new poll) and before its unlisting. In poll order over both sides (a
+-- bound sorts before a poll of the same id), a bound's count is its row number less its number
+-- among the bounds: two plain row numbers, where a running max over a frame costs seven times
+-- more at 50 teams' year
 stretch_bounds as (
     select
         team_id,
@@ -75,8 +77,7 @@ bound_timeline as (
         0 as is_poll,
         transfer_backfill_id,
         listed_from_poll_id,
-        is_last,
-        cast(null as bigint) as position
+        is_last
     from stretch_bounds
     union all
     select
@@ -85,8 +86,7 @@ bound_timeline as (
         1 as is_poll,
         cast(null as bigint) as transfer_backfill_id,
         cast(null as bigint) as listed_from_poll_id,
-        cast(null as integer) as is_last,
-        position
+        cast(null as integer) as is_last
     from team_polls
 ),
 
@@ -97,10 +97,11 @@ bound_positions as (
         listed_from_poll_id,
         is_last,
         is_poll,
-        coalesce(max(position) over (
-            partition by team_id order by poll_id, is_poll
-            rows between unbounded preceding and current row
-        ), 0) as polls_before
+        row_number() over (
+            partition by team_id order by poll_id, is_poll, transfer_backfill_id, listed_from_poll_id, is_last
+        ) - row_number() over (
+            partition by team_id, is_poll order by poll_id, is_poll, transfer_backfill_id, listed_from_poll_id, is_last
+        ) as polls_before
     from bound_timeline
 ),
 
