@@ -30,20 +30,15 @@ sequenced as (
         lag(transfer_runs_completed, 1, 0) over backfill_history as previous_runs_completed,
         lag(transfer_runs_failed, 1, 0) over backfill_history as previous_runs_failed,
         -- the poll of the next stored state: this one holds until then (null: still holds)
-        lead(poll_id) over backfill_history as next_poll_id,
-        -- the report's holder is the latest version, up to this one, that stored a report (its
-        -- poll is its error_report_poll_id): a running max of poll ids, as both engines run it
-        max(case when poll_id = error_report_poll_id then poll_id end) over (
-            partition by team_id, transfer_backfill_id order by poll_id
-            rows between unbounded preceding and current row
-        ) as error_report_holder_poll_id
+        lead(poll_id) over backfill_history as next_poll_id
     from versions
     window backfill_history as (partition by team_id, transfer_backfill_id order by poll_id)
 ),
 
 report_holders as (
-    -- the versions that stored a report: the only ones a holder poll id can name (a join with
-    -- these, not with every version, hashes a few thousand rows rather than millions)
+    -- the versions that stored a report: each version's error_report_poll_id names the one whose
+    -- report it carries (a join with these, not with every version, hashes a few thousand rows
+    -- rather than millions)
     select team_id, transfer_backfill_id, poll_id, version_id
     from versions
     where poll_id = error_report_poll_id
@@ -95,7 +90,7 @@ final as (
         on
             holders.team_id = attempts.team_id
             and holders.transfer_backfill_id = attempts.transfer_backfill_id
-            and holders.poll_id = attempts.error_report_holder_poll_id
+            and holders.poll_id = attempts.error_report_poll_id
 )
 
 select * from final
