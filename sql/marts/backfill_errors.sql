@@ -1,7 +1,7 @@
 -- One row per distinct error a backfill ever reported: (transfer_run_date, error), with its
 -- normalised pattern: quoted values, dates, ids and numbers masked, so that
 -- "Account 123-456-7890 not found" and "Account 987-654-3210 not found" are one problem.
-with versions as (
+with versions as not materialized (  -- read twice: a scan each costs less than a copy
     {{ scoped_rows(staging.int_backfill_versions_sequenced, backfills) }}
 ),
 
