@@ -153,8 +153,7 @@ listed_pieces as (
             and listed_ranges.transfer_backfill_id = version_ranges.transfer_backfill_id
 ),
 
--- each state's listed polls. Most states hold for their own poll only (a running backfill moves
--- between polls): those need neither a series nor a join to find that poll
+-- the positions of each state's listed polls, but for a state that holds for its own poll only
 listed_positions as (
     select
         listed_pieces.*,
@@ -172,36 +171,23 @@ listed_positions as (
         and listed_pieces.piece_first is distinct from listed_pieces.own_position
 ),
 
-with_state as (
+-- each state's listed polls. Most states hold for their own poll only (a running backfill moves
+-- between polls): those need neither a series nor a join to find that poll
+listed_polls as (
     select
-        poll_id,
-        own_polled_at as polled_at,
-        team_id,
-        transfer_backfill_id,
-        transfer_id,
-        status,
-        transfer_runs_total,
-        transfer_runs_created,
-        transfer_runs_completed,
-        transfer_runs_failed,
-        error_count,
-        poll_id as version_poll_id
+        listed_pieces.*,
+        listed_pieces.own_position as position,
+        listed_pieces.poll_id as listed_poll_id,
+        listed_pieces.own_polled_at as listed_polled_at
     from listed_pieces
-    where piece_first = piece_last and piece_first = own_position
+    where
+        listed_pieces.piece_first = listed_pieces.piece_last
+        and listed_pieces.piece_first = listed_pieces.own_position
     union all
     select
-        team_polls.poll_id,
-        team_polls.polled_at,
-        listed_positions.team_id,
-        listed_positions.transfer_backfill_id,
-        listed_positions.transfer_id,
-        listed_positions.status,
-        listed_positions.transfer_runs_total,
-        listed_positions.transfer_runs_created,
-        listed_positions.transfer_runs_completed,
-        listed_positions.transfer_runs_failed,
-        listed_positions.error_count,
-        listed_positions.poll_id as version_poll_id
+        listed_positions.*,
+        team_polls.poll_id as listed_poll_id,
+        team_polls.polled_at as listed_polled_at
     from listed_positions
     inner join team_polls
         on
@@ -211,8 +197,8 @@ with_state as (
 
 progress_rows as (
     select
-        poll_id,
-        polled_at,
+        listed_poll_id as poll_id,
+        listed_polled_at as polled_at,
         team_id,
         transfer_backfill_id,
         transfer_id,
@@ -225,8 +211,8 @@ progress_rows as (
             100.0 * (transfer_runs_completed + transfer_runs_failed) / nullif(transfer_runs_total, 0), 2
         ) as double precision) as progress_pct,
         error_count,
-        version_poll_id
-    from with_state
+        poll_id as version_poll_id
+    from listed_polls
 ),
 
 final as (
