@@ -272,11 +272,15 @@ def log_scope(client: Any, plan: Plan, catalog: Catalog, builds: str) -> None:
 
 def scoped_rows(relation: str, scope: str) -> str:
     """A select of `relation`'s rows in this build's `scope` (a model's `{{ scoped_rows(..) }}`):
-    every row on a full refresh, whose scope table holds everything."""
+    every row on a full refresh, whose scope table holds everything.
+
+    An inner join, not `exists`: the scope's keys are distinct, and a planner estimates a join's
+    size from both sides, where it takes a semi join to keep a fixed share of the rows. A run's
+    few backfills are then known to be few, and a larger input joined with them is probed, not
+    hashed (backfill_errors hashed every stored report row)."""
     table, keys = SCOPES[scope]
     match = " and ".join(f"in_scope.{k} = scoped.{k}" for k in keys)
-    exists = f"exists (select 1 from {table} as in_scope where {match})"
-    return f"select * from {relation} as scoped\n    where {exists}"
+    return f"select scoped.* from {relation} as scoped\n    inner join {table} as in_scope on {match}"
 
 
 def in_scope(scope: str) -> str:
