@@ -327,6 +327,29 @@ def test_an_event_keeps_the_text_of_the_moment_it_happened(
     ]
 
 
+def test_a_cancelled_event_keeps_the_runs_done_when_it_was_cancelled(
+    sim: Simulator, api: Api, warehouse: Warehouse, receiver: Receiver, alerting: dict
+) -> None:
+    """A run in flight at the cancel finishes and counts later, and the recheck stores a second
+    CANCELLED state: the event is the first one's, as sent."""
+    warehouse.ingest()  # alerting starts on an empty history
+    backfill = api.create(add_transfer(sim), days_ago(10), days_ago(1))["transfer_backfill_id"]
+    poll_at(sim, warehouse, 240)  # RUNNING, 1 run done at T+230, the 2nd started at T+240
+    sim.clock.advance(10)
+    api.patch(f"/teams/{TEAM}/backfills/{backfill}", {"status": "CANCELLED"})  # the 2nd run is in flight
+    poll_at(sim, warehouse, 260)  # the lookup: CANCELLED, 1 of 10 runs completed
+    poll_at(sim, warehouse, 400)  # the recheck: 2 of 10, the run in flight counted
+    assert warehouse.rows(
+        "select transfer_runs_completed from supermetrics.backfill_versions "
+        "where transfer_backfill_id = ? and status = 'CANCELLED' order by poll_id",
+        backfill,
+    ) == [(1,), (2,)]
+    assert warehouse.rows("select kind, detail from analytics.alert_events") == [
+        ("cancelled", "1 of 10 runs completed")
+    ]
+    assert [r.body["detail"] for r in receiver.accepted("/hook")] == ["1 of 10 runs completed"]
+
+
 def test_a_new_channel_sends_what_happened_since_the_last_build_without_it(
     sim: Simulator, api: Api, warehouse: Warehouse, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,31 +11,9 @@ status_history as (
     select * from analytics.backfill_status_history
 ),
 
-versions as (
-    -- only the states that can begin a stretch with an event: a scan of the status column, not
-    -- a copy of every version
-    select * from staging.int_backfill_versions_sequenced
-    where status in ('FAILED', 'COMPLETED', 'CANCELLED')
-),
-
 stretch_starts as (
-    -- the stored state that began each stretch of a final or failed status: its first version of
-    -- that status (a final status's stretch starts when it vanished, its version at the lookup)
-    select
-        status_history.team_id,
-        status_history.transfer_backfill_id,
-        status_history.stretch_number,
-        min(versions.poll_id) as first_poll_id
-    from status_history
-    inner join versions
-        on
-            versions.team_id = status_history.team_id
-            and versions.transfer_backfill_id = status_history.transfer_backfill_id
-            and versions.status = status_history.status
-            and versions.observed_at >= status_history.valid_from
-            and (status_history.valid_to is null or versions.observed_at < status_history.valid_to)
-    where status_history.status in ('FAILED', 'COMPLETED', 'CANCELLED')
-    group by status_history.team_id, status_history.transfer_backfill_id, status_history.stretch_number
+    -- the stored state that began each stretch of a final or failed status
+    select * from staging.int_final_stretch_starts
 ),
 
 transfer_rates as (
@@ -67,13 +45,13 @@ finished as (
         case status_history.status
             when 'FAILED' then
                 concat(
-                    cast(versions.transfer_runs_failed as varchar), ' of ',
-                    cast(versions.transfer_runs_total as varchar), ' runs failed'
+                    cast(stretch_starts.transfer_runs_failed as varchar), ' of ',
+                    cast(stretch_starts.transfer_runs_total as varchar), ' runs failed'
                 )
             else
                 concat(
-                    cast(versions.transfer_runs_completed as varchar), ' of ',
-                    cast(versions.transfer_runs_total as varchar), ' runs completed'
+                    cast(stretch_starts.transfer_runs_completed as varchar), ' of ',
+                    cast(stretch_starts.transfer_runs_total as varchar), ' runs completed'
                 )
         end as detail
     from status_history
@@ -86,11 +64,6 @@ finished as (
             stretch_starts.team_id = status_history.team_id
             and stretch_starts.transfer_backfill_id = status_history.transfer_backfill_id
             and stretch_starts.stretch_number = status_history.stretch_number
-    inner join versions
-        on
-            versions.team_id = status_history.team_id
-            and versions.transfer_backfill_id = status_history.transfer_backfill_id
-            and versions.poll_id = stretch_starts.first_poll_id
     where status_history.status in ('FAILED', 'COMPLETED', 'CANCELLED')
 ),
 
