@@ -25,14 +25,13 @@ transfers as (
 ),
 
 versions as (
-    -- the stored states that still held at a new poll, of the backfills listed in one
-    select * from staging.int_backfill_versions_sequenced as scoped
-    where
-        coalesce(next_poll_id, (select max(poll_id) + 1 from polls)) > (select poll_id from first_new_poll)
-        and exists (
-            select 1 from stretches
-            where stretches.team_id = scoped.team_id and stretches.transfer_backfill_id = scoped.transfer_backfill_id
-        )
+    -- the stored states that still held at a new poll, of the backfills listed in one. A join with
+    -- those backfills, not `exists`: DuckDB then expects about as many states as there are, and
+    -- hashes the team's polls, not the states, in the joins below (50 teams' year: 23 -> 16 s)
+    select held.* from staging.int_backfill_versions_sequenced as held
+    inner join (select distinct team_id, transfer_backfill_id from stretches) as listed
+        on listed.team_id = held.team_id and listed.transfer_backfill_id = held.transfer_backfill_id
+    where held.next_poll_id is null or held.next_poll_id > (select poll_id from first_new_poll)
 ),
 
 -- each team's new polls numbered in poll order: a stretch's listed polls are a range of these
