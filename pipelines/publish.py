@@ -24,9 +24,11 @@ build records its tables in analytics.model_builds and its backfills in
 `incremental.SCOPE_LOG`), not the history: the rows of a table that grows by poll are appended
 (those of polls after the copy's newest) and only the days they fall on are rewritten; in a
 table built by backfill the rows of the backfills rewritten since are replaced; the other
-tables a build wrote are small and copied whole, those none wrote are left alone; no file is
-copied whole. After a full refresh of the models (which may change old rows), or when the
-copy is further behind than the builds remembered, everything is published again.
+tables a build wrote are small and copied whole, those none wrote are left alone. After a
+full refresh of the models (which may change old rows), or when the copy is further behind
+than the builds remembered, everything is published again; the publish after that one starts
+the other copy from a copy of the file it made (one file copy, where copying every table again
+cost as much as the first), then brings it up to date as any other.
 """
 
 from __future__ import annotations
@@ -46,11 +48,16 @@ from .incremental import SCOPE_LOG, SCOPE_LOG_BUILDS
 SCHEMA = "analytics"
 EMPTY_FILE = "_empty.parquet"  # a by-day folder's schema, so that a glob over it always matches
 SCRATCH = ".publishing"  # day files are written here, then moved into place
+COPYING = ".copying"  # a copy of the published file is written under this suffix, then renamed
 Columns = dict[str, list[tuple[str, str]]]  # table -> its (column, type) in order
 BUILD_LOG = "model_builds"  # not a model: every build writes it
-_COPY_BUILT = (  # the last build the spare copy holds
-    f"select coalesce(max(finished_at), '-infinity'::timestamptz) from published.{SCHEMA}.{BUILD_LOG}"
-)
+
+
+def _copy_built(copy: str = "published") -> str:
+    """The last build an attached copy holds (the spare one is attached as `published`)."""
+    return f"select coalesce(max(finished_at), '-infinity'::timestamptz) from {copy}.{SCHEMA}.{BUILD_LOG}"
+
+
 _REWRITTEN = "published_backfills"  # temporary: the backfills rewritten since the copy's publish
 
 
@@ -88,6 +95,7 @@ def unpublish(db_path: Path) -> None:
     published_db(db_path).unlink(missing_ok=True)
     for copy in _copies(db_path):
         copy.unlink(missing_ok=True)
+        copy.with_name(copy.name + COPYING).unlink(missing_ok=True)
     published_live_db(db_path).unlink(missing_ok=True)
     shutil.rmtree(published_parquet_dir(db_path), ignore_errors=True)
 
@@ -116,6 +124,14 @@ def publish(db_path: Path, scopes: Mapping[str, str], memory_limit: str | None =
         _attach(con, spare, target)
         ours, theirs = _analytics_columns(con)
         full = _needs_everything(con, theirs)
+        if full and _holds_everything(con, target):
+            # the file readers have was published whole since the full refresh: the spare starts
+            # as a copy of that file, and is brought up to date as at any other run
+            con.execute("detach published")
+            _replace_with_copy(spare, target)
+            _attach(con, spare, target)
+            ours, theirs = _analytics_columns(con)
+            full = _needs_everything(con, theirs)
         if full:  # a day file per day of the history at once: more than a run's cap at 50 teams
             con.execute("reset memory_limit")
         try:
@@ -165,7 +181,7 @@ def _written_since_copy(con: duckdb.DuckDBPyConnection, ours: Columns, theirs: C
         return None
     builds, recorded, written = con.execute(
         f"select count(*), count(tables_written), string_agg(tables_written, ',') from {SCHEMA}.{BUILD_LOG} "
-        f"where outcome = 'ok' and finished_at > ({_COPY_BUILT})"
+        f"where outcome = 'ok' and finished_at > ({_copy_built()})"
     ).fetchone()
     if builds != recorded or builds > SCOPE_LOG_BUILDS:
         return None
@@ -196,7 +212,7 @@ def _write_files_and_copy(
     if "by backfill" in how.values():
         con.execute(
             f"create or replace temp table {_REWRITTEN} as select distinct team_id, transfer_backfill_id "
-            f"from {SCOPE_LOG} where built_at > ({_COPY_BUILT})"
+            f"from {SCOPE_LOG} where built_at > ({_copy_built()})"
         )
     for table, way in how.items():
         source, copy = f"{SCHEMA}.{table}", f"published.{SCHEMA}.{table}"
@@ -239,13 +255,38 @@ def _attach(con: duckdb.DuckDBPyConnection, spare: Path, target: Path) -> None:
         # a reader that opened it two publishes ago still holds it (a pooled connection), or
         # this DuckDB cannot open it: start again from a copy of the published file (a cost that
         # grows with the history), or from nothing
-        spare.unlink(missing_ok=True)  # a reader holding it keeps its own open file
         if target.exists():
-            shutil.copyfile(target, spare)
+            _replace_with_copy(spare, target)
+        else:
+            spare.unlink(missing_ok=True)
         if not _try_attach(con, spare):  # the published file is damaged or another DuckDB's
             spare.unlink(missing_ok=True)
             con.execute(f"attach {_sql_path(spare)} as published")
     con.execute(f"create schema if not exists published.{SCHEMA}")
+
+
+def _replace_with_copy(spare: Path, target: Path) -> None:
+    """The spare becomes a copy of the published file, whole or not at all (a kill mid-copy
+    leaves the spare as it was). A reader holding the old spare keeps its own open file."""
+    copying = spare.with_name(spare.name + COPYING)
+    shutil.copyfile(target, copying)
+    os.replace(copying, spare)
+
+
+def _holds_everything(con: duckdb.DuckDBPyConnection, target: Path) -> bool:
+    """Whether the published file holds every build since the last full refresh of the models."""
+    if not target.exists():
+        return False
+    try:
+        con.execute(f"attach {_sql_path(target)} as newest (read_only)")
+    except duckdb.Error:  # damaged, or another DuckDB's
+        return False
+    try:
+        return not _full_refresh_since(con, "newest")
+    except duckdb.CatalogException:  # no build log: a copy an older release published
+        return False
+    finally:
+        con.execute("detach newest")
 
 
 def _try_attach(con: duckdb.DuckDBPyConnection, copy: Path) -> bool:
@@ -288,11 +329,14 @@ def _newest_poll(con: duckdb.DuckDBPyConnection, table: str) -> int:
 
 def _needs_everything(con: duckdb.DuckDBPyConnection, theirs: Columns) -> bool:
     """A first publish, or a full refresh of the models since the last one (old rows may differ)."""
-    if BUILD_LOG not in theirs:
-        return True
+    return BUILD_LOG not in theirs or _full_refresh_since(con, "published")
+
+
+def _full_refresh_since(con: duckdb.DuckDBPyConnection, copy: str) -> bool:
+    """Whether a full refresh of the models finished after the last build the attached `copy` holds."""
     return con.execute(
         f"select count(*) > 0 from {SCHEMA}.{BUILD_LOG} where outcome = 'ok' and mode is distinct from "
-        f"'incremental' and finished_at > ({_COPY_BUILT})"
+        f"'incremental' and finished_at > ({_copy_built(copy)})"
     ).fetchone()[0]
 
 

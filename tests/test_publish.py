@@ -111,7 +111,7 @@ def test_two_copies_take_turns_and_a_reader_holding_one_costs_only_a_copy(
         return path.stat().st_ino
 
     warehouse.ingest()  # copy 1 made, and published
-    warehouse.ingest()  # copy 2 made (everything, once), and published
+    warehouse.ingest()  # copy 2 made (a copy of copy 1's file, brought up to date), and published
     first, second = inode(copies[0]), inode(copies[1])
     assert inode(published) == second
     warehouse.ingest()  # copy 1 brought up to date where it is: no file is copied
@@ -222,8 +222,8 @@ def test_a_publish_copies_only_what_the_builds_since_its_copy_wrote(
     sim: Simulator, api: Api, warehouse: Warehouse
 ) -> None:
     api.create(add_transfer(sim, run_seconds=100), days_ago(2), days_ago(1))  # two runs
-    for _ in range(2):  # each of the two copies made whole once
-        assert warehouse.ingest().published.full is True
+    assert warehouse.ingest().published.full is True  # the first copy: every table
+    assert warehouse.ingest().published.full is False  # the second: a copy of the first's file, updated
     copied = warehouse.ingest().published.copied  # listed: its rows are replaced, by backfill
     assert (copied["polls"], copied["backfills"], copied["backfill_errors"]) == (
         "appended",
@@ -242,6 +242,26 @@ def test_a_publish_copies_only_what_the_builds_since_its_copy_wrote(
     copied = warehouse.ingest().published.copied  # no build since this copy's publish wrote it
     assert (copied["backfills"], copied["backfill_status_history"]) == ("kept", "kept")
     assert backfills_file.stat().st_mtime_ns == written
+    tables = published_tables(warehouse.db_path)
+    for key, rows in tables.items():
+        if key.startswith("source:"):
+            table = key.split(":")[1]
+            assert tables[f"copy:{table}"] == rows and tables[f"parquet:{table}"] == rows, table
+
+
+def test_the_publish_after_a_full_refresh_starts_from_the_file_that_one_made(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    """Each copy needs every table after a full refresh; the second copies the file the first
+    made (one file copy), then only what the build since wrote."""
+    api.create(add_transfer(sim, run_seconds=100), days_ago(2), days_ago(1))
+    for _ in range(3):
+        warehouse.ingest()
+    _, published = rebuild_models(warehouse.db_path, full_refresh=True)
+    assert published.full is True
+    copied = warehouse.ingest().published
+    assert copied.full is False
+    assert (copied.copied["polls"], copied.copied["backfills"]) == ("appended", "by backfill")
     tables = published_tables(warehouse.db_path)
     for key, rows in tables.items():
         if key.startswith("source:"):
