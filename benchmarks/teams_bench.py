@@ -138,7 +138,8 @@ def report(results: dict[int, dict[str, Any]]) -> list[str]:
         f"{'met' if most['full_build'] <= TARGET_FULL_BUILD_SECONDS else 'MISSED'} "
         f"({most['full_build']:.0f} s). Its publish: {most['full_publish']:.0f} s (every table "
         "copied whole, and a Parquet file per day of the two tables published by day: "
-        "backfill_progress and polls). Its slowest build steps: "
+        "backfill_progress and polls; the next run's publish starts the other copy from a copy of that "
+        "file: at 50 teams 34 -> 3 s, measured once on 2026-12-07). Its slowest build steps: "
         f"{slowest(most['full_build_steps'])}.",
     ]
     return lines
