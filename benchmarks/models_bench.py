@@ -204,9 +204,9 @@ def report(result: dict) -> list[str]:
         "",
         f"Profile of the full refresh: {slowest(result['rebuild_steps'])}. Writing the two tables "
         "of two million rows (the versions model and backfill_progress) is a large part of it "
-        "(the baseline above writes one such table, with more columns); the rest is mostly the versions model's window "
-        "over every version (the previous state and the next version's poll) and the status "
-        "history's two (the previous status, then a running count of stretches). "
+        "(the baseline above writes one such table, with more columns); the rest is mostly the "
+        "versions model's window over every version (the previous state and the next version's "
+        "poll) and the status history's two (the previous status, then a running count of stretches). "
         "Kept: each version carries the poll of the next one, so backfill_progress spreads each "
         "state over the listed polls up to it, and backfill_errors finds each lookup's version, by "
         "equality joins on the backfill instead of as-of windows over every version beside every "
