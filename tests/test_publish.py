@@ -195,6 +195,15 @@ def published_tables(db: Path) -> dict[str, list[tuple]]:
     return out
 
 
+def assert_published_as_built(db: Path) -> None:
+    """The published copy and the Parquet files hold every table's rows exactly."""
+    tables = published_tables(db)
+    for key, rows in tables.items():
+        if key.startswith("source:"):
+            table = key.split(":")[1]
+            assert tables[f"copy:{table}"] == rows and tables[f"parquet:{table}"] == rows, table
+
+
 def test_publishing_appends_new_polls_and_stays_equal_to_the_tables(
     sim: Simulator, api: Api, warehouse: Warehouse
 ) -> None:
@@ -208,11 +217,7 @@ def test_publishing_appends_new_polls_and_stays_equal_to_the_tables(
     assert warehouse.ingest().published.full is False
     assert first_day.stat().st_mtime_ns == written
     assert (first_day.parent / "2026-01-06.parquet").exists()
-    tables = published_tables(warehouse.db_path)
-    for key, rows in tables.items():
-        if key.startswith("source:"):
-            table = key.split(":")[1]
-            assert tables[f"copy:{table}"] == rows and tables[f"parquet:{table}"] == rows, table
+    assert_published_as_built(warehouse.db_path)
     built, published = rebuild_models(warehouse.db_path, full_refresh=True)
     assert published.full is True  # old rows may have changed: everything again
     assert first_day.stat().st_mtime_ns != written
@@ -242,11 +247,7 @@ def test_a_publish_copies_only_what_the_builds_since_its_copy_wrote(
     copied = warehouse.ingest().published.copied  # no build since this copy's publish wrote it
     assert (copied["backfills"], copied["backfill_status_history"]) == ("kept", "kept")
     assert backfills_file.stat().st_mtime_ns == written
-    tables = published_tables(warehouse.db_path)
-    for key, rows in tables.items():
-        if key.startswith("source:"):
-            table = key.split(":")[1]
-            assert tables[f"copy:{table}"] == rows and tables[f"parquet:{table}"] == rows, table
+    assert_published_as_built(warehouse.db_path)
 
 
 def test_the_publish_after_a_full_refresh_starts_from_the_file_that_one_made(
@@ -262,11 +263,7 @@ def test_the_publish_after_a_full_refresh_starts_from_the_file_that_one_made(
     copied = warehouse.ingest().published
     assert copied.full is False
     assert (copied.copied["polls"], copied.copied["backfills"]) == ("appended", "by backfill")
-    tables = published_tables(warehouse.db_path)
-    for key, rows in tables.items():
-        if key.startswith("source:"):
-            table = key.split(":")[1]
-            assert tables[f"copy:{table}"] == rows and tables[f"parquet:{table}"] == rows, table
+    assert_published_as_built(warehouse.db_path)
 
 
 def test_a_copy_more_builds_behind_than_are_remembered_is_copied_whole(
