@@ -51,13 +51,6 @@ SCRATCH = ".publishing"  # day files are written here, then moved into place
 COPYING = ".copying"  # a copy of the published file is written under this suffix, then renamed
 Columns = dict[str, list[tuple[str, str]]]  # table -> its (column, type) in order
 BUILD_LOG = "model_builds"  # not a model: every build writes it
-
-
-def _copy_built(copy: str = "published") -> str:
-    """The last build an attached copy holds (the spare one is attached as `published`)."""
-    return f"select coalesce(max(finished_at), '-infinity'::timestamptz) from {copy}.{SCHEMA}.{BUILD_LOG}"
-
-
 _REWRITTEN = "published_backfills"  # temporary: the backfills rewritten since the copy's publish
 
 
@@ -70,6 +63,11 @@ class PublishResult:
     seconds: float
     full: bool = True
     copied: dict[str, str] = field(default_factory=dict)  # table -> how it reached the copy
+
+
+def _copy_built(copy: str = "published") -> str:
+    """The last build an attached copy holds (the spare one is attached as `published`)."""
+    return f"select coalesce(max(finished_at), '-infinity'::timestamptz) from {copy}.{SCHEMA}.{BUILD_LOG}"
 
 
 def published_dir(db_path: Path) -> Path:
