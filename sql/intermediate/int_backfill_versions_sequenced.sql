@@ -10,7 +10,6 @@ with versions as not materialized (
 
 sequenced as (
     select
-        version_id,
         poll_id,
         team_id,
         transfer_backfill_id,
@@ -26,7 +25,6 @@ sequenced as (
         error_report_poll_id,
         transfer_runs_completed + transfer_runs_failed as runs_done,
         lag(status) over backfill_history as previous_status,
-        lag(transfer_runs_completed + transfer_runs_failed) over backfill_history as previous_runs_done,
         lag(transfer_runs_completed, 1, 0) over backfill_history as previous_runs_completed,
         lag(transfer_runs_failed, 1, 0) over backfill_history as previous_runs_failed,
         -- the poll of the next stored state: this one holds until then (null: still holds)
@@ -76,8 +74,14 @@ final as (
         attempts.next_poll_id,
         holders.version_id as error_report_version_id,
         coalesce(
-            attempts.status <> attempts.previous_status or attempts.runs_done <> attempts.previous_runs_done, true
+            -- the first state: no previous status, so null, so a progress
+            attempts.status <> attempts.previous_status
+            or attempts.runs_done <> attempts.previous_runs_completed + attempts.previous_runs_failed,
+            true
         ) as is_progress,
+        -- a state that keeps its predecessor's status starts no status stretch: the status history
+        -- reads only the others (a few per backfill, of thousands of states)
+        coalesce(attempts.status <> attempts.previous_status, true) as is_status_change,
         -- completed runs only ever add up (a retry re-runs only the failed days)
         greatest(attempts.transfer_runs_completed - attempts.previous_runs_completed, 0) as runs_completed_delta,
         -- a new attempt's failures count from zero: its whole counter is new

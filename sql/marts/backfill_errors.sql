@@ -21,14 +21,36 @@ transfers as (
     select * from analytics.transfers
 ),
 
-version_last_listed as (
+-- each stored error report's versions: the last one is the latest that showed it
+report_versions as (
     select
         team_id,
         transfer_backfill_id,
-        version_poll_id,
-        max(polled_at) as last_listed_at
-    from progress
-    group by team_id, transfer_backfill_id, version_poll_id
+        error_report_version_id,
+        max(transfer_id) as transfer_id,  -- one per backfill
+        min(observed_at) as first_seen_at,
+        max(observed_at) as last_observed_at,
+        max(poll_id) as last_version_poll_id
+    from versions
+    where error_report_version_id is not null
+    group by team_id, transfer_backfill_id, error_report_version_id
+),
+
+-- when each report's last version was last listed (a join with a few rows per report: grouping
+-- every listed poll by its version would hash millions)
+report_last_listed as (
+    select
+        report_versions.team_id,
+        report_versions.transfer_backfill_id,
+        report_versions.error_report_version_id,
+        max(progress.polled_at) as last_listed_at
+    from report_versions
+    inner join progress
+        on
+            progress.team_id = report_versions.team_id
+            and progress.transfer_backfill_id = report_versions.transfer_backfill_id
+            and progress.version_poll_id = report_versions.last_version_poll_id
+    group by report_versions.team_id, report_versions.transfer_backfill_id, report_versions.error_report_version_id
 ),
 
 -- each answered lookup's latest version at or before it: the one whose poll is at or before the
@@ -62,32 +84,31 @@ version_last_looked_up as (
 ),
 
 report_spans as (
-    -- each stored error report, from the first to the last time a poll or lookup saw it
+    -- each stored error report, from the first to the last time a poll or lookup saw it: a later
+    -- version was observed after every listing and lookup of an earlier one, so the report's last
+    -- version tells when it was last seen
     select
-        versions.team_id,
-        versions.transfer_backfill_id,
-        versions.error_report_version_id,
-        max(versions.transfer_id) as transfer_id,  -- one per backfill
-        min(versions.observed_at) as first_seen_at,
-        max(
-            greatest(
-                versions.observed_at,
-                version_last_listed.last_listed_at,
-                version_last_looked_up.last_looked_up_at
-            )
+        report_versions.team_id,
+        report_versions.transfer_backfill_id,
+        report_versions.error_report_version_id,
+        report_versions.transfer_id,
+        report_versions.first_seen_at,
+        greatest(
+            report_versions.last_observed_at,
+            report_last_listed.last_listed_at,
+            version_last_looked_up.last_looked_up_at
         ) as last_seen_at
-    from versions
-    left join version_last_listed
+    from report_versions
+    left join report_last_listed
         on
-            version_last_listed.team_id = versions.team_id
-            and version_last_listed.transfer_backfill_id = versions.transfer_backfill_id
-            and version_last_listed.version_poll_id = versions.poll_id
+            report_last_listed.team_id = report_versions.team_id
+            and report_last_listed.transfer_backfill_id = report_versions.transfer_backfill_id
+            and report_last_listed.error_report_version_id = report_versions.error_report_version_id
     left join version_last_looked_up
         on
-            version_last_looked_up.team_id = versions.team_id
-            and version_last_looked_up.transfer_backfill_id = versions.transfer_backfill_id
-            and version_last_looked_up.version_poll_id = versions.poll_id
-    group by versions.team_id, versions.transfer_backfill_id, versions.error_report_version_id
+            version_last_looked_up.team_id = report_versions.team_id
+            and version_last_looked_up.transfer_backfill_id = report_versions.transfer_backfill_id
+            and version_last_looked_up.version_poll_id = report_versions.last_version_poll_id
 ),
 
 distinct_errors as (

@@ -89,6 +89,9 @@ final_observed as (
             and stretches.unlisted_at_poll_id = version_unlistings.unlisted_at_poll_id
 ),
 
+-- the states that may start or move a stretch: a change of status, and a lookup's final state
+-- (it may start when the backfill vanished). A state that repeats its predecessor's status was
+-- observed after it, so it neither starts a stretch nor moves one's start
 version_observations as (
     select
         versions.team_id,
@@ -102,6 +105,7 @@ version_observations as (
             final_observed.team_id = versions.team_id
             and final_observed.transfer_backfill_id = versions.transfer_backfill_id
             and final_observed.poll_id = versions.poll_id
+    where versions.is_status_change or final_observed.poll_id is not null
 ),
 
 unknown_observations as (
