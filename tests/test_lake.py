@@ -38,7 +38,7 @@ from pipelines.simulator import Simulator
 from pipelines.supermetrics.settings import DATASET_NAME
 
 # an intermediate table's pointer to a dlt id
-SPARK_VOLATILE = VOLATILE | {"error_report_version_id"}
+SPARK_VOLATILE = VOLATILE | {"stored_report_version_id"}
 
 
 def lake_env(bucket: Path) -> dict[str, str]:

@@ -1,10 +1,8 @@
 -- Each stored state of a backfill against its previous one: what progressed, by how many runs,
--- until which poll it held, and which version's child rows hold its error report. Narrow on
--- purpose, only what the marts read: it has a row per change (millions over a year); the full
--- latest state is in int_backfill_current_state.
--- `versions` is read twice, and a CTE read twice is materialized, every column of it: reading
--- the table twice is cheaper
-with versions as not materialized (
+-- until which poll it held, and which state stored its error report. Narrow on purpose, only
+-- what the marts read: it has a row per change (millions over a year); the full latest state is
+-- in int_backfill_current_state.
+with versions as (
     {{ scoped_rows(staging.stg_supermetrics__backfill_versions, backfills) }}
 ),
 
@@ -23,6 +21,9 @@ sequenced as (
         transfer_runs_failed,
         error_count,
         error_report_poll_id,
+        -- the error report's rows are the child rows of the version that stored it (mostly none:
+        -- a null costs the sort below next to nothing, a version id in every row a lot)
+        case when poll_id = error_report_poll_id then version_id end as stored_report_version_id,
         transfer_runs_completed + transfer_runs_failed as runs_done,
         lag(status) over backfill_history as previous_status,
         lag(transfer_runs_completed, 1, 0) over backfill_history as previous_runs_completed,
@@ -31,15 +32,6 @@ sequenced as (
         lead(poll_id) over backfill_history as next_poll_id
     from versions
     window backfill_history as (partition by team_id, transfer_backfill_id order by poll_id)
-),
-
-report_holders as (
-    -- the versions that stored a report: each version's error_report_poll_id names the one whose
-    -- report it carries (a join with these, not with every version, hashes a few thousand rows
-    -- rather than millions)
-    select team_id, transfer_backfill_id, poll_id, version_id
-    from versions
-    where poll_id = error_report_poll_id
 ),
 
 attempts as (
@@ -72,7 +64,8 @@ final as (
         attempts.error_count,
         attempts.runs_done,
         attempts.next_poll_id,
-        holders.version_id as error_report_version_id,
+        attempts.error_report_poll_id,
+        attempts.stored_report_version_id,
         coalesce(
             -- the first state: no previous status, so null, so a progress
             attempts.status <> attempts.previous_status
@@ -90,11 +83,6 @@ final as (
             else greatest(attempts.transfer_runs_failed - attempts.previous_runs_failed, 0)
         end as runs_failed_delta
     from attempts
-    left join report_holders as holders
-        on
-            holders.team_id = attempts.team_id
-            and holders.transfer_backfill_id = attempts.transfer_backfill_id
-            and holders.poll_id = attempts.error_report_poll_id
 )
 
 select * from final

@@ -1,7 +1,7 @@
 -- One row per distinct error a backfill ever reported: (transfer_run_date, error), with its
 -- normalised pattern: quoted values, dates, ids and numbers masked, so that
 -- "Account 123-456-7890 not found" and "Account 987-654-3210 not found" are one problem.
-with versions as not materialized (  -- read twice: a scan each costs less than a copy
+with versions as not materialized (  -- read three times: a scan each costs less than a copy
     {{ scoped_rows(staging.int_backfill_versions_sequenced, backfills) }}
 ),
 
@@ -21,19 +21,27 @@ transfers as (
     select * from analytics.transfers
 ),
 
--- each stored error report's versions: the last one is the latest that showed it
+-- each stored error report's versions (its error_report_poll_id names the version that stored
+-- it): the last one is the latest that showed it
 report_versions as (
     select
         team_id,
         transfer_backfill_id,
-        error_report_version_id,
+        error_report_poll_id,
         max(transfer_id) as transfer_id,  -- one per backfill
         min(observed_at) as first_seen_at,
         max(observed_at) as last_observed_at,
         max(poll_id) as last_version_poll_id
     from versions
-    where error_report_version_id is not null
-    group by team_id, transfer_backfill_id, error_report_version_id
+    where error_report_poll_id is not null
+    group by team_id, transfer_backfill_id, error_report_poll_id
+),
+
+-- the versions that stored a report, whose child rows are its entries
+report_holders as (
+    select team_id, transfer_backfill_id, poll_id, stored_report_version_id
+    from versions
+    where stored_report_version_id is not null
 ),
 
 -- when each report's last version was last listed (a join with a few rows per report: grouping
@@ -42,7 +50,7 @@ report_last_listed as (
     select
         report_versions.team_id,
         report_versions.transfer_backfill_id,
-        report_versions.error_report_version_id,
+        report_versions.error_report_poll_id,
         max(progress.polled_at) as last_listed_at
     from report_versions
     inner join progress
@@ -50,7 +58,7 @@ report_last_listed as (
             progress.team_id = report_versions.team_id
             and progress.transfer_backfill_id = report_versions.transfer_backfill_id
             and progress.version_poll_id = report_versions.last_version_poll_id
-    group by report_versions.team_id, report_versions.transfer_backfill_id, report_versions.error_report_version_id
+    group by report_versions.team_id, report_versions.transfer_backfill_id, report_versions.error_report_poll_id
 ),
 
 -- each answered lookup's latest version at or before it: the one whose poll is at or before the
@@ -90,7 +98,7 @@ report_spans as (
     select
         report_versions.team_id,
         report_versions.transfer_backfill_id,
-        report_versions.error_report_version_id,
+        holders.stored_report_version_id as report_version_id,
         report_versions.transfer_id,
         report_versions.first_seen_at,
         greatest(
@@ -99,11 +107,16 @@ report_spans as (
             version_last_looked_up.last_looked_up_at
         ) as last_seen_at
     from report_versions
+    inner join report_holders as holders
+        on
+            holders.team_id = report_versions.team_id
+            and holders.transfer_backfill_id = report_versions.transfer_backfill_id
+            and holders.poll_id = report_versions.error_report_poll_id
     left join report_last_listed
         on
             report_last_listed.team_id = report_versions.team_id
             and report_last_listed.transfer_backfill_id = report_versions.transfer_backfill_id
-            and report_last_listed.error_report_version_id = report_versions.error_report_version_id
+            and report_last_listed.error_report_poll_id = report_versions.error_report_poll_id
     left join version_last_looked_up
         on
             version_last_looked_up.team_id = report_versions.team_id
@@ -121,7 +134,7 @@ distinct_errors as (
         min(report_spans.first_seen_at) as first_seen_at,
         max(report_spans.last_seen_at) as last_seen_at
     from report_spans
-    inner join reports on reports.version_id = report_spans.error_report_version_id
+    inner join reports on reports.version_id = report_spans.report_version_id
     group by report_spans.team_id, report_spans.transfer_backfill_id, reports.transfer_run_date, reports.error
 ),
 
