@@ -2,11 +2,11 @@
 -- until which poll it held, and which state stored its error report. Narrow on purpose, only
 -- what the marts read: it has a row per change (millions over a year); the full latest state is
 -- in int_backfill_current_state.
-with versions as (
+with scoped_versions as (
     {{ scoped_rows(staging.stg_supermetrics__backfill_versions, backfills) }}
 ),
 
-sequenced as (
+versions as (
     select
         poll_id,
         team_id,
@@ -21,9 +21,15 @@ sequenced as (
         transfer_runs_failed,
         error_count,
         error_report_poll_id,
-        -- the error report's rows are the child rows of the version that stored it (mostly none:
-        -- a null costs the sort below next to nothing, a version id in every row a lot)
-        case when poll_id = error_report_poll_id then version_id end as stored_report_version_id,
+        -- an error report's entries are the child rows of the version that stored it. Before the
+        -- window: its sort then carries a null in most rows, not every version's id
+        case when poll_id = error_report_poll_id then version_id end as stored_report_version_id
+    from scoped_versions
+),
+
+sequenced as (
+    select
+        *,
         transfer_runs_completed + transfer_runs_failed as runs_done,
         lag(status) over backfill_history as previous_status,
         lag(transfer_runs_completed, 1, 0) over backfill_history as previous_runs_completed,
