@@ -91,7 +91,8 @@ final_observed as (
 
 -- the states that may start or move a stretch: a change of status, and a lookup's final state
 -- (it may start when the backfill vanished). A state that repeats its predecessor's status was
--- observed after it, so it neither starts a stretch nor moves one's start
+-- observed after it, so it neither starts a stretch nor moves one's start (an UNKNOWN observation
+-- is the current state's, after every version: it never falls between two)
 version_observations as (
     select
         versions.team_id,
