@@ -138,7 +138,7 @@ def report(results: dict[int, dict[str, Any]]) -> list[str]:
         + ", ".join(f"{r['full_build']:.0f} s for {teams} team(s)" for teams, r in results.items())
         + f". Target for {max(results)} teams at most {TARGET_FULL_BUILD_SECONDS:.0f} s: "
         f"{'met' if most['full_build'] <= TARGET_FULL_BUILD_SECONDS else 'MISSED'} "
-        f"({most['full_build']:.0f} s; {most['full_build'] / most['floor']:.0f}x a copy of the raw versions, "
+        f"({most['full_build']:.0f} s; {most['full_build'] / most['floor']:.1f}x a copy of the raw versions, "
         f"{most['floor']:.1f} s on this machine). Its publish: {most['full_publish']:.0f} s (every table "
         "copied whole, and a Parquet file per day of the two tables published by day: "
         "backfill_progress and polls; the next run's publish starts the other copy from a copy of that "
