@@ -8,7 +8,8 @@
 - `{{ name }}` in a model is replaced by a variable (`[models]` in `.dlt/config.toml`,
   `MODELS__<NAME>`), e.g. `{{ stall_after_hours }}`, and `{{ scoped_rows(relation, scope) }}`
   by a select of the relation's rows in this build's scope (`backfills` or `polls`:
-  incremental.scoped_rows), the one filter every incremental model reads its inputs through.
+  incremental.scoped_rows; every row on a full refresh), the one filter every incremental model
+  reads its inputs through.
 - The YAML file beside a mart is its data dictionary and declares its data tests (grain,
   not_null, accepted_values, relationships, expressions).
 - A model whose YAML says `incremental: polls` or `incremental: backfills` is rebuilt only for
@@ -134,6 +135,7 @@ class Model:
     materialized: str
     sql: str
     doc: dict[str, Any] | None = None
+    full_refresh_sql: str = ""  # `sql` with each scoped_rows reading every row (incremental.every_row)
     depends_on: set[str] = field(default_factory=set)
     reads_raw: set[str] = field(default_factory=set)  # the raw tables it reads, by name
 
@@ -192,7 +194,9 @@ def discover(sql_dir: Path = SQL_DIR, values: dict[str, Any] | None = None) -> l
     for folder, (schema, materialized) in LAYERS.items():
         for path in sorted((sql_dir / folder).glob("*.sql")):
             doc = _doc(path)
-            model = Model(path.stem, schema, materialized, _substitute(path.read_text(), values, path), doc)
+            text = path.read_text()
+            sql, full_refresh_sql = (_substitute(text, values, path, full) for full in (False, True))
+            model = Model(path.stem, schema, materialized, sql, doc, full_refresh_sql)
             if model.scope is not None and model.scope not in incremental.SCOPES:
                 raise ModelError(
                     f"{path.stem}.yml: incremental: {model.scope} is not one of "
@@ -224,7 +228,7 @@ def _doc(sql_path: Path) -> dict[str, Any] | None:
     return yaml.load(doc_path.read_text(), Loader=_YAML_LOADER) if doc_path.exists() else None
 
 
-def _substitute(sql: str, values: dict[str, Any], path: Path) -> str:
+def _substitute(sql: str, values: dict[str, Any], path: Path, full_refresh: bool = False) -> str:
     def value(match: re.Match[str]) -> str:
         if match[1] not in values:
             raise ModelError(f"{path.name} uses the unknown variable {match[1]}")
@@ -235,6 +239,8 @@ def _substitute(sql: str, values: dict[str, Any], path: Path) -> str:
             raise ModelError(
                 f"{path.name}: scoped_rows: {match[2]} is not one of {', '.join(incremental.SCOPES)}"
             )
+        if full_refresh:
+            return incremental.every_row(match[1])
         return incremental.scoped_rows(match[1], match[2])
 
     return _VARIABLE.sub(value, _SCOPED_ROWS.sub(scoped_rows, sql))
@@ -313,14 +319,16 @@ def _build_all(
     models = [m for m in models if m.relation not in unchanged]  # nor their data tests
     for model in models:
         started = time.monotonic()
+        # a view is read after the build, when its scope is another build's: it reads every row
+        sql = model.full_refresh_sql if plan.full_refresh or model.materialized == "view" else model.sql
         try:
             if model.materialized == "view":
                 if plan.models_changed or model.relation not in catalog:  # else it is as it was
-                    plan.engine.replace_view(client, model.relation, model.sql)
+                    plan.engine.replace_view(client, model.relation, sql)
             elif model.scope is None:
-                plan.engine.replace_table(client, model.relation, model.sql)
+                plan.engine.replace_table(client, model.relation, sql)
             else:
-                incremental.materialize(client, model.relation, model.sql, model.scope, plan)
+                incremental.materialize(client, model.relation, sql, model.scope, plan)
         except Exception as exc:  # the database's own message says what is wrong with the SQL
             known = plan.engine.known_error(exc) if plan.engine is not None else None
             if isinstance(known, ConfigError):  # out of memory: the settings can fix it

@@ -31,9 +31,8 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from . import incremental, models
+from . import models
 from .engines import Warehouse
-from .incremental import Plan
 from .lake import Lake, features_beyond_files
 from .models import SQL_DIR, BuildResult, Model
 from .spark_sql import to_spark, view_name
@@ -122,9 +121,6 @@ def build(spark: Any, lake: Lake, models_url: str | None = None, sql_dir: Path =
     build_url = f"{root}/{build_id}"
     all_models = models.discover(sql_dir)
     through_poll_id = _register_raw(spark, lake)
-    plan = Plan(full_refresh=True, after_poll_id=0, fingerprint="", reason="spark")
-    for relation, sql in incremental.scope_queries(DATASET_NAME, plan):
-        spark.sql(to_spark(sql)).createOrReplaceTempView(view_name(relation))
     tables = []
     try:
         for model in all_models:
@@ -154,7 +150,7 @@ def build(spark: Any, lake: Lake, models_url: str | None = None, sql_dir: Path =
 
 def _build_model(spark: Any, model: Model, build_url: str) -> None:
     try:
-        frame = spark.sql(to_spark(model.sql))
+        frame = spark.sql(to_spark(model.full_refresh_sql))  # every build here is a full one
         if model.materialized == "view":
             frame.createOrReplaceTempView(view_name(model.relation))
             return
