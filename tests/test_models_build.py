@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
-from cli_process import run_backfills
+from cli_process import ingest_args, run_backfills
 from conftest import Api, Warehouse, add_transfer, days_ago
 from test_ground_truth import assert_full_refresh_equals_incremental
 
@@ -65,6 +66,24 @@ def test_scoped_rows_is_the_one_scope_filter(tmp_path: Path) -> None:
     write(tmp_path / "marts", "a", "select * from ({{ scoped_rows(staging.s, teams) }}) as t")
     with pytest.raises(ModelError, match="a.sql: scoped_rows: teams is not one of polls, backfills"):
         discover(tmp_path, {})
+
+
+def test_a_view_that_reads_through_scoped_rows_reads_every_row(sim: Simulator, tmp_path: Path) -> None:
+    # A view is read after its build, when the scope tables hold another build's scope (and a
+    # full refresh makes none): it reads every row, on the first build and on those after it.
+    sql = tmp_path / "sql"
+    shutil.copytree(ROOT / "sql", sql)
+    (sql / "staging" / "stg_every_poll.sql").write_text("{{ scoped_rows(supermetrics.polls, polls) }}\n")
+    db = tmp_path / "b.duckdb"
+    env = {"SOURCES__SUPERMETRICS__API_KEY": sim.api_key, "BACKFILLS_SQL_DIR": str(sql)}
+    for polls in (1, 2):  # a full refresh (the first build), then an incremental one
+        sim.clock.advance(300)
+        result = run_backfills(*ingest_args(sim.base_url, db), cwd=tmp_path, **env)
+        assert result.returncode == 0, result.stderr
+        with duckdb.connect(str(db), read_only=True) as con:
+            assert con.execute("select count(*) from staging.stg_every_poll").fetchone()[0] == polls
+            builds = con.execute("select mode from analytics.model_builds order by finished_at").fetchall()
+        assert [mode for (mode,) in builds] == ["full", "incremental"][:polls]
 
 
 def test_real_models_are_ordered_after_what_they_read() -> None:
