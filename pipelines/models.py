@@ -9,7 +9,8 @@
   `MODELS__<NAME>`), e.g. `{{ stall_after_hours }}`, and `{{ scoped_rows(relation, scope) }}`
   by a select of the relation's rows in this build's scope (`backfills` or `polls`:
   incremental.scoped_rows; every row on a full refresh), the one filter every incremental model
-  reads its inputs through.
+  reads its inputs through; `{{ scoped_rows(relation, backfills, poll_id) }}` reads each
+  backfill's rows from its first stored poll on (a relation in poll order, such as a raw table).
 - The YAML file beside a mart is its data dictionary and declares its data tests (grain,
   not_null, accepted_values, relationships, expressions).
 - A model whose YAML says `incremental: polls` or `incremental: backfills` is rebuilt only for
@@ -78,7 +79,7 @@ ALERT_VARIABLES = {
 }
 DEFAULT_VARIABLES = {**MODEL_VARIABLES, **ALERT_VARIABLES}
 _VARIABLE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
-_SCOPED_ROWS = re.compile(r"\{\{\s*scoped_rows\(\s*([\w.]+)\s*,\s*(\w+)\s*\)\s*\}\}")
+_SCOPED_ROWS = re.compile(r"\{\{\s*scoped_rows\(\s*([\w.]+)\s*,\s*(\w+)\s*(?:,\s*(\w+)\s*)?\)\s*\}\}")
 _DIALECT = DuckDB()
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Raw tables dlt creates only when they first receive rows; models need them from the start.
@@ -239,9 +240,11 @@ def _substitute(sql: str, values: dict[str, Any], path: Path, full_refresh: bool
             raise ModelError(
                 f"{path.name}: scoped_rows: {match[2]} is not one of {', '.join(incremental.SCOPES)}"
             )
+        if match[3] is not None and match[2] != "backfills":
+            raise ModelError(f"{path.name}: scoped_rows: only the backfills scope reads from a first poll")
         if full_refresh:
             return incremental.every_row(match[1])
-        return incremental.scoped_rows(match[1], match[2])
+        return incremental.scoped_rows(match[1], match[2], match[3])
 
     return _VARIABLE.sub(value, _SCOPED_ROWS.sub(scoped_rows, sql))
 
@@ -314,7 +317,7 @@ def _build_all(
     steps: dict[str, float] = {}
     for schema in sorted(({m.schema for m in models} | {"staging"}) - catalog.schemas):
         incremental.ensure_schema(client, schema)
-    incremental.create_scopes(client, raw_dataset, plan)
+    incremental.create_scopes(client, raw_dataset, plan, catalog)
     unchanged = incremental.unchanged_tables(client, models, raw_dataset, plan)
     models = [m for m in models if m.relation not in unchanged]  # nor their data tests
     for model in models:

@@ -12,6 +12,7 @@ from cli_process import ingest_args, run_backfills
 from conftest import Api, Warehouse, add_transfer, days_ago
 from test_ground_truth import assert_full_refresh_equals_incremental
 
+from benchmarks.history import generate
 from pipelines.database import BUILD_SETTINGS
 from pipelines.incremental import SCOPES
 from pipelines.ingest import rebuild_models
@@ -66,6 +67,39 @@ def test_scoped_rows_is_the_one_scope_filter(tmp_path: Path) -> None:
     write(tmp_path / "marts", "a", "select * from ({{ scoped_rows(staging.s, teams) }}) as t")
     with pytest.raises(ModelError, match="a.sql: scoped_rows: teams is not one of polls, backfills"):
         discover(tmp_path, {})
+    write(tmp_path / "marts", "a", "select * from ({{ scoped_rows(staging.s, polls, poll_id) }}) as t")
+    with pytest.raises(
+        ModelError, match="a.sql: scoped_rows: only the backfills scope reads from a first poll"
+    ):
+        discover(tmp_path, {})
+
+
+def test_scoped_rows_from_each_backfills_first_stored_poll(tmp_path: Path) -> None:
+    """With a poll column, a backfill's rows are read from its first stored poll on (the scope
+    table's from_poll_id), and still every row on a full refresh."""
+    write(
+        tmp_path / "staging",
+        "s",
+        "select * from (values (1, 2, 5), (1, 2, 7), (1, 3, 6)) as v "
+        "(team_id, transfer_backfill_id, poll_id)",
+    )
+    write(
+        tmp_path / "marts",
+        "a",
+        "select * from ({{ scoped_rows(staging.s, backfills, poll_id) }}) as t order by all",
+    )
+    staging, mart = discover(tmp_path, {})
+    assert "scoped.poll_id >= in_scope.from_poll_id" in mart.sql
+    with duckdb.connect() as con:
+        con.execute("create schema staging")
+        con.execute(f"create table staging.s as {staging.sql}")
+        con.execute(
+            "create table staging.scope_backfills as select * from (values (1, 2, 6), (1, 3, 0)) as v "
+            "(team_id, transfer_backfill_id, from_poll_id)"
+        )
+        assert con.execute(mart.sql).fetchall() == [(1, 2, 7), (1, 3, 6)]
+        con.execute("drop table staging.scope_backfills")
+        assert con.execute(mart.full_refresh_sql).fetchall() == [(1, 2, 5), (1, 2, 7), (1, 3, 6)]
 
 
 def test_a_view_that_reads_through_scoped_rows_reads_every_row(sim: Simulator, tmp_path: Path) -> None:
@@ -188,6 +222,53 @@ def test_a_full_refresh_writes_the_scoped_tables_in_scope_order(
             stored = con.execute(f"select {keys} from {model.relation} order by rowid").fetchall()
             assert len(set(stored)) > 1, model.relation
             assert stored == sorted(stored), model.relation
+
+
+def test_each_build_keeps_every_backfills_first_stored_poll(
+    sim: Simulator, api: Api, warehouse: Warehouse
+) -> None:
+    # A run reads a backfill's raw rows from its first stored poll on: that poll must be the first
+    # of any of its rows, for the backfills of every build (new ones added by the incremental ones)
+    first = api.create(add_transfer(sim), days_ago(9), days_ago(1))["transfer_backfill_id"]
+    sim.clock.advance(50)
+    warehouse.ingest()  # the first build: a full refresh
+    sim.clock.advance(300)
+    warehouse.ingest()
+    later = api.create(add_transfer(sim), days_ago(3), days_ago(1))["transfer_backfill_id"]
+    sim.clock.advance(300)
+    warehouse.ingest()  # an incremental build adds the later backfill
+    polls = [p for (p,) in warehouse.rows("select poll_id from supermetrics.polls order by poll_id")]
+    kept = dict(
+        warehouse.rows("select transfer_backfill_id, first_poll_id from staging.backfill_first_polls")
+    )
+    assert kept == {first: polls[0], later: polls[2]}
+    modes = [m for (m,) in warehouse.rows("select mode from analytics.model_builds order by finished_at")]
+    assert modes == ["full", "incremental", "incremental"]
+    assert_full_refresh_equals_incremental(warehouse.db_path)
+
+
+def test_a_run_skips_the_raw_row_groups_before_its_backfills_first_polls(tmp_path: Path) -> None:
+    # The raw versions are stored in poll order: a run that reads its few backfills' versions
+    # scans the row groups of their polls, not the history (at 50 teams' year it scanned 21 M rows).
+    # Two teams, whose backfill ids lie far apart: every row group holds ids of both, so that the
+    # ids alone skip nothing
+    db = tmp_path / "history.duckdb"
+    polls = 40 * 288  # 20 backfills a team changing at every poll: four row groups of versions
+    generate(db, polls=polls, teams=2)
+    rebuild_models(db, full_refresh=True)
+    generate(db, polls=polls + 1, teams=2)
+    built, _ = rebuild_models(db)
+    assert built.mode == "incremental"
+    [model] = [m for m in discover() if m.name == "int_backfill_versions_sequenced"]
+    with duckdb.connect(str(db)) as con:
+        plan = "".join(row[1] for row in con.execute(f"explain analyze {model.sql}").fetchall())
+        [total] = con.execute(
+            "select count(distinct row_group_id) from pragma_storage_info('supermetrics.backfill_versions')"
+        ).fetchone()
+    scanned = [
+        int(read) for read, of in re.findall(r"Row Groups Scanned: (\d+) / (\d+)", plan) if int(of) == total
+    ]
+    assert total >= 4 and scanned and all(read <= 2 for read in scanned), (total, scanned)
 
 
 def test_a_failing_data_test_stops_the_build_and_keeps_the_old_tables(

@@ -3,7 +3,7 @@
 -- CANCELLED, or still incomplete behind the 100-item cap); a 404 keeps it UNKNOWN, and a 404
 -- after "still incomplete" makes it UNKNOWN again from that answer (the API forgot it meanwhile).
 with versions as not materialized (  -- read twice: see latest_versions
-    {{ scoped_rows(staging.stg_supermetrics__backfill_versions, backfills) }}
+    {{ scoped_rows(staging.stg_supermetrics__backfill_versions, backfills, poll_id) }}
 ),
 
 stretches as (
@@ -11,7 +11,7 @@ stretches as (
 ),
 
 lookups as (
-    {{ scoped_rows(staging.stg_supermetrics__backfill_lookups, backfills) }}
+    {{ scoped_rows(staging.stg_supermetrics__backfill_lookups, backfills, poll_id) }}
 ),
 
 -- each backfill's latest poll first, then its version's row: a narrow aggregate and a join cost a

@@ -3,7 +3,7 @@
 -- what the marts read: it has a row per change (millions over a year); the full latest state is
 -- in int_backfill_current_state.
 with scoped_versions as (
-    {{ scoped_rows(staging.stg_supermetrics__backfill_versions, backfills) }}
+    {{ scoped_rows(staging.stg_supermetrics__backfill_versions, backfills, poll_id) }}
 ),
 
 versions as (

@@ -1,7 +1,7 @@
 -- One row per stretch of consecutive successful polls in which a backfill was listed:
 -- from the poll that listed it to the poll that no longer did (null: still listed).
 with events as (
-    {{ scoped_rows(staging.stg_supermetrics__listing_events, backfills) }}
+    {{ scoped_rows(staging.stg_supermetrics__listing_events, backfills, poll_id) }}
 ),
 
 polls as (

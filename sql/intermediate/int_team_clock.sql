@@ -2,7 +2,7 @@
 -- run up to (the API's clock, so a simulator's clock works too), and whether that poll's list
 -- was full (100 items: older incomplete backfills are hidden).
 -- Aggregates, not a sort of every poll: this runs at every build over a history that only grows.
-with polls as (
+with polls as not materialized (  -- read three times, each for a few of its columns
     select * from staging.stg_supermetrics__polls
     where outcome = 'ok'
 ),

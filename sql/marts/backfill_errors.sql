@@ -10,11 +10,11 @@ reports as (
 ),
 
 progress as (
-    {{ scoped_rows(analytics.backfill_progress, backfills) }}
+    {{ scoped_rows(analytics.backfill_progress, backfills, poll_id) }}
 ),
 
 lookups as (
-    {{ scoped_rows(staging.stg_supermetrics__backfill_lookups, backfills) }}
+    {{ scoped_rows(staging.stg_supermetrics__backfill_lookups, backfills, poll_id) }}
 ),
 
 transfers as (

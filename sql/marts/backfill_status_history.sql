@@ -8,7 +8,7 @@ with versions as not materialized (  -- read twice: a scan each costs less than 
 ),
 
 lookups as (
-    {{ scoped_rows(staging.stg_supermetrics__backfill_lookups, backfills) }}
+    {{ scoped_rows(staging.stg_supermetrics__backfill_lookups, backfills, poll_id) }}
 ),
 
 stretches as (

@@ -9,7 +9,7 @@ versions as not materialized (  -- read three times: a scan each costs less than
 ),
 
 progress as (
-    {{ scoped_rows(analytics.backfill_progress, backfills) }}
+    {{ scoped_rows(analytics.backfill_progress, backfills, poll_id) }}
 ),
 
 status_history as (

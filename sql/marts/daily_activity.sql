@@ -33,14 +33,17 @@ backfill_days as (
             and current_state.transfer_backfill_id = backfills.transfer_backfill_id
 ),
 
-observed as (
-    -- the span the team's successful polls cover: days outside it, or cut by its ends, are partial
+poll_span as (
+    -- each team's polls by their bounds alone (a day's cast of the first and the last), not a cast
+    -- of every poll: this runs at every build over a history that only grows
     select
         team_id,
-        min(polled_at) as first_ok_poll_at,
-        max(polled_at) as last_ok_poll_at
+        min(polled_at) as first_polled_at,
+        max(polled_at) as last_polled_at,
+        -- the span the team's successful polls cover: days outside it, or cut by its ends, are partial
+        min(case when outcome = 'ok' then polled_at end) as first_ok_poll_at,
+        max(case when outcome = 'ok' then polled_at end) as last_ok_poll_at
     from polls
-    where outcome = 'ok'
     group by team_id
 ),
 
@@ -50,7 +53,9 @@ bounds as (
         min(day) as first_day,
         max(day) as last_day
     from (
-        select team_id, cast(timezone('UTC', polled_at) as date) as day from polls
+        select team_id, cast(timezone('UTC', first_polled_at) as date) as day from poll_span
+        union all
+        select team_id, cast(timezone('UTC', last_polled_at) as date) as day from poll_span
         union all
         select team_id, created_date as day from backfill_days
     ) as team_days
@@ -118,8 +123,8 @@ final as (
         coalesce(runs.runs_completed, 0) as runs_completed,
         coalesce(runs.runs_failed, 0) as runs_failed,
         coalesce(
-            observed.first_ok_poll_at <= timezone('UTC', cast(days.day as timestamp))
-            and observed.last_ok_poll_at >= timezone('UTC', cast(days.day + 1 as timestamp)),
+            poll_span.first_ok_poll_at <= timezone('UTC', cast(days.day as timestamp))
+            and poll_span.last_ok_poll_at >= timezone('UTC', cast(days.day + 1 as timestamp)),
             false
         ) as is_fully_observed
     from days
@@ -128,7 +133,7 @@ final as (
     left join finished on finished.team_id = days.team_id and finished.day = days.day
     left join active on active.team_id = days.team_id and active.day = days.day
     left join runs on runs.team_id = days.team_id and runs.day = days.day
-    left join observed on observed.team_id = days.team_id
+    left join poll_span on poll_span.team_id = days.team_id
 )
 
 select * from final
