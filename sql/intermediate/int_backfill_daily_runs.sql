@@ -2,7 +2,7 @@
 -- day the later state was observed. Small (a row per backfill-day), so that the daily and
 -- per-transfer totals never scan every stored version.
 with versions as (
-    {{ scoped_rows(staging.int_backfill_versions_sequenced, backfills) }}
+    {{ scoped_rows(staging.int_backfill_versions_sequenced, backfills, poll_id) }}
 ),
 
 final as (

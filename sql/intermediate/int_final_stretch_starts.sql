@@ -8,7 +8,7 @@ with status_history as (
 ),
 
 scoped_versions as (
-    {{ scoped_rows(staging.int_backfill_versions_sequenced, backfills) }}
+    {{ scoped_rows(staging.int_backfill_versions_sequenced, backfills, poll_id) }}
 ),
 
 versions as (

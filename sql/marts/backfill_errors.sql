@@ -2,7 +2,7 @@
 -- normalised pattern: quoted values, dates, ids and numbers masked, so that
 -- "Account 123-456-7890 not found" and "Account 987-654-3210 not found" are one problem.
 with versions as not materialized (  -- read three times: a scan each costs less than a copy
-    {{ scoped_rows(staging.int_backfill_versions_sequenced, backfills) }}
+    {{ scoped_rows(staging.int_backfill_versions_sequenced, backfills, poll_id) }}
 ),
 
 reports as (

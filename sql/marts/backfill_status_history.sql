@@ -4,7 +4,7 @@
 -- (hidden by the 100-item cap): then it starts at the lookup that found it final. An
 -- unconfirmed one is an UNKNOWN stretch from the moment it stopped being known.
 with versions as not materialized (  -- read twice: a scan each costs less than a copy
-    {{ scoped_rows(staging.int_backfill_versions_sequenced, backfills) }}
+    {{ scoped_rows(staging.int_backfill_versions_sequenced, backfills, poll_id) }}
 ),
 
 lookups as (

@@ -5,7 +5,7 @@ with current_state as (
 ),
 
 versions as not materialized (  -- read three times: a scan each costs less than a copy
-    {{ scoped_rows(staging.int_backfill_versions_sequenced, backfills) }}
+    {{ scoped_rows(staging.int_backfill_versions_sequenced, backfills, poll_id) }}
 ),
 
 progress as (
