@@ -652,7 +652,8 @@ def report(result: dict) -> list[str]:
         f"Measured from a steady state ({WARM_UP_RUNS} runs in): DuckDB grows in 256 KiB blocks "
         f"(resolution {256 * 1024 / (growth['polls'] - 1):,.0f} B a poll), and the first runs take "
         "new blocks once, as each small table is first rewritten (0.5-0.75 MiB; they were counted "
-        "as growth per poll before 2026-12-07). Target at most 1 KB per unchanged poll: "
+        "as growth per poll before 2026-12-07); a negative figure is a block the file gave back "
+        "(a checkpoint that freed more than the polls took). Target at most 1 KB per unchanged poll: "
         f"{'met' if growth['ours_bytes_per_poll'] <= 1024 else 'MISSED'}.",
     ]
     cron = result["cron_growth"]

@@ -137,7 +137,12 @@ def report(results: dict[int, dict[str, Any]]) -> list[str]:
         "",
         f"Target for {max(results)} teams over a year: one run under {TARGET_SECONDS:.0f} s and "
         f"{TARGET_MIB:.0f} MiB: {'met' if met else 'MISSED'} ({most['year_seconds']:.1f} s, "
-        f"{most['year_mib']:.0f} MiB).",
+        f"{most['year_mib']:.0f} MiB). A run reads each of its backfills' raw rows, versions and "
+        "progress rows from the backfill's first stored poll on, so that DuckDB skips the row groups "
+        "of older polls; it found them by their ids alone until 2026-12-07, and the generated teams' "
+        "ids lie far apart, so that every run scanned every stored version (50 teams: 6.3 s a run, "
+        "1.89x the empty history, in that morning's run; the build alone 5.6-6.7 -> 2.2-2.6 s on one "
+        "copy of the data).",
         "",
         "The one full build of every model and data test, and its publish, over the generated year "
         "(what a model change costs the cron run that first sees it; before the runs above, the "

@@ -11,7 +11,8 @@ insert what the model's SQL returns.
 - `scope_backfills`: the backfills with a raw row (a version, a lookup, a listing event) stored
   after the last good build, those a transfer run stored since may belong to (same transfer,
   data_date in range), and the backfills whose rows run up to "now" (the latest poll): those
-  incomplete in the previous build, and those still listed.
+  incomplete in the previous build, and those still listed. Each with its first stored poll
+  (`FIRST_POLLS`), from which a model may read its rows (`scoped_rows`' third argument).
 
 A full refresh is the same build with everything in scope (no previous build to start from):
 `create or replace table` instead of delete and insert, and the same SQL, each `scoped_rows` in
