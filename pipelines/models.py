@@ -10,7 +10,8 @@
   by a select of the relation's rows in this build's scope (`backfills` or `polls`:
   incremental.scoped_rows; every row on a full refresh), the one filter every incremental model
   reads its inputs through; `{{ scoped_rows(relation, backfills, poll_id) }}` reads each
-  backfill's rows from its first stored poll on (a relation in poll order, such as a raw table).
+  backfill's rows from its first stored poll on (`poll_id`: the column holding the poll each row
+  was stored at or listed in).
 - The YAML file beside a mart is its data dictionary and declares its data tests (grain,
   not_null, accepted_values, relationships, expressions).
 - A model whose YAML says `incremental: polls` or `incremental: backfills` is rebuilt only for
