@@ -34,7 +34,10 @@ $(DEV_STAMP): $(STAMP)
 # one worker per core; an idle worker takes queued tests from a busy one (worksteal).
 # The PostgreSQL tests use BACKFILLS_TEST_POSTGRES_URL (.ci/run sets it), else start a throwaway
 # server themselves, else are skipped with the reason in the summary.
+# The tests start the CLI as hundreds of processes: its bytecode is compiled once here, where
+# PYTHONDONTWRITEBYTECODE (set on some CI images) would have each process compile it again.
 test: $(DEV_STAMP)
+	$(BIN)/python -m compileall -q pipelines
 	$(BIN)/python -m pytest -n auto --dist worksteal
 
 demo: $(STAMP)
