@@ -2,10 +2,14 @@
 
 Ctrl-C and SIGTERM are taken before the command's modules are imported (a second or so with
 dlt): a stop that early ends in the same one line, 130 or 143, as one during the run.
+
+dlt starts without its plugins unless DLT_DISABLE_PLUGINS says otherwise: looking for them reads
+the entry points of every installed distribution, 0.1-0.3 s of each run, and this CLI uses none.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from . import stopping
@@ -13,6 +17,7 @@ from . import stopping
 
 def main() -> object:
     stopping.install()
+    os.environ.setdefault("DLT_DISABLE_PLUGINS", "true")
     try:
         from .cli import closed_pipe
         from .cli import main as cli

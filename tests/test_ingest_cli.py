@@ -287,3 +287,25 @@ def test_new_database_starts_clean_and_lost_working_dir_is_harmless(
     assert again.returncode == 0, again.stderr
     assert "poll 2, listed 1, changed 1" in again.stdout
     assert history_rows(workdir) == (2, 1)  # no duplicated listing event, no repeated version
+
+
+def test_dlt_plugins_are_not_looked_for_unless_asked(sim: Simulator, workdir: Path) -> None:
+    """Looking for dlt's plugins reads every installed distribution's entry points at each start:
+    the CLI skips it, and DLT_DISABLE_PLUGINS=false brings it back."""
+    site, mark = workdir / "site", workdir / "plugin-loaded"
+    (site / "marking_plugin").mkdir(parents=True)
+    (site / "marking_plugin" / "__init__.py").write_text(
+        f"from pathlib import Path\nPath({str(mark)!r}).write_text('loaded')\n"
+    )
+    info = site / "marking_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: marking-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[dlt]\nmarking_plugin = marking_plugin\n")
+
+    done = ingest_cli(sim, workdir, PYTHONPATH=str(site))
+    assert done.returncode == 0, done.stderr
+    assert not mark.exists()
+    sim.clock.advance(300)
+    done = ingest_cli(sim, workdir, PYTHONPATH=str(site), DLT_DISABLE_PLUGINS="false")
+    assert done.returncode == 0, done.stderr
+    assert mark.read_text() == "loaded"
